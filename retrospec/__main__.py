@@ -1,0 +1,7 @@
+"""`python -m retrospec` runs the CLI."""
+
+from __future__ import annotations
+
+from retrospec.cli import main
+
+main()

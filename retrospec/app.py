@@ -1,0 +1,89 @@
+"""create_app: the Litestar application (nothing starts at import time)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.handlers import asgi
+
+from retrospec.db import DirectWriter, connect
+from retrospec.jobs import JobContext, Scheduler
+from retrospec.migrations import prepare_database
+from retrospec.runtime import Runtime
+from retrospec.settings import Settings
+from retrospec.sites import ensure_demo_site
+from retrospec.web.assets import AssetIndex, serve_asset
+from retrospec.web.health import healthz
+from retrospec.web.ingest import IngestHandler
+
+log = logging.getLogger("retrospec")
+
+# Route modules add themselves here: each is a callable(rt) -> list of route handlers.
+RouteFactory = Callable[[Runtime], Sequence[Any]]
+
+
+def _extra_routes(rt: Runtime) -> list[Any]:
+    routes: list[Any] = []
+    for module_name in ("retrospec.web.sdk", "retrospec.web.dashboard"):
+        try:
+            module = __import__(module_name, fromlist=["routes"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        routes.extend(module.routes(rt))
+    return routes
+
+
+def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
+    """Prepare the database and build the app; resources open and jobs start in the lifespan."""
+    prepare_database(settings.db_path, synchronous=settings.sqlite_synchronous)
+    rt = Runtime.build(settings)
+    if settings.demo:
+        conn = connect(settings.db_path)
+        try:
+            DirectWriter(conn).call(lambda c: ensure_demo_site(c, rt.secret))
+        finally:
+            conn.close()
+    handler = IngestHandler(rt)
+
+    @asgi("/api/v1/ingest", is_mount=False, copy_scope=False)
+    async def ingest_endpoint(scope: Any, receive: Any, send: Any) -> None:
+        await handler(scope, receive, send)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        rt.writer.start()
+        await rt.reads.open()
+        if start_jobs and settings.jobs:
+
+            def make_ctx(name: str) -> JobContext:
+                return JobContext(settings=settings, blobs=rt.blobs, write=rt.writer.call)
+
+            rt.scheduler = Scheduler(make_ctx, settings)
+            rt.scheduler.start()
+        try:
+            yield
+        finally:
+            if rt.scheduler is not None:
+                await rt.scheduler.shutdown()
+                rt.scheduler = None
+            await rt.reads.close()
+            rt.writer.stop()
+            rt.io_pool.shutdown(wait=True)
+            log.info("retrospec stopped cleanly")
+
+    app = Litestar(
+        route_handlers=[ingest_endpoint, healthz, serve_asset, *_extra_routes(rt)],
+        lifespan=[lifespan],
+        openapi_config=None,
+        logging_config=None,
+        debug=False,
+    )
+    app.state.rt = rt
+    app.state.assets = AssetIndex()
+    return app

@@ -1,0 +1,205 @@
+"""Blob store over fsspec: zstd-compressed objects, atomic writes, keys built from validated ids."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import secrets
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import fsspec
+import zstandard
+
+from retrospec.errors import InvalidBlobKey
+
+# Ids that end up in keys: site ids we generate, session ids the SDK generates (UUID-like).
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_TMP_MARK = ".tmp-"
+
+
+def validate_id(value: str, what: str = "id") -> str:
+    """Return value if it is a safe id (no dots, slashes or other path syntax)."""
+    if not isinstance(value, str) or not ID_RE.match(value):
+        raise InvalidBlobKey(f"invalid {what}: {value!r}")
+    return value
+
+
+def validate_key(key: str) -> str:
+    """Reject keys that could escape the store root (absolute, '..', backslashes, empty parts)."""
+    if not isinstance(key, str) or not key or key.startswith("/") or "\\" in key:
+        raise InvalidBlobKey(f"invalid blob key: {key!r}")
+    for part in key.split("/"):
+        if part in ("", ".", "..") or not _SEGMENT_RE.match(part) or _TMP_MARK in part:
+            raise InvalidBlobKey(f"invalid blob key: {key!r}")
+    return key
+
+
+def chunk_key(site_id: str, session_id: str, seq: int, payload: bytes) -> str:
+    """Key of one raw event chunk; the content digest keeps a conflicting retry from overwriting."""
+    if not isinstance(seq, int) or seq < 0:
+        raise InvalidBlobKey(f"invalid sequence number: {seq!r}")
+    digest = hashlib.blake2b(payload, digest_size=6).hexdigest()
+    return (
+        f"chunks/{validate_id(site_id, 'site id')}/{validate_id(session_id, 'session id')}/"
+        f"{seq:08d}-{digest}.zst"
+    )
+
+
+def replay_key(site_id: str, session_id: str, version: int) -> str:
+    """Key of a session's replay artifact (versioned so a rebuild never tears a reader)."""
+    return (
+        f"replays/{validate_id(site_id, 'site id')}/{validate_id(session_id, 'session id')}/"
+        f"v{int(version)}.zst"
+    )
+
+
+_local = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    comp: zstandard.ZstdCompressor | None = getattr(_local, "comp", None)
+    if comp is None:
+        comp = zstandard.ZstdCompressor(level=3)
+        _local.comp = comp
+    return comp
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    dec: zstandard.ZstdDecompressor | None = getattr(_local, "dec", None)
+    if dec is None:
+        dec = zstandard.ZstdDecompressor()
+        _local.dec = dec
+    return dec
+
+
+def compress(data: bytes) -> bytes:
+    """zstd-compress (frames carry their size, so decompress needs no hint)."""
+    return bytes(_compressor().compress(data))
+
+
+def decompress(data: bytes, max_size: int = 1 << 30) -> bytes:
+    """Decompress a zstd frame written by compress()."""
+    return bytes(_decompressor().decompress(data, max_output_size=max_size))
+
+
+class BlobStore:
+    """Objects under one fsspec root; every write lands complete or not at all."""
+
+    def __init__(self, url: str) -> None:
+        fs, root = fsspec.core.url_to_fs(url)
+        self.url = url
+        self.fs: Any = fs
+        self.root = str(root).rstrip("/")
+        self.local = "file" in _protocols(fs)
+        self._made: set[str] = set()
+        if self.local:
+            os.makedirs(self.root, exist_ok=True)
+
+    def path(self, key: str) -> str:
+        """Full path of a validated key."""
+        return f"{self.root}/{validate_key(key)}"
+
+    def put(self, key: str, data: bytes) -> int:
+        """Compress and store data under key; return the stored size."""
+        blob = compress(data)
+        self.put_raw(key, blob)
+        return len(blob)
+
+    def put_raw(self, key: str, blob: bytes) -> None:
+        """Store compressed bytes: temp name, then rename, so no reader sees a torn blob."""
+        final = self.path(key)
+        parent = final.rsplit("/", 1)[0]
+        if self.local:
+            if parent not in self._made:
+                os.makedirs(parent, exist_ok=True)
+                self._made.add(parent)
+            tmp = f"{final}{_TMP_MARK}{secrets.token_hex(4)}"
+            with open(tmp, "wb") as fh:
+                fh.write(blob)
+            os.replace(tmp, final)
+            return
+        # Object stores (s3, gcs, ...) make a single PUT atomic already.
+        self.fs.pipe_file(final, blob)
+
+    def get(self, key: str) -> bytes:
+        """Read and decompress a blob; FileNotFoundError if it is gone."""
+        return decompress(self.get_raw(key))
+
+    def get_raw(self, key: str) -> bytes:
+        """Read a blob's stored (compressed) bytes."""
+        if self.local:
+            with open(self.path(key), "rb") as fh:
+                return fh.read()
+        return bytes(self.fs.cat_file(self.path(key)))
+
+    def exists(self, key: str) -> bool:
+        """Whether key is stored."""
+        return bool(self.fs.exists(self.path(key)))
+
+    def size(self, key: str) -> int:
+        """Stored size of a blob in bytes (0 if missing)."""
+        try:
+            if self.local:
+                return os.stat(self.path(key)).st_size
+            return int(self.fs.size(self.path(key)))
+        except FileNotFoundError:
+            return 0
+
+    def delete(self, keys: Iterable[str]) -> int:
+        """Delete keys, ignoring ones already gone; return bytes freed."""
+        freed = 0
+        for key in keys:
+            path = self.path(key)
+            try:
+                if self.local:
+                    freed += os.stat(path).st_size
+                    os.unlink(path)
+                else:
+                    freed += int(self.fs.size(path))
+                    self.fs.rm_file(path)
+            except FileNotFoundError:
+                continue
+        return freed
+
+    def walk(self, prefix: str) -> Iterator[tuple[str, int, float]]:
+        """Yield (key, size, mtime seconds) of every object under prefix, temp files included."""
+        base = f"{self.root}/{prefix.strip('/')}"
+        if self.local:
+            for dirpath, _dirs, files in os.walk(base):
+                for name in files:
+                    full = os.path.join(dirpath, name)
+                    try:
+                        st = os.stat(full)
+                    except FileNotFoundError:
+                        continue
+                    yield full[len(self.root) + 1 :], st.st_size, st.st_mtime
+            return
+        for full, info in self.fs.find(base, detail=True).items():
+            mtime = info.get("mtime") or info.get("LastModified") or 0
+            stamp = mtime.timestamp() if hasattr(mtime, "timestamp") else float(mtime)
+            yield str(full)[len(self.root) + 1 :], int(info.get("size") or 0), stamp
+
+    def remove_path(self, key_or_tmp: str) -> None:
+        """Remove one walked path (may be a leftover temp file that validate_key would reject)."""
+        if ".." in key_or_tmp.split("/") or key_or_tmp.startswith("/"):
+            raise InvalidBlobKey(f"invalid blob path: {key_or_tmp!r}")
+        full = f"{self.root}/{key_or_tmp}"
+        if self.local:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(full)
+        else:
+            self.fs.rm_file(full)
+
+    def is_temp(self, key: str) -> bool:
+        """Whether a walked path is an unfinished temporary write."""
+        return _TMP_MARK in key
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)

@@ -1,0 +1,270 @@
+"""Ingest: decode the envelope, write the chunk blob, then one short insert of the batch."""
+
+from __future__ import annotations
+
+import sqlite3
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from retrospec.blobs import BlobStore, chunk_key
+from retrospec.errors import BadRequest, Forbidden, PayloadTooLarge
+from retrospec.models import (
+    ENVELOPE_DECODER,
+    PAYLOAD_ENCODER,
+    Envelope,
+    Failure,
+    FailurePayload,
+)
+from retrospec.sites import Site
+from retrospec.useragent import parse as parse_user_agent
+
+MESSAGE_SUMMARY_CHARS = 2000
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def gunzip_capped(data: bytes, limit: int) -> bytes:
+    """Decompress gzip, stopping as soon as the output would pass limit (gzip bombs)."""
+    decomp = zlib.decompressobj(wbits=31)
+    out = bytearray()
+    buf = data
+    try:
+        while True:
+            room = limit + 1 - len(out)
+            chunk = decomp.decompress(buf, room)
+            out += chunk
+            if len(out) > limit:
+                raise PayloadTooLarge(f"body is over {limit} bytes once decompressed")
+            if decomp.eof:
+                break
+            buf = decomp.unconsumed_tail
+            if not buf and len(chunk) < room:
+                raise BadRequest("gzip body is truncated")
+    except zlib.error as exc:
+        raise BadRequest(f"body is not valid gzip: {exc}") from None
+    return bytes(out)
+
+
+def decode_envelope(body: bytes) -> Envelope:
+    """Decode and validate the envelope; events stay raw bytes and are only checked to be a list."""
+    try:
+        env = ENVELOPE_DECODER.decode(body)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"invalid batch: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+    if len(env.events):
+        head = bytes(memoryview(env.events)[:64]).lstrip()
+        if not head.startswith(b"[") and head != b"null":
+            raise BadRequest("invalid batch: `events` must be an array of rrweb events")
+    return env
+
+
+def event_bytes(env: Envelope) -> bytes | None:
+    """The raw rrweb events array, or None when the batch carries none."""
+    if not len(env.events):
+        return None
+    raw = bytes(env.events)
+    stripped = raw.strip()
+    if stripped in (b"null", b"[]") or stripped.replace(b" ", b"") == b"[]":
+        return None
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    """Where a batch's events went."""
+
+    key: str
+    raw_bytes: int
+    stored_bytes: int
+
+
+def store_events(blobs: BlobStore, site: Site, env: Envelope, events: bytes) -> StoredChunk:
+    """Write the chunk blob (runs before the row insert, off the event loop)."""
+    key = chunk_key(site.id, env.session.id, env.seq, events)
+    stored = blobs.put(key, events)
+    return StoredChunk(key=key, raw_bytes=len(events), stored_bytes=stored)
+
+
+def user_key(env: Envelope) -> str | None:
+    """Who counts as one user: identified id, else email, else the SDK's anonymous id."""
+    user = env.session.user
+    if user is not None and user.id:
+        return f"id:{user.id}"
+    if user is not None and user.email:
+        return f"email:{user.email.lower()}"
+    if env.session.anonymous_id:
+        return f"anon:{env.session.anonymous_id}"
+    return None
+
+
+def _payload(f: Failure) -> str | None:
+    payload = FailurePayload(
+        stack=f.stack,
+        filename=f.filename,
+        lineno=f.lineno,
+        colno=f.colno,
+        fingerprint=f.fingerprint,
+        context=f.context if len(f.context) else None,
+        tags=f.tags,
+    )
+    encoded = PAYLOAD_ENCODER.encode(payload)
+    return None if encoded == b"{}" else encoded.decode("utf-8")
+
+
+_SESSION_UPSERT = """
+INSERT INTO sessions (
+    id, site_id, started_at, last_seen_at, user_id, user_email, user_name, anonymous_id,
+    user_key, user_agent, browser, os, entry_url, last_url, release, environment, sdk,
+    batches, chunks, failures, raw_bytes, stored_bytes, replay_status
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    last_seen_at = max(sessions.last_seen_at, excluded.last_seen_at),
+    started_at = min(sessions.started_at, excluded.started_at),
+    user_id = coalesce(excluded.user_id, sessions.user_id),
+    user_email = coalesce(excluded.user_email, sessions.user_email),
+    user_name = coalesce(excluded.user_name, sessions.user_name),
+    anonymous_id = coalesce(sessions.anonymous_id, excluded.anonymous_id),
+    user_key = coalesce(excluded.user_key, sessions.user_key),
+    user_agent = coalesce(sessions.user_agent, excluded.user_agent),
+    browser = coalesce(sessions.browser, excluded.browser),
+    os = coalesce(sessions.os, excluded.os),
+    last_url = coalesce(excluded.last_url, sessions.last_url),
+    release = coalesce(excluded.release, sessions.release),
+    environment = coalesce(excluded.environment, sessions.environment),
+    sdk = coalesce(excluded.sdk, sessions.sdk),
+    batches = sessions.batches + 1,
+    chunks = sessions.chunks + excluded.chunks,
+    failures = sessions.failures + excluded.failures,
+    raw_bytes = sessions.raw_bytes + excluded.raw_bytes,
+    stored_bytes = sessions.stored_bytes + excluded.stored_bytes,
+    replay_status = CASE
+        WHEN excluded.chunks > 0 AND sessions.replay_status = 'none' THEN 'pending'
+        ELSE sessions.replay_status END
+WHERE sessions.site_id = excluded.site_id
+"""
+
+_FAILURE_INSERT = """
+INSERT INTO failures (
+    site_id, session_id, seq, kind, type, message, url, ts, received_at, method, request_url,
+    status, duration_ms, release, environment, browser, os, user_key, payload
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """Everything the write needs, computed before taking the write lock."""
+
+    site_id: str
+    session_id: str
+    seq: int
+    received_at: int
+    session_row: tuple[object, ...]
+    failure_rows: Sequence[tuple[object, ...]]
+    chunk: StoredChunk | None
+
+
+def prepare(
+    site: Site, env: Envelope, chunk: StoredChunk | None, received_at: int
+) -> PreparedBatch:
+    """Turn a decoded envelope into rows (parsing and formatting stay outside the transaction)."""
+    meta = env.session
+    user = meta.user
+    browser, os_name = parse_user_agent(meta.user_agent)
+    ukey = user_key(env)
+    started = meta.started_at if meta.started_at is not None else received_at
+    started = min(started, received_at)
+    session_row = (
+        meta.id,
+        site.id,
+        started,
+        received_at,
+        user.id if user else None,
+        user.email if user else None,
+        user.name if user else None,
+        meta.anonymous_id,
+        ukey,
+        meta.user_agent,
+        browser,
+        os_name,
+        meta.url,
+        meta.url,
+        meta.release,
+        meta.environment,
+        meta.sdk,
+        1 if chunk else 0,
+        len(env.failures),
+        chunk.raw_bytes if chunk else 0,
+        chunk.stored_bytes if chunk else 0,
+        "pending" if chunk else "none",
+    )
+    failure_rows = [
+        (
+            site.id,
+            meta.id,
+            env.seq,
+            f.kind,
+            f.type,
+            f.message[:MESSAGE_SUMMARY_CHARS] if f.message else f.message,
+            f.url or meta.url,
+            f.ts,
+            received_at,
+            f.method.upper() if f.method else None,
+            f.request_url,
+            f.status,
+            f.duration_ms,
+            meta.release,
+            meta.environment,
+            browser,
+            os_name,
+            ukey,
+            _payload(f),
+        )
+        for f in env.failures
+    ]
+    return PreparedBatch(
+        site_id=site.id,
+        session_id=meta.id,
+        seq=env.seq,
+        received_at=received_at,
+        session_row=session_row,
+        failure_rows=failure_rows,
+        chunk=chunk,
+    )
+
+
+def write_batch(conn: sqlite3.Connection, batch: PreparedBatch) -> bool:
+    """Insert one batch; False if (session, seq) was already stored (an idempotent retry)."""
+    if conn.execute(
+        "SELECT 1 FROM chunks WHERE session_id = ? AND seq = ?", (batch.session_id, batch.seq)
+    ).fetchone():
+        return False
+    if conn.execute(_SESSION_UPSERT, batch.session_row).rowcount != 1:
+        raise Forbidden("this session id belongs to another site")
+    chunk = batch.chunk
+    conn.execute(
+        "INSERT INTO chunks (session_id, seq, site_id, received_at, raw_bytes, stored_bytes, "
+        "failure_count, blob_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            batch.session_id,
+            batch.seq,
+            batch.site_id,
+            batch.received_at,
+            chunk.raw_bytes if chunk else 0,
+            chunk.stored_bytes if chunk else 0,
+            len(batch.failure_rows),
+            chunk.key if chunk else None,
+        ),
+    )
+    if batch.failure_rows:
+        conn.executemany(_FAILURE_INSERT, batch.failure_rows)
+    return True
+
+
+def write_batches(conn: sqlite3.Connection, batches: list[PreparedBatch]) -> list[bool]:
+    """Insert several batches in one transaction (bulk import, benchmarks)."""
+    return [write_batch(conn, b) for b in batches]

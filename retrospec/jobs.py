@@ -1,0 +1,184 @@
+"""Background jobs: one runner for the scheduler and `retrospec jobs run`, with a record per run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from retrospec.blobs import BlobStore
+from retrospec.clock import now_ms
+from retrospec.db import connect
+from retrospec.settings import Settings
+
+T = TypeVar("T")
+log = logging.getLogger("retrospec.jobs")
+
+# name -> "module:function"; each function takes a JobContext and returns a JobResult.
+JOBS: dict[str, str] = {
+    "replays": "retrospec.replays:run",
+    "cluster": "retrospec.clustering:run",
+    "purge": "retrospec.retention:run",
+}
+
+
+class Stopped(Exception):
+    """Raised inside a job when the server is shutting down; the run ends cleanly."""
+
+
+@dataclass(slots=True)
+class JobResult:
+    """What one run did."""
+
+    items: int = 0
+    errors: int = 0
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class JobContext:
+    """What a job may use: settings, blobs, a way to write, fresh read connections."""
+
+    settings: Settings
+    blobs: BlobStore
+    write: Callable[[Callable[[sqlite3.Connection], Any]], Any]
+    trigger: str = "cli"
+    stop: threading.Event = field(default_factory=threading.Event)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file."""
+        return self.settings.db_path
+
+    def reader(self) -> sqlite3.Connection:
+        """A new read-only connection (the caller closes it)."""
+        return connect(self.db_path, readonly=True)
+
+    def check_stop(self) -> None:
+        """Call between batches: ends the run early when the server is stopping."""
+        if self.stop.is_set():
+            raise Stopped
+
+
+def job_function(name: str) -> Callable[[JobContext], JobResult]:
+    """Resolve a job name to its function."""
+    if name not in JOBS:
+        raise KeyError(name)
+    module_name, attr = JOBS[name].split(":")
+    fn: Callable[[JobContext], JobResult] = getattr(importlib.import_module(module_name), attr)
+    return fn
+
+
+def run_job(ctx: JobContext, name: str) -> JobResult:
+    """Run one job now (blocking), recording start, end, items and errors in job_runs."""
+    fn = job_function(name)  # an unknown name fails before anything is recorded
+    started = now_ms()
+    run_id: int = ctx.write(
+        lambda c: (
+            c.execute(
+                "INSERT INTO job_runs (job, trigger, started_at) VALUES (?, ?, ?)",
+                (name, ctx.trigger, started),
+            ).lastrowid
+        )
+    )
+    status, result = "ok", JobResult()
+    try:
+        result = fn(ctx)
+        if result.errors:
+            status = "partial"
+    except Stopped:
+        status, result.message = "stopped", "stopped at shutdown"
+    except Exception as exc:
+        log.exception("job %s failed", name)
+        status, result.message = "error", f"{type(exc).__name__}: {exc}"
+        result.errors += 1
+    ctx.write(
+        lambda c: c.execute(
+            "UPDATE job_runs SET finished_at = ?, status = ?, items = ?, errors = ?, "
+            "message = ? WHERE id = ?",
+            (now_ms(), status, result.items, result.errors, result.message[:2000], run_id),
+        )
+    )
+    if status == "error":
+        raise JobFailed(result.message)
+    return result
+
+
+class JobFailed(Exception):
+    """A job run ended with an exception (already recorded in job_runs)."""
+
+
+def prune_job_runs(conn: sqlite3.Connection, keep_per_job: int = 500) -> int:
+    """Keep the newest runs of each job so a 1-second job does not grow the table forever."""
+    cur = conn.execute(
+        "DELETE FROM job_runs WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER "
+        "(PARTITION BY job ORDER BY id DESC) AS n FROM job_runs) WHERE n > ?)",
+        (keep_per_job,),
+    )
+    return cur.rowcount
+
+
+class Scheduler:
+    """APScheduler in the server's event loop; job bodies run in threads, one at a time each."""
+
+    def __init__(self, make_ctx: Callable[[str], JobContext], settings: Settings) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        self._make_ctx = make_ctx
+        self._settings = settings
+        self._stop = threading.Event()
+        self._running: set[asyncio.Future[Any]] = set()
+        self._sched = AsyncIOScheduler(timezone="UTC")
+        intervals = {
+            "cluster": settings.cluster_interval_seconds,
+            "replays": settings.replay_interval_seconds,
+            "purge": settings.purge_interval_hours * 3600,
+        }
+        for name, seconds in intervals.items():
+            self._sched.add_job(
+                self._tick,
+                "interval",
+                seconds=seconds,
+                args=[name],
+                id=name,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+
+    def start(self) -> None:
+        """Start ticking (call inside the running event loop)."""
+        self._sched.start()
+
+    async def _tick(self, name: str) -> None:
+        ctx = self._make_ctx(name)
+        ctx.stop = self._stop
+        ctx.trigger = "scheduler"
+        future = asyncio.get_running_loop().run_in_executor(None, _quiet_run, ctx, name)
+        self._running.add(future)
+        try:
+            await future
+        finally:
+            self._running.discard(future)
+
+    async def shutdown(self) -> None:
+        """Stop scheduling, ask running jobs to stop at their next batch, and wait for them."""
+        self._stop.set()
+        self._sched.shutdown(wait=False)
+        if self._running:
+            await asyncio.wait(list(self._running), timeout=30)
+
+
+def _quiet_run(ctx: JobContext, name: str) -> None:
+    # A failure is recorded in job_runs and logged; the next tick tries again.
+    with contextlib.suppress(JobFailed):
+        run_job(ctx, name)

@@ -1,0 +1,91 @@
+"""The ingest envelope (msgspec): decoded strictly, while rrweb events stay raw bytes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+FailureKind = Literal["error", "unhandledrejection", "network", "console", "custom"]
+FAILURE_KINDS: tuple[str, ...] = ("error", "unhandledrejection", "network", "console", "custom")
+
+Short = Annotated[str, msgspec.Meta(max_length=256)]
+Text = Annotated[str, msgspec.Meta(max_length=4096)]
+Url = Annotated[str, msgspec.Meta(max_length=4096)]
+Stack = Annotated[str, msgspec.Meta(max_length=65536)]
+SessionId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$")]
+Millis = Annotated[int, msgspec.Meta(ge=0, le=32503680000000)]  # up to year 3000
+
+
+class User(msgspec.Struct, forbid_unknown_fields=False):
+    """The identified user, as the site passed it to identify()."""
+
+    id: Short | None = None
+    email: Short | None = None
+    name: Short | None = None
+
+
+class SessionMeta(msgspec.Struct, forbid_unknown_fields=False):
+    """Facts about the browser session, sent with every batch."""
+
+    id: SessionId
+    started_at: Millis | None = None
+    anonymous_id: Short | None = None
+    user: User | None = None
+    user_agent: Text | None = None
+    url: Url | None = None
+    release: Short | None = None
+    environment: Short | None = None
+    sdk: Short | None = None
+    sampled: bool = True
+
+
+class Failure(msgspec.Struct, forbid_unknown_fields=False):
+    """One captured failure; network fields only for kind 'network'."""
+
+    kind: FailureKind
+    ts: Millis
+    type: Short | None = None
+    message: Annotated[str, msgspec.Meta(max_length=16384)] | None = None
+    stack: Stack | None = None
+    url: Url | None = None
+    filename: Url | None = None
+    lineno: int | None = None
+    colno: int | None = None
+    method: Annotated[str, msgspec.Meta(max_length=16)] | None = None
+    request_url: Url | None = None
+    status: Annotated[int, msgspec.Meta(ge=0, le=999)] | None = None
+    duration_ms: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    fingerprint: list[Short] | None = None
+    # Anything else the SDK or beforeSend attached; kept verbatim (never parsed) in the payload.
+    context: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    tags: dict[Short, Short] | None = None
+
+
+class Envelope(msgspec.Struct, forbid_unknown_fields=False):
+    """One batch from one browser session."""
+
+    session: SessionMeta
+    seq: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
+    v: int = 1
+    site: Short | None = None
+    # rrweb events stay undecoded bytes (an empty Raw when the batch has none).
+    events: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    failures: list[Failure] = []
+
+
+class FailurePayload(msgspec.Struct, omit_defaults=True):
+    """The heavy part of a failure, stored as JSON and purged with the replay data."""
+
+    stack: str | None = None
+    filename: str | None = None
+    lineno: int | None = None
+    colno: int | None = None
+    fingerprint: list[str] | None = None
+    context: Any = None
+    tags: dict[str, str] | None = None
+
+
+ENVELOPE_DECODER = msgspec.json.Decoder(Envelope)
+PAYLOAD_ENCODER = msgspec.json.Encoder()
+PAYLOAD_DECODER = msgspec.json.Decoder(FailurePayload)

@@ -1,0 +1,216 @@
+"""Settings: defaults < retrospec.toml < RETROSPEC_* environment < CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retrospec.errors import ConfigError
+
+
+def _f(default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob RetroSpec has; each one is documented in retrospec.toml.example."""
+
+    data_dir: str = _f("./retrospec-data", "Directory for the SQLite database, secret and blobs.")
+    blob_url: str = _f("", "fsspec URL for blobs (chunks, replays); empty means <data_dir>/blobs.")
+    host: str = _f("127.0.0.1", "Address `retrospec serve` listens on.")
+    port: int = _f(8080, "Port `retrospec serve` listens on.")
+    public_url: str = _f("", "Base URL users reach the server at; empty means http://host:port.")
+    secret: str = _f("", "Signing secret; empty means generated once into <data_dir>/secret.")
+    jobs: bool = _f(True, "Run the replay, cluster and purge jobs inside `retrospec serve`.")
+    demo: bool = _f(True, "Serve the /demo page and its built-in demo site.")
+    promote_after: int = _f(2, "Similar failures a cluster needs before it becomes an issue.")
+    retention_days: float = _f(7, "Days to keep heavy artifacts (chunks, replays, payloads).")
+    replay_interval_seconds: float = _f(5.0, "How often the replay job looks for new chunks.")
+    cluster_interval_seconds: float = _f(1.0, "How often the cluster job looks for new failures.")
+    purge_interval_hours: float = _f(24.0, "How often the scheduled purge runs.")
+    job_batch_size: int = _f(2000, "Items a job handles per transaction (bounded batches).")
+    max_body_bytes: int = _f(1_048_576, "Largest ingest body accepted as sent (compressed).")
+    max_decompressed_bytes: int = _f(16_777_216, "Largest ingest body after gzip decoding.")
+    rate_limit_per_second: float = _f(500.0, "Ingest batches per second per site; 0 disables.")
+    rate_limit_burst: int = _f(1000, "Ingest batches a site may send at once above its rate.")
+    min_free_disk_mb: int = _f(512, "Below this free disk, replay data is refused with 507.")
+    max_failures_per_batch: int = _f(200, "Failures one ingest batch may carry.")
+    sqlite_synchronous: str = _f(
+        "normal",
+        "SQLite synchronous mode: 'normal' survives a process crash, 'full' also power loss.",
+    )
+    login_session_hours: float = _f(336.0, "How long a dashboard login lasts.")
+    cookie_secure: bool = _f(False, "Mark dashboard cookies Secure (set when served over HTTPS).")
+    log_level: str = _f("info", "Log level: debug, info, warning or error.")
+
+    @property
+    def data_path(self) -> Path:
+        """The data directory as an absolute path."""
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite database file."""
+        return self.data_path / "retrospec.sqlite3"
+
+    @property
+    def effective_blob_url(self) -> str:
+        """The blob store root, defaulting to a directory under the data dir."""
+        return self.blob_url or str(self.data_path / "blobs")
+
+    @property
+    def base_url(self) -> str:
+        """Where users reach the dashboard, for links printed by the CLI."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+
+FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)}
+ENV_PREFIX = "RETROSPEC_"
+_CHOICES = {
+    "sqlite_synchronous": ("normal", "full"),
+    "log_level": ("debug", "info", "warning", "error"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedSettings:
+    """Effective settings plus where each value came from."""
+
+    settings: Settings
+    sources: Mapping[str, str]
+    config_path: Path | None
+
+
+def field_doc(name: str) -> str:
+    """The documentation line of one setting."""
+    return str(FIELDS[name].metadata["doc"])
+
+
+def _coerce(name: str, value: Any, origin: str) -> Any:
+    kind = FIELDS[name].type
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if not isinstance(value, str):
+            raise ValueError(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{origin}: {name} must be a {kind}, got {value!r}") from None
+    choices = _CHOICES.get(name)
+    if choices and value not in choices:
+        raise ConfigError(f"{origin}: {name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def find_config(explicit: str | Path | None, env: Mapping[str, str]) -> Path | None:
+    """Config file: --config, else RETROSPEC_CONFIG, else ./retrospec.toml if present."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    if env.get("RETROSPEC_CONFIG"):
+        path = Path(env["RETROSPEC_CONFIG"])
+        if not path.is_file():
+            raise ConfigError(f"RETROSPEC_CONFIG points to {path}, which does not exist")
+        return path
+    default = Path("retrospec.toml")
+    return default if default.is_file() else None
+
+
+def load_settings(
+    config: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> LoadedSettings:
+    """Merge every layer into one frozen Settings, recording the source of each value."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {name: "default" for name in FIELDS}
+    path = find_config(config, env)
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from None
+        for key, value in data.items():
+            if key not in FIELDS:
+                raise ConfigError(f"{path}: unknown setting {key!r}")
+            values[key] = _coerce(key, value, str(path))
+            sources[key] = str(path)
+    for name in FIELDS:
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in env:
+            values[name] = _coerce(name, env[env_name], env_name)
+            sources[name] = f"env {env_name}"
+    for name, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if name not in FIELDS:
+            raise ConfigError(f"unknown setting {name!r}")
+        values[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
+        sources[name] = f"flag --{name.replace('_', '-')}"
+    settings = Settings(**values)
+    _validate(settings)
+    return LoadedSettings(settings=settings, sources=sources, config_path=path)
+
+
+def _validate(s: Settings) -> None:
+    if not 0 < s.port < 65536:
+        raise ConfigError(f"port must be between 1 and 65535, got {s.port}")
+    if s.promote_after < 1:
+        raise ConfigError("promote_after must be at least 1")
+    if s.retention_days <= 0:
+        raise ConfigError("retention_days must be positive")
+    for name in ("max_body_bytes", "max_decompressed_bytes", "job_batch_size"):
+        if getattr(s, name) < 1:
+            raise ConfigError(f"{name} must be positive")
+    for name in (
+        "replay_interval_seconds",
+        "cluster_interval_seconds",
+        "purge_interval_hours",
+        "login_session_hours",
+    ):
+        if getattr(s, name) <= 0:
+            raise ConfigError(f"{name} must be positive")
+
+
+def parse_duration(text: str) -> float:
+    """Parse '7d', '36h', '90m', '45s' or a bare number of days into seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    raw = text.strip().lower()
+    try:
+        if raw and raw[-1] in units:
+            amount = float(raw[:-1])
+            seconds = amount * units[raw[-1]]
+        else:
+            seconds = float(raw) * 86400
+    except ValueError:
+        raise ConfigError(f"cannot read duration {text!r}; use e.g. 7d, 36h, 90m") from None
+    if seconds < 0:
+        raise ConfigError(f"duration {text!r} must not be negative")
+    return seconds

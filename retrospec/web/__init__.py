@@ -1,0 +1,1 @@
+"""HTTP layer: ingest endpoint, dashboard, SDK and static assets."""

@@ -1,0 +1,33 @@
+"""GET /healthz: liveness plus the facts an operator checks first."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar import Request, get
+
+from retrospec import __version__
+from retrospec.runtime import Runtime
+
+
+@get("/healthz", include_in_schema=False)
+async def healthz(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """200 {"status": "ok", ...}; disk.low tells whether replay data is being refused."""
+    rt: Runtime = request.app.state.rt
+    async with rt.reads.acquire() as conn:
+        rows = list(await conn.execute_fetchall("SELECT max(version) FROM schema_migrations"))
+    free = rt.disk.free_bytes()
+    return {
+        "status": "ok",
+        "version": __version__,
+        "schema": int(rows[0][0] or 0),
+        "uptime_s": round(time.time() - rt.started_at, 1),
+        "jobs": rt.scheduler is not None,
+        "disk": {
+            "free_bytes": free,
+            "floor_bytes": rt.disk.floor_bytes,
+            "low": free < rt.disk.floor_bytes,
+            "replay_ingest": "refused" if free < rt.disk.floor_bytes else "accepted",
+        },
+    }

@@ -1,0 +1,213 @@
+"""POST /api/v1/ingest as a raw ASGI handler: streamed size caps, CORS, then ingest.store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+import msgspec
+
+from retrospec import ingest
+from retrospec.clock import now_ms
+from retrospec.errors import (
+    BadRequest,
+    Forbidden,
+    InsufficientStorage,
+    InvalidKey,
+    PayloadTooLarge,
+    RateLimited,
+    RetrospecError,
+    UnsupportedMediaType,
+)
+from retrospec.guards import retry_after_header
+from retrospec.runtime import Runtime
+from retrospec.sites import Site, site_for_key_async
+
+log = logging.getLogger("retrospec.ingest")
+
+# sendBeacon can only send CORS-safelisted types without a preflight, hence text/plain.
+_ACCEPTED_TYPES = {"", "application/json", "text/plain", "application/octet-stream"}
+_ALLOWED_HEADERS = "content-type, content-encoding, x-retrospec-key"
+_JSON = msgspec.json.Encoder()
+# Failure-only batches are still taken when disk is low, as long as they are this small.
+SMALL_BATCH_BYTES = 65_536
+
+
+class _ClientGone(Exception):
+    pass
+
+
+def _headers(scope: dict[str, Any]) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+async def _send_json(
+    send: Any,
+    status: int,
+    body: dict[str, Any],
+    *,
+    origin: str | None,
+    extra: dict[str, str] | None = None,
+) -> None:
+    payload = _JSON.encode(body)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        (b"cache-control", b"no-store"),
+        (b"vary", b"Origin"),
+    ]
+    if origin:
+        headers.append((b"access-control-allow-origin", origin.encode("latin-1")))
+        headers.append((b"access-control-expose-headers", b"Retry-After"))
+    for name, value in (extra or {}).items():
+        headers.append((name.lower().encode(), value.encode("latin-1")))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def _read_body(receive: Any, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body is over the {limit}-byte limit")
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+class IngestHandler:
+    """The ingest endpoint; one instance per app, holding the runtime."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def lookup(self, key: str) -> Site | None:
+        """Site for a key, through the short-lived cache."""
+        hit, site = self.rt.keys.get(key)
+        if hit:
+            return site
+        async with self.rt.reads.acquire() as conn:
+            site = await site_for_key_async(conn, key)
+        self.rt.keys.put(key, site)
+        return site
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = _headers(scope)
+        origin = headers.get("origin")
+        cors_origin = origin
+        try:
+            method = scope["method"]
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            key = (query.get("key") or [""])[0] or headers.get("x-retrospec-key", "")
+            if method == "OPTIONS":
+                await self._preflight(send, key, origin)
+                return
+            if method != "POST":
+                await _send_json(
+                    send,
+                    405,
+                    {"error": "use POST"},
+                    origin=origin,
+                    extra={"allow": "POST, OPTIONS"},
+                )
+                return
+            status, body, extra = await self._ingest(scope, receive, headers, key, origin)
+        except _ClientGone:
+            return
+        except RetrospecError as exc:
+            if isinstance(exc, Forbidden):
+                cors_origin = None  # a disallowed origin must not be able to read anything
+            status, body, extra = exc.http_status, {"error": exc.message}, exc.headers
+        except Exception:
+            log.exception("ingest failed")
+            status, body, extra = 500, {"error": "internal error; the batch was not stored"}, {}
+        await _send_json(send, status, body, origin=cors_origin, extra=extra)
+
+    async def _preflight(self, send: Any, key: str, origin: str | None) -> None:
+        if key:
+            site = await self.lookup(key)
+            if site is not None and not site.allows_origin(origin):
+                await _send_json(send, 403, {"error": "origin not allowed"}, origin=None)
+                return
+        headers = [
+            (b"access-control-allow-methods", b"POST, OPTIONS"),
+            (b"access-control-allow-headers", _ALLOWED_HEADERS.encode()),
+            (b"access-control-max-age", b"600"),
+            (b"vary", b"Origin"),
+            (b"content-length", b"0"),
+        ]
+        if origin:
+            headers.append((b"access-control-allow-origin", origin.encode("latin-1")))
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _ingest(
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        headers: dict[str, str],
+        key: str,
+        origin: str | None,
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        rt = self.rt
+        settings = rt.settings
+        ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if ctype not in _ACCEPTED_TYPES:
+            raise UnsupportedMediaType(
+                f"content type {ctype!r} is not supported; send application/json or text/plain"
+            )
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity", "gzip"):
+            raise UnsupportedMediaType(f"content encoding {encoding!r} is not supported; use gzip")
+        if not key:
+            raise InvalidKey("missing ingest key: pass ?key= or the X-Retrospec-Key header")
+        site = await self.lookup(key)
+        if site is None:
+            raise InvalidKey("unknown or revoked ingest key")
+        if not site.allows_origin(origin):
+            raise Forbidden(f"origin {origin} is not allowed for site {site.name}")
+        wait = rt.limiter.check(site.id)
+        if wait > 0:
+            raise RateLimited(
+                f"rate limit for site {site.name} exceeded; retry later",
+                headers={"retry-after": retry_after_header(wait)},
+            )
+        declared = headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
+            raise PayloadTooLarge(f"body is over the {settings.max_body_bytes}-byte limit")
+        body = await _read_body(receive, settings.max_body_bytes)
+        if encoding == "gzip" or body[:2] == ingest.GZIP_MAGIC:
+            body = ingest.gunzip_capped(body, settings.max_decompressed_bytes)
+        elif len(body) > settings.max_decompressed_bytes:
+            raise PayloadTooLarge(
+                f"body is over the {settings.max_decompressed_bytes}-byte decoded limit"
+            )
+        env = ingest.decode_envelope(body)
+        if env.site and env.site not in (site.id, site.name):
+            raise InvalidKey(f"this key belongs to site {site.name!r}, not {env.site!r}")
+        if len(env.failures) > settings.max_failures_per_batch:
+            raise BadRequest(
+                f"a batch may carry at most {settings.max_failures_per_batch} failures"
+            )
+        events = ingest.event_bytes(env)
+        if (events is not None or len(body) > SMALL_BATCH_BYTES) and rt.disk.low():
+            raise InsufficientStorage(
+                "the server is low on disk; replay data is refused, failures are still taken"
+            )
+        chunk = None
+        if events is not None:
+            loop = asyncio.get_running_loop()
+            chunk = await loop.run_in_executor(
+                rt.io_pool, ingest.store_events, rt.blobs, site, env, events
+            )
+        batch = ingest.prepare(site, env, chunk, now_ms())
+        stored = await rt.writer.run(lambda conn: ingest.write_batch(conn, batch))
+        return 202, {"ok": True, "seq": env.seq, "duplicate": not stored}, {}

@@ -1,0 +1,84 @@
+"""Blob store: round trip, compression on disk, atomic writes, key validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from retrospec.blobs import BlobStore, chunk_key, replay_key, validate_id, validate_key
+from retrospec.errors import InvalidBlobKey
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def test_round_trip_is_compressed_and_atomic(tmp_path: Path) -> None:
+    store = BlobStore(str(tmp_path / "blobs"))
+    data = b'[{"type":2,"data":{}}]' * 500
+    key = chunk_key("site1", "0f8c6b1e-1111-4222-8333-944455556666", 3, data)
+    stored = store.put(key, data)
+    on_disk = (tmp_path / "blobs" / key).read_bytes()
+    assert on_disk.startswith(ZSTD_MAGIC)
+    assert stored == len(on_disk) < len(data) / 10
+    assert store.get(key) == data
+    assert store.exists(key) and store.size(key) == stored
+    leftovers = [p for p in (tmp_path / "blobs").rglob("*") if ".tmp-" in p.name]
+    assert leftovers == []
+    assert store.delete([key, key]) == stored
+    assert not store.exists(key)
+    with pytest.raises(FileNotFoundError):
+        store.get(key)
+
+
+def test_file_url_root(tmp_path: Path) -> None:
+    store = BlobStore(f"file://{tmp_path}/b")
+    store.put("replays/s/abc12345/v1.zst", b"hello")
+    assert (tmp_path / "b" / "replays/s/abc12345/v1.zst").exists()
+    assert store.get("replays/s/abc12345/v1.zst") == b"hello"
+
+
+def test_memory_filesystem_works_through_fsspec() -> None:
+    store = BlobStore("memory://retrospec-test")
+    store.put("chunks/a/abcdefgh/00000001-00.zst", b"x" * 100)
+    assert store.get("chunks/a/abcdefgh/00000001-00.zst") == b"x" * 100
+    keys = [k for k, _, _ in store.walk("chunks")]
+    assert keys == ["chunks/a/abcdefgh/00000001-00.zst"]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "../etc/passwd",
+        "/etc/passwd",
+        "chunks/../../x",
+        "chunks//x",
+        "chunks/./x",
+        "chunks\\x",
+        "",
+        "chunks/x.tmp-1234",
+        "chunks/.hidden",
+    ],
+)
+def test_bad_keys_rejected(tmp_path: Path, key: str) -> None:
+    store = BlobStore(str(tmp_path))
+    with pytest.raises(InvalidBlobKey):
+        store.put(key, b"x")
+    with pytest.raises(InvalidBlobKey):
+        validate_key(key)
+
+
+@pytest.mark.parametrize("bad", ["../x", "/abs", "a/b", "..", "", "a" * 65, "é"])
+def test_ids_in_keys_are_validated(bad: str) -> None:
+    with pytest.raises(InvalidBlobKey):
+        validate_id(bad)
+    with pytest.raises(InvalidBlobKey):
+        chunk_key("site", bad, 1, b"")
+    with pytest.raises(InvalidBlobKey):
+        replay_key(bad, "abcdefgh", 1)
+
+
+def test_conflicting_retry_gets_its_own_key() -> None:
+    a = chunk_key("s", "abcdefgh", 1, b"one")
+    b = chunk_key("s", "abcdefgh", 1, b"two")
+    assert a != b and a.startswith("chunks/s/abcdefgh/00000001-")
+    assert chunk_key("s", "abcdefgh", 1, b"one") == a
