@@ -277,3 +277,6 @@ def main() -> None:
             sys.exit(exc.exit_code)
         raise
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+# --- command modules register here (one line each) ---

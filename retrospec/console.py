@@ -47,7 +47,7 @@ def print_table(
 
 def print_text(text: str, *, style: str | None = None) -> None:
     """Plain or styled text on stdout (markup in text is not interpreted)."""
-    out.print(escape(text), style=style)
+    out.print(escape(text), style=style, soft_wrap=True)
 
 
 def print_markdown_source(text: str) -> None:

@@ -1,10 +1,26 @@
 """Group front-end failures: one stable fingerprint plus display info per failure (pure functions).
 
 Precedence: an explicit SDK fingerprint, else the stack (exception type + normalised message +
-top in-app frames), else exception type + normalised message. Network failures group by method,
-host, templated path and status class. Grouping keys never contain line or column numbers, query
-strings, origins of frames or bundle content hashes, so one bug from two deploys (or from Chrome
-and Firefox) gets one hash.
+top 5 in-app frames), else exception type + normalised message. Network failures group by
+method, host, templated path and status class. Keys never hold line or column numbers, query
+strings, frame origins or bundle content hashes, so one bug from two deploys (or from Chrome,
+Firefox and Safari) gets one hash, while the message keeps `reading 'x'` apart from `'y'`.
+
+Message canonicalisation (so cross-browser wordings of one failure match):
+- property access on undefined/null -> "cannot access property 'x' of undefined" from V8
+  ("Cannot read/set properties of undefined (reading 'x')", old "Cannot read property 'x' of
+  undefined", "Cannot destructure property 'x' of ..."), Firefox ("can't access property "x",
+  o is undefined") and Safari ("undefined is not an object (evaluating 'o.x')": last member).
+  Firefox < 72 says only "o is undefined" (no property name): left as is, it cannot match.
+- "t.map is not a function" -> "map is not a function" (receivers are often minified locals);
+  a bare 1-2 character callee becomes "<min>" ("e is not a function"); same for "is not a
+  constructor" / "is not iterable"; Safari's "(In '...')" suffix is dropped.
+- Safari "Can't find variable: x" -> "x is not defined"; "Failed to fetch" / "NetworkError when
+  attempting to fetch resource." / "Load failed" -> "network request failed"; "too much
+  recursion" -> "maximum call stack size exceeded" (and Firefox's InternalError is treated as
+  RangeError); every engine's JSON.parse failure -> "invalid json".
+Then URLs, e-mails, UUIDs, IPs, hex and numbers become placeholders, whitespace collapses and
+the result is capped at 300 characters. Titles keep the original wording (capped at 200).
 """
 
 from __future__ import annotations
@@ -31,13 +47,14 @@ MAX_HASHED_FRAMES = 5
 MAX_MESSAGE_CHARS = 300
 MAX_TITLE_CHARS = 200
 MAX_KEPT_FRAMES = 50
+# Only this much of a message is examined (messages may be 16 KiB); keeps regex cost bounded.
+_SCAN_CHARS = 2000
 
 # Which kinds share clusters: an uncaught error, the same error as an unhandled rejection and
 # one passed to captureException are the same bug; console output and HTTP failures are not.
 _FAMILY = {"error": "error", "unhandledrejection": "error", "custom": "error", "console": "console"}
 _DEFAULT_PARTS = frozenset({"{{ default }}", "{{default}}"})  # Sentry's "extend the default"
 
-_UNCAUGHT = re.compile(r"(?:Uncaught )?(?:\(in promise\) )?")
 _TYPE_PREFIX = re.compile(r"([A-Z][\w$]*(?:Error|Exception)|Error): (.*)", re.S)
 
 # Placeholders, applied in this order (URLs and e-mails contain numbers, UUIDs contain hex).
@@ -58,7 +75,10 @@ _PLACEHOLDERS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         "<ip>",
     ),
-    (re.compile(r"\b0x[0-9a-f]+\b|\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}\b", re.I), "<hex>"),
+    (
+        re.compile(r"\b0x[0-9a-f]+\b|\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}\b", re.I),
+        "<hex>",
+    ),
     # Digits glued to letters before them ("h1", "utf8", "es2015") are names, not values.
     (re.compile(r"(?<![\w$])\d+(?:\.\d+)*"), "<num>"),
 )
@@ -75,15 +95,23 @@ _EXACT: dict[str, str] = {
     "ResizeObserver loop completed with undelivered notifications.": "resizeobserver loop",
 }
 _ACCESS = "cannot access property '{}' of {}"
-_V8_READ = re.compile(r"Cannot (?:read|set) properties of (undefined|null) \((?:reading|setting) '(.*)'\)")
+_V8_READ = re.compile(
+    r"Cannot (?:read|set) properties of (undefined|null) \((?:reading|setting) '(.*)'\)"
+)
 _V8_READ_OLD = re.compile(r"Cannot (?:read|set) property '(.*)' of (undefined|null)")
-_V8_DESTRUCTURE = re.compile(r"Cannot destructure property '(.*?)' of .* as it is (undefined|null)\.?")
-_FF_ACCESS = re.compile(r"can't access property \"(.*?)\"(?:, .+ is| of) (undefined|null)")
+_V8_DESTRUCTURE = re.compile(
+    r"Cannot destructure property '(.*?)' of .* as it is (undefined|null)\.?"
+)
+_FF_ACCESS = re.compile(r"can't access property \"?(.*?)\"?(?:, .+ is| of) (undefined|null)")
 _SAFARI_ACCESS = re.compile(r"'?(undefined|null)'? is not an object \(evaluating '(.*)'\)")
 _SAFARI_PROP = re.compile(r"""(?:\.\s*(#?[\w$]+)|\[\s*(['"])(.*?)\2\s*\]|\[\s*(\d+)\s*\])$""")
 _NOT_A = re.compile(r"(.+?) is not (a function|a constructor|iterable)\b.*")
-_CALLEE_NAME = re.compile(r"(?:^|[.\s(])(#?[\w$]+)\)*$")
+_IDENT_ONLY = re.compile(r"#?[\w$]+")
+_LAST_MEMBER = re.compile(r"\.\s*(#?[\w$]+)\)*$")
 _SAFARI_REF = re.compile(r"Can't find variable: ([\w$]+)")
+_JSON = re.compile(
+    r"(?=.*?(?:is not valid JSON|JSON\.parse:|JSON Parse error:|of JSON input|in JSON at)).*"
+)
 _FF_CONST = re.compile(r"invalid assignment to const ['\"]?[\w$]+['\"]?")
 
 
@@ -99,15 +127,15 @@ def _not_a(m: re.Match[str]) -> str | None:
     callee = m[1].strip()
     if callee.startswith("object "):
         callee = callee[7:]  # V8: "object null is not iterable (...)"
-    name = _CALLEE_NAME.search(callee)
-    if name is None:
-        return None
-    ident = name[1]
-    # Like frame names, 1-2 character identifiers are minifier output that changes per deploy
-    # ("e is not a function" vs "t is not a function"); `$` and `_` are real library globals.
-    if len(ident) <= 2 and ident not in ("$", "_"):
-        ident = "<min>"
-    return f"{ident} is not {m[2]}"
+    if _IDENT_ONLY.fullmatch(callee):
+        # Like frame names, bare 1-2 character identifiers are minifier output that changes per
+        # deploy ("e is not a function" vs "t is not a function"); `$` and `_` are real globals.
+        if len(callee) <= 2 and callee not in ("$", "_"):
+            callee = "<min>"
+        return f"{callee} is not {m[2]}"
+    # The receiver ("t.map", "(0 , _api.load)") is often a minified local: keep the member.
+    member = _LAST_MEMBER.search(callee)
+    return None if member is None else f"{member[1]} is not {m[2]}"
 
 
 _RULES: tuple[tuple[str, re.Pattern[str], Callable[[re.Match[str]], str | None]], ...] = (
@@ -119,8 +147,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], Callable[[re.Match[str]], str | None]]
     (" is not ", _NOT_A, _not_a),
     ("Can't find variable", _SAFARI_REF, lambda m: f"{m[1]} is not defined"),
     ("to const", _FF_CONST, lambda m: "assignment to constant variable"),
-    ("JSON", re.compile(r".*(?:is not valid JSON|JSON\.parse:|JSON Parse error:|of JSON input).*"),
-     lambda m: "invalid json"),
+    ("JSON", _JSON, lambda m: "invalid json"),
 )  # fmt: skip
 
 
@@ -155,6 +182,15 @@ def _collapse(text: str) -> str:
     return " ".join(text.split())
 
 
+def _strip_uncaught(text: str) -> str:
+    # window.onerror's message carries Chrome's console prefixes; Error.message does not.
+    if text.startswith("Uncaught "):
+        text = text[9:]
+    if text.startswith("(in promise) "):
+        text = text[13:]
+    return text
+
+
 def _canonical(text: str) -> str:
     """Map well-known engine wordings to one cross-browser form (see module docs)."""
     exact = _EXACT.get(text)
@@ -172,13 +208,16 @@ def _canonical(text: str) -> str:
     return text
 
 
-@lru_cache(maxsize=4096)
 def normalize_message(message: str | None) -> str:
     """Grouping form of a message: canonical engine wording, placeholders, collapsed, capped."""
     if not message:
         return ""
-    text = _collapse(message)
-    text = text[_UNCAUGHT.match(text).end() :]  # type: ignore[union-attr]
+    # Repeated messages hit the cache; long ones bypass it so its memory stays bounded.
+    return _normalize_cached(message) if len(message) <= 512 else _normalize(message[:_SCAN_CHARS])
+
+
+def _normalize(message: str) -> str:
+    text = _strip_uncaught(_collapse(message))
     prefix = ""
     m = _TYPE_PREFIX.fullmatch(text)
     if m is not None:
@@ -187,6 +226,9 @@ def normalize_message(message: str | None) -> str:
     for pattern, placeholder in _PLACEHOLDERS:
         text = pattern.sub(placeholder, text)
     return text[:MAX_MESSAGE_CHARS]
+
+
+_normalize_cached = lru_cache(maxsize=4096)(_normalize)
 
 
 def path_template(url: str) -> tuple[str, str]:
@@ -216,13 +258,13 @@ def _hash(key: str) -> str:
 def _split_type(type_: str | None, message: str | None, stack: str | None) -> tuple[str, str]:
     """Return (type, display message): strips "Uncaught", repeated type prefixes, infers type."""
     type_ = (type_ or "").strip()
-    text = _collapse(message) if message else ""
+    text = _collapse(message[:_SCAN_CHARS]) if message else ""
     if not text and stack:
         # Without a message, Chrome's stack still starts with "TypeError: message".
-        first = stack.lstrip().partition("\n")[0]
-        if not first.startswith("at ") and "@" not in first:
+        first = stack.lstrip().partition("\n")[0][:_SCAN_CHARS]
+        if not parse_stack(first):
             text = _collapse(first)
-    text = text[_UNCAUGHT.match(text).end() :]  # type: ignore[union-attr]
+    text = _strip_uncaught(text)
     m = _TYPE_PREFIX.fullmatch(text)
     if m is not None and (not type_ or m[1] == type_):
         type_, text = m[1], m[2]
@@ -280,6 +322,9 @@ def fingerprint(failure: FailureInput) -> Fingerprint:
     if not any(parts):
         return default
     # Explicit parts replace the default key; "{{ default }}" splices the default key back in.
-    escaped = (default.key if p in _DEFAULT_PARTS else p.replace("\n", "\\n") for p in parts)
+    escaped = (
+        default.key if p in _DEFAULT_PARTS else p.replace("\\", "\\\\").replace("\n", "\\n")
+        for p in parts
+    )
     key = "\n".join(("explicit", *escaped))
     return Fingerprint(_hash(key), "explicit", default.title, default.culprit, default.frames, key)

@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import lru_cache, wraps
+from typing import TypeVar
 
 __all__ = ["Frame", "parse_stack", "split_url", "template_segment"]
 
 # Stacks can be huge ("too much recursion" in Firefox prints thousands of lines); grouping only
 # needs the top, so parsing stops early to keep the per-failure cost bounded.
 MAX_STACK_LINES = 200
+# Deploys repeat the same lines, files and names thousands of times, so caches make parsing
+# nearly free. Longer strings (data: URLs, junk) bypass them to keep their memory bounded.
+_CACHE_MAX_CHARS = 512
+_T = TypeVar("_T")
 
 # Browser-internal and extension code is never the site's bug. Safari hides extension URLs
 # behind webkit-masked-url://hidden/.
-_EXTENSION_MARKERS = ("-extension:", "webkit-masked-url:", "extensions::", "chrome://", "resource://")
-_NATIVE_LOCATIONS = frozenset(
-    {"<anonymous>", "native", "native code", "[native code]", "unknown location", "<unknown>"}
-)
+_EXTENSION = re.compile(r"-extension:|webkit-masked-url:|extensions::|chrome://|resource://")
 
 _CHROME_FRAME = re.compile(r"at (?:(?P<fn>.+?) \((?P<loc>.*)\)|(?P<bare>.+))")
 _GECKO_FRAME = re.compile(r"(?P<fn>[^@]*)@(?P<loc>.+)")
 _BARE_URL = re.compile(r"[A-Za-z][\w+.-]*:\S*:\d+(?::\d+)?")
-_LOCATION = re.compile(r"(?P<file>.+?)(?::(?P<line>\d+))?(?::(?P<col>\d+))?")
 _CHROME_CONSOLE_SCRIPT = re.compile(r"VM\d+")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _IDENT = re.compile(r"#?(?:[^\W\d]|\$)[\w$]*")
@@ -60,6 +62,21 @@ _CDN_LABELS = frozenset({"static", "assets", "js", "scripts", "script", "widget"
 _TWO_PART_SUFFIXES = frozenset({"co", "com", "net", "org", "gov", "ac", "edu", "ne", "or"})
 
 
+def _bounded_cache(maxsize: int) -> Callable[[Callable[[str], _T]], Callable[[str], _T]]:
+    """lru_cache for one-string functions that skips strings longer than _CACHE_MAX_CHARS."""
+
+    def decorate(fn: Callable[[str], _T]) -> Callable[[str], _T]:
+        cached = lru_cache(maxsize=maxsize)(fn)
+
+        @wraps(fn)
+        def call(arg: str) -> _T:
+            return cached(arg) if len(arg) <= _CACHE_MAX_CHARS else fn(arg)
+
+        return call
+
+    return decorate
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
     """One normalised stack frame (top of the stack first in every list)."""
@@ -73,7 +90,7 @@ class Frame:
 
 
 def split_url(url: str) -> tuple[str, str]:
-    """Split a URL into (host, path), dropping scheme, credentials, default port, query, fragment."""
+    """Split a URL into (host, path) without scheme, credentials, default port, query, fragment."""
     cut = len(url)
     for ch in "?#":
         i = url.find(ch)
@@ -153,7 +170,9 @@ def _is_content_hash_token(tok: str) -> bool:
         return False
     if _HEX.fullmatch(tok):
         return _has_digit(tok) or n >= 12
-    if n == 8 or n >= 12:
+    # "-"/"_" inside a whole token means a name ("jquery-3", "app-3F9A1C2B"); trailing hashes
+    # after such separators are handled by _strip_trailing_hash.
+    if (n == 8 or n >= 12) and "-" not in tok and "_" not in tok:
         return _looks_like_b64_hash(tok)
     return False
 
@@ -183,21 +202,21 @@ def _template_dir(seg: str) -> str:
     return templated
 
 
-@lru_cache(maxsize=4096)
-def _normalize_file(file: str) -> tuple[str, str]:
-    """Return (host, normalised path) for a frame's file URL."""
+@_bounded_cache(4096)
+def _normalize_file(file: str) -> tuple[str, str, bool]:
+    """Return (host, normalised path, is vendor) for a frame's file URL."""
     if file.startswith("blob:"):
         # Chrome prints blob URLs percent-encoded ("blob:http%3A//host/uuid").
         file = file[5:].replace("%3A", ":").replace("%3a", ":")
     host, path = split_url(file)
     segments = path.split("/")
     last = len(segments) - 1
-    out = [
+    path = "/".join(
         _strip_content_hash(seg) if i == last else _template_dir(seg)
         for i, seg in enumerate(segments)
         if seg != "." or i == last
-    ]
-    return host, "/".join(out)
+    )
+    return host, path, _is_vendor(host, path)
 
 
 def _host_matches(host: str, domains: frozenset[str]) -> bool:
@@ -231,6 +250,7 @@ def _is_cross_site_cdn(host: str, page_host: str) -> bool:
     return any("cdn" in label or label in _CDN_LABELS for label in labels)
 
 
+@_bounded_cache(4096)
 def _clean_function(raw: str) -> str | None:
     """Reduce an engine's function label to a stable bare name, or None when anonymous/minified.
 
@@ -242,9 +262,10 @@ def _clean_function(raw: str) -> str | None:
     for prefix in ("async ", "new "):
         if name.startswith(prefix):
             name = name[len(prefix) :]
-    alias = None
     if name.endswith("]") and " [as " in name:
-        name, _, alias = name[:-1].partition(" [as ")
+        # Chrome's "[as alias]" is the property it was called through; Firefox and Safari never
+        # show it, so using it would split one bug by browser.
+        name = name.partition(" [as ")[0]
     if name.endswith(")") and "(" in name and not name.startswith("("):
         name = name[: name.index("(")]  # Firefox 3 era "bar(1)"
     if name.endswith("<"):
@@ -257,15 +278,13 @@ def _clean_function(raw: str) -> str | None:
         if name.startswith(prefix):
             name = name[len(prefix) :]
     if name in ("anonymous", "eval") or len(name) <= 2 or not _IDENT.fullmatch(name):
-        # Chrome's alias ("[as next]") is the property the anonymous function was called as.
-        return _clean_function(alias) if alias else None
+        return None
     return name
 
 
-def _is_eval_or_native(file: str) -> bool:
+def _is_eval(file: str) -> bool:
     return (
-        file in _NATIVE_LOCATIONS
-        or file.startswith(("eval at ", "<anonymous>", "index ", "debugger eval"))
+        file.startswith(("eval at ", "<anonymous>", "debugger eval"))
         or "eval code" in file
         or " > eval" in file
         or " > Function" in file
@@ -273,11 +292,27 @@ def _is_eval_or_native(file: str) -> bool:
     )
 
 
-@lru_cache(maxsize=8192)
+def _is_number(text: str) -> bool:
+    # The length cap keeps int() away from Python's digit limit on hostile input.
+    return text.isdecimal() and len(text) <= 9
+
+
+def _split_location(loc: str) -> tuple[str, int, int | None] | None:
+    """Split "url:line:col" (or "url:line"); None when there is no line number."""
+    head, _, tail = loc.rpartition(":")
+    if not head or not _is_number(tail):
+        return None
+    file, _, line = head.rpartition(":")
+    if file and _is_number(line):
+        return file, int(line), int(tail)
+    return head, int(tail), None
+
+
+@_bounded_cache(8192)
 def _parse_line(line: str) -> Frame | None:
     """Parse one stack line; None for non-frame lines and for eval/native/extension frames."""
     text = line.strip()
-    if not text or any(marker in text for marker in _EXTENSION_MARKERS):
+    if not text or _EXTENSION.search(text):
         return None
     fn: str | None
     if text.startswith("at "):
@@ -297,31 +332,27 @@ def _parse_line(line: str) -> Frame | None:
     loc = loc.strip()
     if loc.startswith("async "):
         loc = loc[6:]
-    if _is_eval_or_native(loc):
+    # Native locations ("<anonymous>", "native", "[native code]", "index 0") have no line.
+    parts = _split_location(loc)
+    if parts is None or _is_eval(parts[0]):
         return None
-    lm = _LOCATION.fullmatch(loc)
-    if lm is None:
-        return None
-    file = lm["file"]
-    if lm["line"] is None:
-        return None  # every real frame has a line; this is e.g. "at step 3" in a message
-    if _is_eval_or_native(file):
-        return None
-    host, path = _normalize_file(file)
+    file, line_no, column = parts
+    _host, path, vendor = _normalize_file(file)
     return Frame(
         function=_clean_function(fn) if fn else None,
         path=path or None,
         raw_file=file,
-        line=int(lm["line"]) if lm["line"] else None,
-        column=int(lm["col"]) if lm["col"] else None,
-        in_app=not _is_vendor(host, path),
+        line=line_no,
+        column=column,
+        in_app=not vendor,
     )
 
 
 def parse_stack(stack: str | None, *, page_url: str | None = None) -> list[Frame]:
     """Parse a Chrome/Firefox/Safari stack into normalised frames, top first.
 
-    Eval, native and extension frames are dropped and consecutive repeats (recursion) collapse.
+    Eval, native and extension frames are dropped. Consecutive frames that normalise alike
+    collapse: that folds recursion, and adjacent anonymous frames of one bundle, into one.
     With `page_url`, frames from another site's CDN-looking host are marked not in-app.
     """
     if not stack:

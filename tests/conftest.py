@@ -61,9 +61,9 @@ def settings(tmp_path: Path) -> Settings:
     return s
 
 
-def add_site(settings: Settings, name: str = "shop", origins: list[str] | None = None) -> tuple[
-    Site, str
-]:
+def add_site(
+    settings: Settings, name: str = "shop", origins: list[str] | None = None
+) -> tuple[Site, str]:
     """Create a site directly in SQLite; returns (site, plain key)."""
     prepare_database(settings.db_path)
     conn = connect(settings.db_path)
@@ -94,14 +94,14 @@ class ServerProcess:
     def start(self, timeout: float = 20.0) -> None:
         """Start the server and wait until /healthz answers."""
         self.log_path = self.data_dir.parent / f"serve-{self.port}.log"
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "retrospec", "serve", "--port", str(self.port)],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.data_dir.parent,
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "retrospec", "serve", "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir.parent,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -203,7 +203,7 @@ def browser(chromium_executable: str) -> Iterator[Any]:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def end_headers(self) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Request, Response, get
+from litestar.params import FromPath
 
 from retrospec.paths import assets_dir
 
@@ -73,7 +74,7 @@ def asset_response(
 
 
 @get("/assets/{name:path}", include_in_schema=False, sync_to_thread=False)
-def serve_asset(name: str, request: Request[Any, Any, Any]) -> Response[bytes]:
+def serve_asset(name: FromPath[str], request: Request[Any, Any, Any]) -> Response[bytes]:
     """GET /assets/<name>: a file from the asset index."""
     index: AssetIndex = request.app.state.assets
     return asset_response(index, name.lstrip("/"), request)
