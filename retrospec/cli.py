@@ -89,7 +89,7 @@ def serve(
     """Run the server: ingest API, dashboard and background jobs, on one port."""
     import uvicorn
 
-    from retrospec.app import create_app
+    from retrospec.app import ServeApp, create_app
 
     loaded = settings_from_cli(
         host=host, port=port, data_dir=data_dir, jobs=False if no_jobs else None
@@ -104,7 +104,7 @@ def serve(
     for line in startup_lines(app_):
         console.print_text(line)
     config = uvicorn.Config(
-        app_,
+        ServeApp(app_),
         host=settings.host,
         port=settings.port,
         workers=1,
@@ -280,3 +280,7 @@ def main() -> None:
 
 
 # --- command modules register here (one line each) ---
+__import__("retrospec.cli_bench").cli_bench.register(app)
+__import__("retrospec.cli_issues").cli_issues.register(app)
+__import__("retrospec.cli_ops").cli_ops.register(app)
+__import__("retrospec.cli_users").cli_users.register(app)

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +19,9 @@ import aiosqlite
 
 T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], T]
+# A batch function writes many queued items of one kind with a few executemany calls and
+# returns one result per item (an Exception instance for an item it refused, untouched).
+BatchFn = Callable[[sqlite3.Connection, list[Any]], list[Any]]
 log = logging.getLogger("retrospec.db")
 
 BUSY_TIMEOUT_MS = 30_000
@@ -80,8 +83,13 @@ class DirectWriter:
 
 @dataclass(slots=True)
 class _Op:
-    fn: Callable[[sqlite3.Connection], Any]
-    future: Future[Any] = field(default_factory=Future)
+    fn: Callable[[sqlite3.Connection], Any] | None
+    # Exactly one of these: a concurrent future (job threads) or an asyncio future + its loop.
+    future: Future[Any] | None = None
+    afuture: asyncio.Future[Any] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    batch_fn: BatchFn | None = None
+    item: Any = None
 
 
 class Writer:
@@ -122,9 +130,9 @@ class Writer:
         """Queue fn; the future resolves after the group containing it commits."""
         if self._thread is None:
             raise RuntimeError("writer is not running")
-        op = _Op(fn)
-        self._queue.put(op)
-        return op.future
+        future: Future[T] = Future()
+        self._queue.put(_Op(fn, future=future))
+        return future
 
     def call(self, fn: WriteFn[T]) -> T:
         """Run fn on the writer and wait (for job threads; never call from the event loop)."""
@@ -132,7 +140,21 @@ class Writer:
 
     async def run(self, fn: WriteFn[T]) -> T:
         """Run fn on the writer and await its commit."""
-        return await asyncio.wrap_future(self.submit(fn))
+        if self._thread is None:
+            raise RuntimeError("writer is not running")
+        loop = asyncio.get_running_loop()
+        afuture: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Op(fn, afuture=afuture, loop=loop))
+        return await afuture
+
+    async def run_batched(self, batch_fn: BatchFn, item: Any) -> Any:
+        """Queue one item for batch_fn; items queued together are written in one call."""
+        if self._thread is None:
+            raise RuntimeError("writer is not running")
+        loop = asyncio.get_running_loop()
+        afuture: asyncio.Future[Any] = loop.create_future()
+        self._queue.put(_Op(None, afuture=afuture, loop=loop, batch_fn=batch_fn, item=item))
+        return await afuture
 
     def _run(self) -> None:
         try:
@@ -163,39 +185,95 @@ class Writer:
             conn.close()
 
     def _commit_group(self, conn: sqlite3.Connection, group: list[_Op]) -> None:
-        live = [op for op in group if op.future.set_running_or_notify_cancel()]
+        live = [op for op in group if op.future is None or op.future.set_running_or_notify_cancel()]
         if not live:
             return
         outcomes: list[tuple[_Op, Any, BaseException | None]] = []
         try:
             _begin_immediate(conn)
+            batches: dict[BatchFn, list[_Op]] = {}
             for op in live:
-                conn.execute("SAVEPOINT op")
-                try:
-                    result = op.fn(conn)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    outcomes.append((op, None, exc))
+                if op.batch_fn is not None:
+                    batches.setdefault(op.batch_fn, []).append(op)
                 else:
-                    conn.execute("RELEASE op")
-                    outcomes.append((op, result, None))
+                    outcomes.append(_run_one(conn, op))
+            for batch_fn, ops in batches.items():
+                outcomes.extend(_run_batch(conn, batch_fn, ops))
             conn.execute("COMMIT")
         except Exception as exc:
             # The commit itself failed (disk full, I/O error): nothing in the group is durable.
             log.exception("write group of %d failed", len(live))
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            for op in live:
-                op.future.set_exception(exc)
-            return
-        self.commits += 1
-        self.ops += len(live)
-        for op, result, error in outcomes:
-            if error is None:
-                op.future.set_result(result)
-            else:
-                op.future.set_exception(error)
+            outcomes = [(op, None, exc) for op in live]
+        else:
+            self.commits += 1
+            self.ops += len(live)
+        # Answer async callers with one wake-up per event loop rather than one per operation.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Op, Any, BaseException | None]]] = {}
+        for outcome in outcomes:
+            op, result, error = outcome
+            if op.loop is not None:
+                by_loop.setdefault(op.loop, []).append(outcome)
+            elif op.future is not None:
+                if error is None:
+                    op.future.set_result(result)
+                else:
+                    op.future.set_exception(error)
+        for loop, items in by_loop.items():
+            # A closed loop raises RuntimeError: nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, items)
+
+
+def _run_one(conn: sqlite3.Connection, op: _Op) -> tuple[_Op, Any, BaseException | None]:
+    # A savepoint per operation: one failing write rolls back alone, the group still commits.
+    conn.execute("SAVEPOINT op")
+    try:
+        if op.fn is not None:
+            result = op.fn(conn)
+        else:
+            assert op.batch_fn is not None
+            (result,) = op.batch_fn(conn, [op.item])
+            if isinstance(result, Exception):
+                raise result
+    except Exception as exc:
+        conn.execute("ROLLBACK TO op")
+        conn.execute("RELEASE op")
+        return op, None, exc
+    conn.execute("RELEASE op")
+    return op, result, None
+
+
+def _run_batch(
+    conn: sqlite3.Connection, batch_fn: BatchFn, ops: list[_Op]
+) -> list[tuple[_Op, Any, BaseException | None]]:
+    conn.execute("SAVEPOINT batch")
+    try:
+        results = batch_fn(conn, [op.item for op in ops])
+    except Exception:
+        # Something the batch function did not expect: redo the items one by one so only the
+        # offending item fails.
+        conn.execute("ROLLBACK TO batch")
+        conn.execute("RELEASE batch")
+        log.warning("batched write of %d items failed; retrying one by one", len(ops))
+        return [_run_one(conn, op) for op in ops]
+    conn.execute("RELEASE batch")
+    return [
+        (op, None, r) if isinstance(r, Exception) else (op, r, None)
+        for op, r in zip(ops, results, strict=True)
+    ]
+
+
+def _resolve(items: list[tuple[_Op, Any, BaseException | None]]) -> None:
+    for op, result, error in items:
+        fut = op.afuture
+        if fut is None or fut.done():
+            continue  # the request was cancelled (client went away); its write still stands
+        if error is None:
+            fut.set_result(result)
+        else:
+            fut.set_exception(error)
 
 
 def _begin_immediate(conn: sqlite3.Connection) -> None:

@@ -237,34 +237,89 @@ def prepare(
     )
 
 
+_CHUNK_INSERT = """
+INSERT INTO chunks (
+    session_id, seq, site_id, received_at, raw_bytes, stored_bytes, failure_count, blob_key
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+def _existing_chunks(
+    conn: sqlite3.Connection, pairs: list[tuple[str, int]]
+) -> set[tuple[str, int]]:
+    found: set[tuple[str, int]] = set()
+    for i in range(0, len(pairs), 400):
+        part = pairs[i : i + 400]
+        values = ",".join(["(?, ?)"] * len(part))
+        params = [v for pair in part for v in pair]
+        rows = conn.execute(
+            f"SELECT session_id, seq FROM chunks WHERE (session_id, seq) IN (VALUES {values})",
+            params,
+        )
+        found.update((str(r[0]), int(r[1])) for r in rows)
+    return found
+
+
+def _session_owners(conn: sqlite3.Connection, ids: list[str]) -> dict[str, str]:
+    owners: dict[str, str] = {}
+    for i in range(0, len(ids), 500):
+        part = ids[i : i + 500]
+        rows = conn.execute(
+            f"SELECT id, site_id FROM sessions WHERE id IN ({','.join('?' * len(part))})", part
+        )
+        owners.update((str(r[0]), str(r[1])) for r in rows)
+    return owners
+
+
+def write_batches(conn: sqlite3.Connection, batches: list[PreparedBatch]) -> list[bool | Exception]:
+    """Insert many batches with a few executemany calls (the writer groups concurrent ingests).
+
+    Returns per batch: True if stored, False for an idempotent retry of a stored (session, seq),
+    or a Forbidden instance (nothing written) when the session id belongs to another site.
+    """
+    pairs = [(b.session_id, b.seq) for b in batches]
+    existing = _existing_chunks(conn, pairs)
+    owners = _session_owners(conn, sorted({b.session_id for b in batches}))
+    results: list[bool | Exception] = []
+    accepted: list[PreparedBatch] = []
+    for batch, pair in zip(batches, pairs, strict=True):
+        if pair in existing:
+            results.append(False)
+            continue
+        owner = owners.setdefault(batch.session_id, batch.site_id)
+        if owner != batch.site_id:
+            results.append(Forbidden("this session id belongs to another site"))
+            continue
+        existing.add(pair)
+        accepted.append(batch)
+        results.append(True)
+    if accepted:
+        conn.executemany(_SESSION_UPSERT, [b.session_row for b in accepted])
+        conn.executemany(
+            _CHUNK_INSERT,
+            [
+                (
+                    b.session_id,
+                    b.seq,
+                    b.site_id,
+                    b.received_at,
+                    b.chunk.raw_bytes if b.chunk else 0,
+                    b.chunk.stored_bytes if b.chunk else 0,
+                    len(b.failure_rows),
+                    b.chunk.key if b.chunk else None,
+                )
+                for b in accepted
+            ],
+        )
+        rows = [row for b in accepted for row in b.failure_rows]
+        if rows:
+            conn.executemany(_FAILURE_INSERT, rows)
+    return results
+
+
 def write_batch(conn: sqlite3.Connection, batch: PreparedBatch) -> bool:
     """Insert one batch; False if (session, seq) was already stored (an idempotent retry)."""
-    if conn.execute(
-        "SELECT 1 FROM chunks WHERE session_id = ? AND seq = ?", (batch.session_id, batch.seq)
-    ).fetchone():
-        return False
-    if conn.execute(_SESSION_UPSERT, batch.session_row).rowcount != 1:
-        raise Forbidden("this session id belongs to another site")
-    chunk = batch.chunk
-    conn.execute(
-        "INSERT INTO chunks (session_id, seq, site_id, received_at, raw_bytes, stored_bytes, "
-        "failure_count, blob_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            batch.session_id,
-            batch.seq,
-            batch.site_id,
-            batch.received_at,
-            chunk.raw_bytes if chunk else 0,
-            chunk.stored_bytes if chunk else 0,
-            len(batch.failure_rows),
-            chunk.key if chunk else None,
-        ),
-    )
-    if batch.failure_rows:
-        conn.executemany(_FAILURE_INSERT, batch.failure_rows)
-    return True
-
-
-def write_batches(conn: sqlite3.Connection, batches: list[PreparedBatch]) -> list[bool]:
-    """Insert several batches in one transaction (bulk import, benchmarks)."""
-    return [write_batch(conn, b) for b in batches]
+    (result,) = write_batches(conn, [batch])
+    if isinstance(result, Exception):
+        raise result
+    return result
