@@ -113,7 +113,6 @@ class IngestHandler:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         headers = _headers(scope)
         origin = headers.get("origin")
-        cors_origin = origin
         try:
             method = scope["method"]
             key = _query_key(scope.get("query_string", b"")) or headers.get("x-retrospec-key", "")
@@ -133,13 +132,13 @@ class IngestHandler:
         except _ClientGone:
             return
         except RetrospecError as exc:
-            if isinstance(exc, Forbidden):
-                cors_origin = None  # a disallowed origin must not be able to read anything
+            # Every answer, a 403 included, is readable by the page: the SDK must see that a
+            # refusal is final (and stop retrying); nothing stored or secret is in the body.
             status, body, extra = exc.http_status, {"error": exc.message}, exc.headers
         except Exception:
             log.exception("ingest failed")
             status, body, extra = 500, {"error": "internal error; the batch was not stored"}, {}
-        await _send_json(send, status, body, origin=cors_origin, extra=extra)
+        await _send_json(send, status, body, origin=origin, extra=extra)
 
     async def _preflight(self, send: Any, key: str, origin: str | None) -> None:
         if key:

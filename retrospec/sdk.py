@@ -1,0 +1,130 @@
+"""The browser SDK bundles: the vendored rrweb recorder plus assets/sdk/*.js, built at startup.
+
+There is no Node build step: the bundles are plain concatenation, so what is served is exactly
+the readable source in assets/sdk/ minus full-line comments and indentation.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from retrospec import __version__
+from retrospec.paths import assets_dir
+
+# Order matters: later parts use helpers from earlier ones (one shared closure).
+SDK_PARTS = ("util.js", "transport.js", "capture.js", "main.js")
+RRWEB_FILE = "vendor/rrweb-record-2.1.6.umd.min.js"
+RRWEB_LICENSE_FILE = "vendor/rrweb-2.1.6.LICENSE.txt"
+CONTENT_TYPE = "text/javascript"  # Litestar appends "; charset=utf-8" to text/* types
+GZIP_BUDGET = 32 * 1024  # the classic bundle, recorder included, must stay under this gzipped
+
+_COMMENT_LINE = re.compile(r"^\s*//.*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """One served SDK file: its bytes, pre-gzipped bytes and content digest."""
+
+    body: bytes
+    gzipped: bytes
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bundles:
+    """The classic script (global `Retrospec`) and the ES module (`export { initRetrospec }`)."""
+
+    script: Bundle
+    module: Bundle
+
+
+def compact(source: str) -> str:
+    """Drop full-line comments, indentation and blank lines; every other byte stays as written."""
+    code = [line.strip() for line in source.splitlines() if not _COMMENT_LINE.match(line)]
+    if any("`" in line for line in code):
+        # Template literals may span lines, where removing indentation would change strings.
+        raise ValueError("the SDK source must not use template literals (see retrospec/sdk.py)")
+    return "\n".join(line for line in code if line) + "\n"
+
+
+def _banner(root: Path) -> str:
+    licence = (root / RRWEB_LICENSE_FILE).read_text(encoding="utf-8")
+    mit = licence[licence.index("MIT License") :].strip().replace("*/", "* /")
+    return (
+        f"/*! RetroSpec browser SDK {__version__} (MIT). Bundles @rrweb/record 2.1.6:\n{mit}\n*/\n"
+    )
+
+
+def _recorder(root: Path, holder: str) -> str:
+    # rrweb's UMD header looks for define/module/exports first; hiding them makes it set
+    # holder.rrwebRecord whatever module system the host page has.
+    umd = (root / RRWEB_FILE).read_text(encoding="utf-8")
+    return f"(function (define, module, exports) {{\n{umd}\n}}).call({holder});\n"
+
+
+def _bundle(text: str) -> Bundle:
+    body = text.encode("utf-8")
+    return Bundle(
+        body=body,
+        gzipped=gzip.compress(body, compresslevel=9, mtime=0),
+        digest=hashlib.sha256(body).hexdigest()[:12],
+    )
+
+
+def build(root: Path | None = None) -> Bundles:
+    """Assemble both bundles from the files under assets/."""
+    root = root or assets_dir()
+    sdk = "".join(compact((root / "sdk" / name).read_text(encoding="utf-8")) for name in SDK_PARTS)
+    prelude = (
+        f"var RRWEB = rrwebHolder.rrwebRecord || null;\n"
+        f"var SDK_VERSION = {json.dumps(__version__)};\n"
+    )
+    script = (
+        f"{_banner(root)}(function () {{\n'use strict';\nvar rrwebHolder = {{}};\n"
+        f"{_recorder(root, 'rrwebHolder')}{prelude}{sdk}"
+        "window.Retrospec = { initRetrospec: initRetrospec, version: SDK_VERSION };\n})();\n"
+    )
+    module = (
+        f"{_banner(root)}var rrwebHolder = {{}};\n{_recorder(root, 'rrwebHolder')}{prelude}{sdk}"
+        "export { initRetrospec };\n"
+    )
+    return Bundles(script=_bundle(script), module=_bundle(module))
+
+
+@cache
+def bundles() -> Bundles:
+    """The bundles of this installation, built once per process."""
+    return build()
+
+
+def _options(base: str, key: str, site: str | None) -> str:
+    options = {"apiBaseUrl": base, "apiKey": key, **({"site": site} if site else {})}
+    # "<" escaped so a value can never close the surrounding <script> element.
+    return json.dumps(options).replace("<", "\\u003c")
+
+
+def script_snippet(base_url: str, key: str, site: str | None = None) -> str:
+    """HTML that embeds the SDK as a classic script, for the docs, dashboard and CLI."""
+    base = base_url.rstrip("/")
+    options = _options(base, key, site)
+    return (
+        f'<script src="{base}/sdk/retrospec.js" crossorigin="anonymous"></script>\n'
+        f"<script>\n  Retrospec.initRetrospec({options});\n</script>"
+    )
+
+
+def module_snippet(base_url: str, key: str, site: str | None = None) -> str:
+    """HTML that embeds the SDK as an ES module."""
+    base = base_url.rstrip("/")
+    options = _options(base, key, site)
+    return (
+        '<script type="module">\n'
+        f'  import {{ initRetrospec }} from "{base}/sdk/retrospec.mjs";\n'
+        f"  initRetrospec({options});\n</script>"
+    )
