@@ -244,6 +244,56 @@ CREATE TABLE auth_sessions (
 ) WITHOUT ROWID;
 """,
     ),
+    (
+        2,
+        "purge queue",
+        """
+-- Blob keys whose rows were already detached by purge, written in the same transaction that
+-- nulls them; the blobs are deleted afterwards and the entries removed, so a purge killed at
+-- any point is finished by the next run (no journal file, no dangling rows).
+CREATE TABLE purge_queue (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    queued_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Sessions that still hold replay data, by age: purge finds expired replays without walking
+-- every session that already expired.
+CREATE INDEX sessions_replay_live ON sessions(last_seen_at)
+    WHERE replay_status NOT IN ('none', 'expired');
+""",
+    ),
+    (
+        3,
+        "issue list and evidence indexes",
+        """
+-- Normalised frames of each cluster's sample (up to ~10 KB of JSON) live beside the cluster,
+-- not in it: the issue list scans and sorts clusters rows, which must stay small.
+-- clusters.frames is no longer written (readers fall back to it for old rows).
+CREATE TABLE cluster_frames (
+    cluster_id INTEGER PRIMARY KEY REFERENCES clusters(id) ON DELETE CASCADE,
+    frames TEXT NOT NULL
+);
+INSERT INTO cluster_frames (cluster_id, frames)
+    SELECT id, frames FROM clusters WHERE frames IS NOT NULL;
+UPDATE clusters SET frames = NULL WHERE frames IS NOT NULL;
+
+-- The issue list's other sort orders (sort=failures|sessions|first_seen) read LIMIT rows in
+-- index order instead of sorting every issue (or every candidate).
+CREATE INDEX clusters_status_failures ON clusters(status, failure_count);
+CREATE INDEX clusters_status_sessions ON clusters(status, session_count);
+CREATE INDEX clusters_status_first ON clusters(status, first_seen_at);
+
+-- An issue's newest sessions (evidence page: affected sessions, shared last step) without
+-- sorting all of a busy issue's sessions.
+CREATE INDEX cluster_sessions_seen ON cluster_sessions(cluster_id, last_seen_at);
+
+-- The issue list's text search (q on title/culprit) and its total, answered from the index
+-- alone: no clusters rows are read until the page's ids are known.
+CREATE INDEX clusters_search ON clusters(status, last_seen_at, title, culprit);
+""",
+    ),
 ]
 
 

@@ -29,7 +29,9 @@ class Settings:
     secret: str = _f("", "Signing secret; empty means generated once into <data_dir>/secret.")
     jobs: bool = _f(True, "Run the replay, cluster and purge jobs inside `retrospec serve`.")
     demo: bool = _f(True, "Serve the /demo page and its built-in demo site.")
-    promote_after: int = _f(2, "Similar failures a cluster needs before it becomes an issue.")
+    promote_after: int = _f(
+        2, "Similar failures a cluster needs to become an issue (from at least 2 sessions)."
+    )
     retention_days: float = _f(7, "Days to keep heavy artifacts (chunks, replays, payloads).")
     replay_interval_seconds: float = _f(5.0, "How often the replay job looks for new chunks.")
     cluster_interval_seconds: float = _f(1.0, "How often the cluster job looks for new failures.")

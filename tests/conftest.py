@@ -189,9 +189,13 @@ def chromium_executable() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_executable: str) -> Iterator[Any]:
-    """One headless Debian chromium for the test session, driven by playwright."""
+    """Headless Debian chromium driven by playwright, one per test module.
+
+    Module scope on purpose: playwright's sync API keeps its event loop marked as running in the
+    main thread while it is open, which would break asyncio.run() in later, unrelated tests.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

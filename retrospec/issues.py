@@ -1,0 +1,271 @@
+"""Issues: the read API over clusters (list, daily counts, evidence) and the lifecycle actions.
+
+A cluster is a `candidate` until the cluster job promotes it (see retrospec.clustering); from
+then on it is an issue (same id) that moves open -> resolved | ignored -> open. Async functions
+take an aiosqlite connection (the dashboard's ReadPool or the CLI's open_reader); change_status
+is sync and runs on the writer. Reads only touch clusters and their small side tables, never
+COUNT over failures, so the list stays fast at 10,000 issues and 1,000,000 failures.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from retrospec.clock import day_of
+from retrospec.clock import now_ms as _now_ms
+from retrospec.errors import BadRequest, NotFound
+from retrospec.evidence import (
+    AffectedSession,
+    Confidence,
+    Evidence,
+    LastStepAgreement,
+    Representative,
+    Step,
+    confidence_for,
+    evidence_json,
+    evidence_markdown,
+    gather_evidence,
+    replay_url,
+)
+
+__all__ = [
+    "ACTIONS",
+    "SORTS",
+    "STATUSES",
+    "AffectedSession",
+    "Confidence",
+    "Evidence",
+    "IssueSummary",
+    "LastStepAgreement",
+    "Representative",
+    "Step",
+    "change_status",
+    "confidence_for",
+    "daily_counts",
+    "evidence_json",
+    "evidence_markdown",
+    "get_evidence",
+    "get_issue",
+    "list_issues",
+    "replay_url",
+]
+
+STATUSES = ("open", "resolved", "ignored", "candidate", "all")
+ISSUE_STATUSES = ("open", "resolved", "ignored")  # "all" = every promoted issue
+SORTS = {
+    "last_seen": "c.last_seen_at DESC, c.id DESC",
+    "failures": "c.failure_count DESC, c.id DESC",
+    "sessions": "c.session_count DESC, c.id DESC",
+    "first_seen": "c.first_seen_at DESC, c.id DESC",
+}
+MAX_LIMIT = 1000
+EVIDENCE_DAYS = 14
+
+# action -> (statuses it applies to, new status, issue_events action)
+ACTIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "resolve": (("open", "ignored"), "resolved", "resolved"),
+    "ignore": (("open", "resolved"), "ignored", "ignored"),
+    "reopen": (("resolved", "ignored"), "open", "reopened"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class IssueSummary:
+    """One issue (or candidate cluster) as lists show it."""
+
+    id: int
+    site_id: str
+    site_name: str
+    kind: str
+    title: str
+    culprit: str | None
+    status: str
+    regression: bool
+    failure_count: int
+    session_count: int
+    user_count: int
+    first_seen_at: int
+    last_seen_at: int
+
+
+_SUMMARY_COLUMNS = (
+    "c.id, c.site_id, s.name, c.kind, c.title, c.culprit, c.status, c.regression, "
+    "c.failure_count, c.session_count, c.user_count, c.first_seen_at, c.last_seen_at"
+)
+
+
+def _summary(row: Any) -> IssueSummary:
+    return IssueSummary(
+        id=int(row[0]),
+        site_id=str(row[1]),
+        site_name=str(row[2]),
+        kind=str(row[3]),
+        title=str(row[4]),
+        culprit=row[5],
+        status=str(row[6]),
+        regression=bool(row[7]),
+        failure_count=int(row[8]),
+        session_count=int(row[9]),
+        user_count=int(row[10]),
+        first_seen_at=int(row[11]),
+        last_seen_at=int(row[12]),
+    )
+
+
+async def _site_id(conn: aiosqlite.Connection, site: str) -> str:
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT id FROM sites WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1",
+            (site, site, site),
+        )
+    )
+    if not rows:
+        raise NotFound(f"no site with id or name {site!r}")
+    return str(rows[0][0])
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def list_issues(
+    conn: aiosqlite.Connection,
+    *,
+    site: str | None = None,
+    status: str = "open",
+    kind: str | None = None,
+    q: str | None = None,
+    sort: str = "last_seen",
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[IssueSummary], int]:
+    """One page of issues plus the total matching; status "all" excludes candidates."""
+    if status not in STATUSES:
+        raise BadRequest(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+    if sort not in SORTS:
+        raise BadRequest(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
+    limit = max(1, min(int(limit), MAX_LIMIT))
+    offset = max(0, int(offset))
+    where: list[str] = []
+    params: list[Any] = []
+    if site:
+        where.append("c.site_id = ?")
+        params.append(await _site_id(conn, site))
+    if status == "all":
+        where.append("c.status IN ('open', 'resolved', 'ignored')")
+    else:
+        where.append("c.status = ?")
+        params.append(status)
+    if kind:
+        where.append("c.kind = ?")
+        params.append(kind)
+    if q and q.strip():
+        pattern = _like(q.strip())
+        where.append("(c.title LIKE ? ESCAPE '\\' OR c.culprit LIKE ? ESCAPE '\\')")
+        params += [pattern, pattern]
+    clause = " AND ".join(where)
+    # Late row lookup: pick the page's ids from the (status, sort key) indexes first, then read
+    # only those rows, so sorting and offsets never drag every issue's full row along.
+    rows = await conn.execute_fetchall(
+        f"SELECT {_SUMMARY_COLUMNS} FROM (SELECT c.id FROM clusters c WHERE {clause} "
+        f"ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?) page "
+        f"JOIN clusters c ON c.id = page.id JOIN sites s ON s.id = c.site_id "
+        f"ORDER BY {SORTS[sort]}",
+        (*params, limit, offset),
+    )
+    items = [_summary(r) for r in rows]
+    if len(items) < limit and (items or offset == 0):
+        total = offset + len(items)  # the last page tells the total: skip the count query
+    else:
+        count = list(
+            await conn.execute_fetchall(f"SELECT count(*) FROM clusters c WHERE {clause}", params)
+        )
+        total = int(count[0][0])
+    return items, total
+
+
+async def get_issue(conn: aiosqlite.Connection, issue_id: int) -> IssueSummary:
+    """One issue or candidate by id (errors.NotFound)."""
+    rows = list(
+        await conn.execute_fetchall(
+            f"SELECT {_SUMMARY_COLUMNS} FROM clusters c JOIN sites s ON s.id = c.site_id "
+            "WHERE c.id = ?",
+            (int(issue_id),),
+        )
+    )
+    if not rows:
+        raise NotFound(f"no issue {issue_id}")
+    return _summary(rows[0])
+
+
+async def daily_counts(
+    conn: aiosqlite.Connection, ids: Iterable[int], *, days: int = 7, now_ms: int | None = None
+) -> dict[int, list[int]]:
+    """Failures per UTC day for each issue, oldest first and today last (for sparklines)."""
+    wanted = sorted({int(i) for i in ids})
+    days = max(1, int(days))
+    today = day_of(_now_ms() if now_ms is None else now_ms)
+    first = today - days + 1
+    out = {i: [0] * days for i in wanted}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for cid, day, count in await conn.execute_fetchall(
+            f"SELECT cluster_id, day, count FROM cluster_days WHERE cluster_id IN ({marks}) "
+            "AND day BETWEEN ? AND ?",
+            (*chunk, first, today),
+        ):
+            out[int(cid)][int(day) - first] = int(count)
+    return out
+
+
+async def get_evidence(
+    conn: aiosqlite.Connection, issue_id: int, *, now_ms: int | None = None
+) -> Evidence:
+    """Everything the issue page, `issues show` and the markdown report need (NotFound)."""
+    issue = await get_issue(conn, issue_id)
+    now = _now_ms() if now_ms is None else now_ms
+    daily = (await daily_counts(conn, [issue.id], days=EVIDENCE_DAYS, now_ms=now))[issue.id]
+    return await gather_evidence(conn, issue, daily, day_of(now) - EVIDENCE_DAYS + 1)
+
+
+def change_status(
+    conn: sqlite3.Connection, issue_id: int, action: str, actor: str | None = None
+) -> str:
+    """Resolve, ignore or reopen an issue (runs on the writer); returns the new status."""
+    if action not in ACTIONS:
+        raise BadRequest(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
+    row = conn.execute("SELECT status FROM clusters WHERE id = ?", (int(issue_id),)).fetchone()
+    if row is None:
+        raise NotFound(f"no issue {issue_id}")
+    current = str(row[0])
+    allowed, new, event = ACTIONS[action]
+    if current == "candidate":
+        raise BadRequest(f"issue {issue_id} is still a candidate (not enough similar failures yet)")
+    if current not in allowed:
+        raise BadRequest(f"issue {issue_id} is already {current}")
+    now = _now_ms()
+    # Resolving also clears the regression flag (it is handled); it comes back if it recurs.
+    conn.execute(
+        "UPDATE clusters SET status = ?, resolved_at = ?, ignored_at = ?, "
+        "regression = CASE WHEN ? THEN 0 ELSE regression END, updated_at = ? WHERE id = ?",
+        (
+            new,
+            now if new == "resolved" else None,
+            now if new == "ignored" else None,
+            new == "resolved",
+            now,
+            int(issue_id),
+        ),
+    )
+    conn.execute(
+        "INSERT INTO issue_events (cluster_id, at, action, actor) VALUES (?, ?, ?, ?)",
+        (int(issue_id), now, event, actor),
+    )
+    return new

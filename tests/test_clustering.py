@@ -1,0 +1,675 @@
+"""The cluster job end to end: real ingest rows in, clusters, counts and promoted issues out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from retrospec import clustering
+from retrospec.blobs import BlobStore
+from retrospec.clock import day_of, now_ms
+from retrospec.db import DirectWriter, Writer, connect
+from retrospec.fingerprint import fingerprint
+from retrospec.ingest import decode_envelope, prepare, write_batch
+from retrospec.issues import change_status
+from retrospec.jobs import JobContext, JobResult, run_job
+from retrospec.migrations import prepare_database
+from retrospec.settings import Settings
+from retrospec.sites import Site
+from tests.conftest import add_site, make_settings
+
+T = TypeVar("T")
+
+CHROME_UA = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0.0.0 Safari/537.36"
+)
+FIREFOX_UA = "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0"
+PAGE = "https://shop.example.com/cart?step=2"
+
+# One bug (a cart line without a product), from two deploys and two browsers.
+PRICE_CHROME = "Cannot read properties of undefined (reading 'price')"
+PRICE_FIREFOX = 'can\'t access property "price", item.product is undefined'
+CHROME_V1 = """TypeError: Cannot read properties of undefined (reading 'price')
+    at lineTotal (https://shop.example.com/static/js/main.3f9a1c2b.js:2:104455)
+    at Array.map (<anonymous>)
+    at CartSummary (https://shop.example.com/static/js/main.3f9a1c2b.js:2:104301)
+    at HTMLButtonElement.<anonymous> (https://shop.example.com/static/js/main.3f9a1c2b.js:2:9911)
+    at async refreshCart (https://shop.example.com/static/js/main.3f9a1c2b.js:2:7720)"""
+CHROME_V2 = (
+    CHROME_V1.replace("3f9a1c2b", "7d8e9f00")
+    .replace(":2:104", ":2:105")
+    .replace(":2:9911", ":3:12")
+)
+FIREFOX_V1 = """lineTotal@https://shop.example.com/static/js/main.3f9a1c2b.js:2:104461
+CartSummary@https://shop.example.com/static/js/main.3f9a1c2b.js:2:104310
+bindCart/<@https://shop.example.com/static/js/main.3f9a1c2b.js:2:9920
+async*refreshCart@https://shop.example.com/static/js/main.3f9a1c2b.js:2:7731
+"""
+FIREFOX_V2 = FIREFOX_V1.replace("3f9a1c2b", "7d8e9f00").replace(":2:1044", ":2:1051")
+# A different bug in the same bundle: the coupon form.
+COUPON_CHROME = """TypeError: Cannot read properties of null (reading 'value')
+    at applyCoupon (https://shop.example.com/static/js/main.3f9a1c2b.js:2:88210)
+    at HTMLFormElement.onSubmit (https://shop.example.com/static/js/main.3f9a1c2b.js:2:88002)"""
+COUPON_MSG = "Cannot read properties of null (reading 'value')"
+
+
+def error(
+    stack: str | None = CHROME_V1,
+    message: str | None = PRICE_CHROME,
+    type_: str = "TypeError",
+    ts: int = 1_732_560_005_000,
+    **extra: Any,
+) -> dict[str, Any]:
+    """An `error` failure as the SDK sends it."""
+    return {"kind": "error", "ts": ts, "type": type_, "message": message, "stack": stack, **extra}
+
+
+def network(
+    request_url: str, status: int, method: str = "GET", ts: int = 1_732_560_005_000
+) -> dict[str, Any]:
+    """A `network` failure as the SDK sends it."""
+    return {
+        "kind": "network",
+        "ts": ts,
+        "method": method,
+        "request_url": request_url,
+        "status": status,
+        "duration_ms": 31.5,
+    }
+
+
+@dataclass
+class Feed:
+    """Sends batches through the real ingest code and runs the cluster job on the same file."""
+
+    settings: Settings
+    conn: sqlite3.Connection
+    site: Site
+    seqs: dict[str, int] = field(default_factory=dict)
+
+    def send(
+        self,
+        session: str,
+        *failures: dict[str, Any],
+        user: str | None = None,
+        ua: str = CHROME_UA,
+        release: str | None = "1.4.2",
+        url: str = PAGE,
+        received_at: int | None = None,
+    ) -> None:
+        """One ingest batch (failures only) for session, as decode/prepare/write_batch store it."""
+        seq = self.seqs.get(session, 0)
+        self.seqs[session] = seq + 1
+        body = {
+            "v": 1,
+            "session": {
+                "id": session,
+                "started_at": 1_732_560_000_000,
+                "anonymous_id": f"anon-{session}",
+                "user": {"id": user} if user else None,
+                "user_agent": ua,
+                "url": url,
+                "release": release,
+            },
+            "seq": seq,
+            "failures": list(failures),
+        }
+        env = decode_envelope(json.dumps(body).encode())
+        batch = prepare(self.site, env, None, now_ms() if received_at is None else received_at)
+        assert DirectWriter(self.conn).call(lambda c: write_batch(c, batch))
+
+    def context(self, **options: Any) -> JobContext:
+        """A JobContext writing through a DirectWriter on this feed's connection."""
+        return JobContext(
+            settings=self.settings,
+            blobs=BlobStore(self.settings.effective_blob_url),
+            write=DirectWriter(self.conn).call,
+            options=options,
+        )
+
+    def cluster(self, **options: Any) -> JobResult:
+        """Run the cluster job once."""
+        return clustering.run(self.context(**options))
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Query as plain tuples."""
+        return [tuple(r) for r in self.conn.execute(sql, params).fetchall()]
+
+    def value(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        """One scalar."""
+        return self.conn.execute(sql, params).fetchone()[0]
+
+    def clusters(self) -> list[dict[str, Any]]:
+        """Every cluster as a dict, oldest first."""
+        return [dict(r) for r in self.conn.execute("SELECT * FROM clusters ORDER BY id")]
+
+    def frames(self, cid: int) -> list[dict[str, Any]]:
+        """The stored normalised frames of a cluster."""
+        text = self.value("SELECT frames FROM cluster_frames WHERE cluster_id = ?", (cid,))
+        frames: list[dict[str, Any]] = json.loads(text)
+        return frames
+
+    def set_status(self, cid: int, action: str) -> str:
+        """Resolve, ignore or reopen through the library call."""
+        return DirectWriter(self.conn).call(lambda c: change_status(c, cid, action, "tester"))
+
+
+def make_feed(settings: Settings, name: str = "shop") -> Feed:
+    """A Feed on a fresh site in settings' database."""
+    site, _key = add_site(settings, name, [])
+    return Feed(settings=settings, conn=connect(settings.db_path), site=site)
+
+
+@pytest.fixture
+def feed(settings: Settings) -> Iterator[Feed]:
+    """A Feed on the test's fresh database."""
+    f = make_feed(settings)
+    yield f
+    f.conn.close()
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion on a fresh loop in a worker thread.
+
+    Not asyncio.run here: while a browser test's session-scoped playwright is alive, this
+    thread already has a running event loop.
+    """
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def sid() -> str:
+    """A fresh SDK-style session id."""
+    return str(uuid.uuid4())
+
+
+# --- grouping, end to end through the job ----------------------------------------------------
+
+
+def test_same_bug_two_deploys_and_two_browsers_is_one_cluster(feed: Feed) -> None:
+    feed.send(sid(), error(CHROME_V1), user="u1")
+    feed.send(sid(), error(CHROME_V2), user="u2")
+    feed.send(sid(), error(FIREFOX_V1, PRICE_FIREFOX), ua=FIREFOX_UA, user="u3")
+    feed.send(sid(), error(FIREFOX_V2, PRICE_FIREFOX), ua=FIREFOX_UA, user="u3", release="1.5.0")
+    result = feed.cluster()
+    assert result.items == 4 and result.errors == 0
+    [cluster] = feed.clusters()
+    assert (cluster["failure_count"], cluster["session_count"], cluster["user_count"]) == (4, 4, 3)
+    assert cluster["kind"] == "error" and cluster["basis"] == "stack"
+    assert cluster["title"] == f"TypeError: {PRICE_CHROME}"
+    assert cluster["culprit"] == "lineTotal (/static/js/main.js)"
+    assert cluster["status"] == "open"
+    assert feed.value("SELECT count(*) FROM failures WHERE cluster_id IS NULL") == 0
+    assert feed.value("SELECT count(DISTINCT fingerprint) FROM failures") == 1
+    facets = feed.rows("SELECT facet, value, count FROM cluster_facets ORDER BY facet, value")
+    assert facets == [
+        ("browser", "Chrome 126", 2),
+        ("browser", "Firefox 131", 2),
+        ("os", "Linux", 2),
+        ("os", "Windows", 2),
+        ("release", "1.4.2", 3),
+        ("release", "1.5.0", 1),
+        ("url", "/cart", 4),
+    ]
+    assert cluster["frames"] is None  # kept in cluster_frames so clusters rows stay small
+    frames = feed.frames(cluster["id"])
+    assert frames[0]["function"] == "lineTotal" and frames[0]["in_app"] is True
+    assert set(frames[0]) == {"function", "path", "raw_file", "line", "column", "in_app"}
+
+
+def test_two_bugs_in_the_same_file_are_two_clusters(feed: Feed) -> None:
+    feed.send(sid(), error(CHROME_V1))
+    feed.send(sid(), error(COUPON_CHROME, COUPON_MSG))
+    feed.cluster()
+    titles = sorted(c["title"] for c in feed.clusters())
+    assert titles == [f"TypeError: {COUPON_MSG}", f"TypeError: {PRICE_CHROME}"]
+
+
+def test_reading_a_different_property_is_a_different_cluster(feed: Feed) -> None:
+    for prop in ("x", "y", "x"):
+        feed.send(
+            sid(), error(CHROME_V1, f"Cannot read properties of undefined (reading '{prop}')")
+        )
+    feed.cluster()
+    counts = sorted((c["title"][-4:], c["failure_count"]) for c in feed.clusters())
+    assert counts == [("'x')", 2), ("'y')", 1)]
+
+
+def test_network_failures_group_by_path_template_and_status_class(feed: Feed) -> None:
+    api = "https://api.shop.example.com/api/orders"
+    feed.send(sid(), network(f"{api}/17", 500))
+    feed.send(sid(), network(f"{api}/942?expand=lines", 500))
+    feed.send(sid(), network(f"{api}/942", 404))
+    feed.cluster()
+    by_title = {c["title"]: c for c in feed.clusters()}
+    assert set(by_title) == {
+        "GET api.shop.example.com/api/orders/:id → 5xx",
+        "GET api.shop.example.com/api/orders/:id → 4xx",
+    }
+    five = by_title["GET api.shop.example.com/api/orders/:id → 5xx"]
+    assert five["failure_count"] == 2 and five["kind"] == "network" and five["basis"] == "network"
+
+
+def test_clusters_are_per_site(settings: Settings, feed: Feed) -> None:
+    other = make_feed(settings, "blog")
+    try:
+        feed.send(sid(), error())
+        other.send(sid(), error())
+        feed.cluster()
+        assert len(feed.clusters()) == 2
+        assert len({c["fingerprint"] for c in feed.clusters()}) == 1
+    finally:
+        other.conn.close()
+
+
+def test_unhandled_rejection_joins_the_error_cluster_and_kind_is_the_family(feed: Feed) -> None:
+    feed.send(sid(), error())
+    feed.send(sid(), {**error(), "kind": "unhandledrejection"})
+    feed.send(sid(), {"kind": "console", "ts": 1, "message": "Warning: each child needs a key"})
+    feed.cluster()
+    kinds = sorted((c["kind"], c["failure_count"]) for c in feed.clusters())
+    assert kinds == [("console", 1), ("error", 2)]
+
+
+# --- promotion and lifecycle ------------------------------------------------------------------
+
+
+def test_one_failure_is_a_candidate_and_another_session_promotes_it(feed: Feed) -> None:
+    feed.send(sid(), error())
+    feed.cluster()
+    [c] = feed.clusters()
+    assert c["status"] == "candidate" and c["promoted_at"] is None
+    assert feed.value("SELECT count(*) FROM issue_events") == 0
+    feed.send(sid(), error(CHROME_V2))
+    feed.cluster()
+    [c] = feed.clusters()
+    assert c["status"] == "open" and c["promoted_at"] is not None
+    assert (c["failure_count"], c["session_count"]) == (2, 2)
+    assert feed.rows("SELECT cluster_id, action, actor FROM issue_events") == [
+        (c["id"], "promoted", None)
+    ]
+
+
+def test_the_same_session_repeating_a_failure_does_not_promote(feed: Feed) -> None:
+    looping = sid()
+    feed.send(looping, error(), error(), error())
+    feed.send(looping, error())
+    feed.cluster()
+    [c] = feed.clusters()
+    assert (c["status"], c["failure_count"], c["session_count"]) == ("candidate", 4, 1)
+    assert feed.value("SELECT failures FROM cluster_sessions") == 4
+    feed.send(sid(), error())  # a second session: now it is a repeatable bug
+    feed.cluster()
+    [c] = feed.clusters()
+    assert (c["status"], c["failure_count"], c["session_count"]) == ("open", 5, 2)
+
+
+def test_both_similar_failures_in_one_batch_promote_at_once(feed: Feed) -> None:
+    feed.send(sid(), error())
+    feed.send(sid(), error())
+    feed.cluster()
+    assert feed.clusters()[0]["status"] == "open"
+
+
+def test_site_override_and_setting_of_promote_after(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "d", promote_after=1)
+    prepare_database(settings.db_path)
+    feed = make_feed(settings)
+    strict = make_feed(settings, "strict")
+    try:
+        strict.conn.execute("UPDATE sites SET promote_after = 3 WHERE id = ?", (strict.site.id,))
+        feed.send(sid(), error())  # promote_after = 1: every failure is an issue
+        for _ in range(2):
+            strict.send(sid(), error())
+        feed.cluster()
+        status = dict(feed.rows("SELECT site_id, status FROM clusters"))
+        assert status == {feed.site.id: "open", strict.site.id: "candidate"}
+        strict.send(sid(), error())
+        feed.cluster()
+        assert dict(feed.rows("SELECT site_id, status FROM clusters"))[strict.site.id] == "open"
+    finally:
+        feed.conn.close()
+        strict.conn.close()
+
+
+def test_promote_after_counts_failures_once_two_sessions_are_in(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "d", promote_after=3)
+    prepare_database(settings.db_path)
+    feed = make_feed(settings)
+    try:
+        a = sid()
+        feed.send(a, error(), error())
+        feed.send(sid(), error())
+        feed.cluster()
+        assert feed.clusters()[0]["status"] == "open"  # 3 failures, 2 sessions
+        assert clustering.should_promote(3, 1, 3) is False
+        assert clustering.should_promote(2, 2, 3) is False
+        assert clustering.should_promote(1, 1, 1) is True
+    finally:
+        feed.conn.close()
+
+
+def promoted(feed: Feed) -> int:
+    """Send two similar failures from two sessions and return the issue id."""
+    feed.send(sid(), error())
+    feed.send(sid(), error())
+    feed.cluster()
+    [c] = feed.clusters()
+    assert c["status"] == "open"
+    return int(c["id"])
+
+
+def test_resolved_issue_reopens_as_a_regression(feed: Feed) -> None:
+    cid = promoted(feed)
+    assert feed.set_status(cid, "resolve") == "resolved"
+    feed.send(sid(), error(CHROME_V2), received_at=now_ms() + 1000)
+    result = feed.cluster()
+    assert result.details["regressed"] == 1
+    [c] = feed.clusters()
+    assert c["status"] == "open" and c["regression"] == 1 and c["regressed_at"] is not None
+    assert c["failure_count"] == 3
+    actions = [a for (a,) in feed.rows("SELECT action FROM issue_events ORDER BY id")]
+    assert actions == ["promoted", "resolved", "regressed"]
+    # Resolving again clears the flag until the next recurrence.
+    feed.set_status(cid, "resolve")
+    assert feed.clusters()[0]["regression"] == 0
+
+
+def test_a_failure_received_before_the_resolution_is_not_a_regression(feed: Feed) -> None:
+    cid = promoted(feed)
+    late = now_ms() - 60_000  # received a minute ago, clustered only after the resolution
+    feed.set_status(cid, "resolve")
+    feed.send(sid(), error(), received_at=late)
+    feed.cluster()
+    [c] = feed.clusters()
+    assert c["status"] == "resolved" and c["failure_count"] == 3 and c["regression"] == 0
+
+
+def test_ignored_stays_ignored_while_counts_grow(feed: Feed) -> None:
+    cid = promoted(feed)
+    feed.set_status(cid, "ignore")
+    feed.send(sid(), error(), user="someone-new", received_at=now_ms() + 1000)
+    feed.cluster()
+    [c] = feed.clusters()
+    assert c["status"] == "ignored" and c["regression"] == 0
+    assert (c["failure_count"], c["session_count"], c["user_count"]) == (3, 3, 3)
+
+
+def test_sample_follows_the_newest_failure_with_a_stack(feed: Feed) -> None:
+    feed.send(sid(), error(CHROME_V1))
+    feed.cluster()
+    first = feed.value("SELECT max(id) FROM failures")
+    feed.send(sid(), error(CHROME_V2))
+    feed.cluster()
+    newest = feed.value("SELECT max(id) FROM failures")
+    [c] = feed.clusters()
+    assert c["sample_failure_id"] == newest != first
+    assert "7d8e9f00" in feed.frames(c["id"])[0]["raw_file"]
+
+
+def test_days_and_first_last_seen_use_the_server_clock(feed: Feed) -> None:
+    day = 86_400_000
+    t0 = 1_732_000_000_000
+    feed.send(sid(), error(ts=5), received_at=t0)  # a browser with a broken clock
+    feed.send(sid(), error(ts=5), received_at=t0 + day)
+    feed.send(sid(), error(ts=5), received_at=t0 + day + 10)
+    feed.cluster()
+    [c] = feed.clusters()
+    assert (c["first_seen_at"], c["last_seen_at"]) == (t0, t0 + day + 10)
+    assert feed.rows("SELECT day, count FROM cluster_days ORDER BY day") == [
+        (day_of(t0), 1),
+        (day_of(t0) + 1, 2),
+    ]
+
+
+# --- idempotency, crashes and overlapping runs ------------------------------------------------
+
+
+def populate(feed: Feed) -> None:
+    """A fixed mix: 4 clusters, repeats in one session, several users, 11 failures."""
+    t = 1_732_600_000_000
+    s = [f"session-{n:04d}" for n in range(6)]
+    feed.send(s[0], error(CHROME_V1), error(CHROME_V1), user="ada", received_at=t)
+    feed.send(s[1], error(COUPON_CHROME, COUPON_MSG), user="bob", received_at=t + 1)
+    feed.send(s[2], network("https://shop.example.com/api/orders/17", 500), received_at=t + 2)
+    feed.send(s[3], error(FIREFOX_V2, PRICE_FIREFOX), ua=FIREFOX_UA, user="cy", received_at=t + 3)
+    feed.send(s[4], network("https://shop.example.com/api/orders/9", 503), received_at=t + 4)
+    feed.send(s[0], error(CHROME_V2), user="ada", received_at=t + 5)
+    feed.send(s[5], error(COUPON_CHROME, COUPON_MSG), user="bob", received_at=t + 6)
+    feed.send(s[5], error(CHROME_V1), network("https://shop.example.com/x", 404), received_at=t + 7)
+    feed.send(s[1], error(COUPON_CHROME, COUPON_MSG), user="bob", received_at=t + 8)
+
+
+def snapshot(feed: Feed) -> dict[str, Any]:
+    """Everything the job writes, keyed by fingerprint so cluster ids do not matter."""
+    q = feed.rows
+    return {
+        "clusters": q(
+            "SELECT fingerprint, kind, title, status, failure_count, session_count, user_count, "
+            "first_seen_at, last_seen_at, regression FROM clusters ORDER BY fingerprint"
+        ),
+        "sessions": q(
+            "SELECT c.fingerprint, s.session_id, s.failures, s.last_seen_at FROM cluster_sessions "
+            "s JOIN clusters c ON c.id = s.cluster_id ORDER BY 1, 2"
+        ),
+        "users": q(
+            "SELECT c.fingerprint, u.user_key FROM cluster_users u "
+            "JOIN clusters c ON c.id = u.cluster_id ORDER BY 1, 2"
+        ),
+        "facets": q(
+            "SELECT c.fingerprint, f.facet, f.value, f.count FROM cluster_facets f "
+            "JOIN clusters c ON c.id = f.cluster_id ORDER BY 1, 2, 3"
+        ),
+        "days": q(
+            "SELECT c.fingerprint, d.day, d.count FROM cluster_days d "
+            "JOIN clusters c ON c.id = d.cluster_id ORDER BY 1, 2"
+        ),
+        "failures": q(
+            "SELECT f.id, f.fingerprint, c.fingerprint FROM failures f "
+            "LEFT JOIN clusters c ON c.id = f.cluster_id ORDER BY f.id"
+        ),
+        "events": q(
+            "SELECT c.fingerprint, e.action FROM issue_events e "
+            "JOIN clusters c ON c.id = e.cluster_id ORDER BY 1, 2"
+        ),
+    }
+
+
+@pytest.fixture
+def clean_snapshot(tmp_path: Path) -> dict[str, Any]:
+    """The state after one clean run over populate()'s data, in its own database."""
+    settings = make_settings(tmp_path / "clean")
+    prepare_database(settings.db_path)
+    feed = make_feed(settings)
+    try:
+        populate(feed)
+        result = feed.cluster()
+        assert result.items == 11
+        snap = snapshot(feed)
+        assert len(snap["clusters"]) == 4
+        assert all(row[1] is not None for row in snap["failures"])
+        return snap
+    finally:
+        feed.conn.close()
+
+
+class Boom(Exception):
+    """The injected crash."""
+
+
+def test_a_run_interrupted_midway_then_rerun_matches_a_clean_run(
+    feed: Feed, clean_snapshot: dict[str, Any]
+) -> None:
+    populate(feed)
+    calls: list[list[int]] = []
+
+    def crash_in_second_batch(ids: list[int]) -> None:
+        calls.append(ids)
+        if len(calls) == 2:
+            raise Boom("power cut")
+
+    with pytest.raises(Boom):
+        feed.cluster(batch_size=4, midway=crash_in_second_batch)
+    # The first batch committed, the second rolled back whole (failures and counters alike).
+    assert feed.value("SELECT count(*) FROM failures WHERE cluster_id IS NOT NULL") == 4
+    assert feed.value("SELECT sum(failure_count) FROM clusters") == 4
+    result = feed.cluster(batch_size=4)
+    assert result.items == 7
+    assert snapshot(feed) == clean_snapshot
+    assert feed.cluster().items == 0  # idempotent: nothing left to do
+    assert snapshot(feed) == clean_snapshot
+
+
+def test_a_crash_in_the_only_batch_leaves_nothing_behind(feed: Feed) -> None:
+    populate(feed)
+
+    def crash(ids: list[int]) -> None:
+        raise Boom("killed")
+
+    with pytest.raises(Boom):
+        feed.cluster(midway=crash)
+    for table in ("clusters", "cluster_sessions", "cluster_facets", "cluster_days"):
+        assert feed.value(f"SELECT count(*) FROM {table}") == 0
+    assert feed.value("SELECT count(*) FROM failures WHERE fingerprint IS NOT NULL") == 0
+
+
+def test_overlapping_runs_do_not_double_count(feed: Feed, clean_snapshot: dict[str, Any]) -> None:
+    populate(feed)
+    inner: list[JobResult] = []
+
+    def other_run_wins(ids: list[int]) -> None:
+        # Between this run's read and its write, a whole other run (the CLI while the server
+        # runs the job) clusters the same failures.
+        if not inner:
+            inner.append(feed.cluster())
+
+    result = feed.cluster(before_write=other_run_wins)
+    assert inner[0].items == 11
+    assert result.items == 0 and result.details["skipped"] == 11
+    assert snapshot(feed) == clean_snapshot
+
+
+def test_concurrent_runs_through_the_server_writer(
+    feed: Feed, clean_snapshot: dict[str, Any]
+) -> None:
+    populate(feed)
+    writer = Writer(feed.settings.db_path)
+    writer.start()
+    try:
+        results: list[JobResult] = []
+        barrier = threading.Barrier(2)
+
+        def together(ids: list[int]) -> None:
+            # Line both runs up on the same batch where possible (lock step is not guaranteed).
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=0.5)
+
+        def run() -> None:
+            ctx = JobContext(
+                settings=feed.settings,
+                blobs=BlobStore(feed.settings.effective_blob_url),
+                write=writer.call,
+                options={"batch_size": 3, "before_write": together},
+            )
+            results.append(clustering.run(ctx))
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+    finally:
+        writer.stop()
+    assert len(results) == 2
+    assert sum(r.items for r in results) == 11
+    assert snapshot(feed) == clean_snapshot
+
+
+def test_run_job_records_the_run(feed: Feed) -> None:
+    populate(feed)
+    result = run_job(feed.context(), "cluster")
+    assert result.items == 11
+    row = feed.rows("SELECT job, status, items, errors FROM job_runs")
+    assert row == [("cluster", "ok", 11, 0)]
+    assert "11 failures" in result.message
+
+
+def test_a_stack_the_fingerprinter_chokes_on_still_gets_clustered(
+    feed: Feed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feed.send(sid(), error(stack="TypeError: boom\n    at explode (https://x.example/a.js:1:1)"))
+    real = fingerprint
+
+    def picky(failure: Any) -> Any:
+        if failure.stack:
+            raise ValueError("parser bug")
+        return real(failure)
+
+    monkeypatch.setattr(clustering, "fingerprint", picky)
+    result = feed.cluster()
+    assert (result.items, result.errors) == (1, 1)
+    assert feed.clusters()[0]["basis"] == "message"
+    assert feed.value("SELECT count(*) FROM failures WHERE cluster_id IS NULL") == 0
+
+
+def test_batches_page_through_everything(feed: Feed) -> None:
+    for n in range(7):
+        feed.send(sid(), error(), network(f"https://shop.example.com/api/item/{n}", 500))
+    result = feed.cluster(batch_size=3)
+    assert result.items == 14 and result.details["batches"] == 5
+    counts = sorted(c["failure_count"] for c in feed.clusters())
+    assert counts == [7, 7]
+
+
+def test_stop_between_batches(feed: Feed) -> None:
+    from retrospec.jobs import Stopped
+
+    for _ in range(4):
+        feed.send(sid(), error())
+    ctx = feed.context(batch_size=2)
+    seen: list[int] = []
+
+    def stop_after_first(ids: list[int]) -> None:
+        seen.append(len(ids))
+        ctx.stop.set()
+
+    ctx.options["midway"] = stop_after_first
+    with pytest.raises(Stopped):
+        clustering.run(ctx)
+    assert feed.value("SELECT failure_count FROM clusters") == 2
+
+
+def test_migration_3_moves_frames_out_of_clusters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retrospec import migrations
+
+    settings = make_settings(tmp_path / "old")
+    with monkeypatch.context() as m:
+        m.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:2])
+        feed = make_feed(settings)  # migrates to 2 only
+    try:
+        frames = '[{"function": "lineTotal", "in_app": true}]'
+        feed.conn.execute(
+            "INSERT INTO clusters (site_id, fingerprint, kind, basis, title, frames, "
+            "first_seen_at, last_seen_at, updated_at) VALUES (?, 'f', 'error', 'stack', 't', ?, "
+            "1, 1, 1)",
+            (feed.site.id, frames),
+        )
+        assert prepare_database(settings.db_path) == [3]
+        assert feed.rows("SELECT cluster_id, frames FROM cluster_frames") == [(1, frames)]
+        assert feed.value("SELECT frames FROM clusters") is None
+    finally:
+        feed.conn.close()
