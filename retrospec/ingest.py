@@ -252,8 +252,11 @@ def _existing_chunks(
         part = pairs[i : i + 400]
         values = ",".join(["(?, ?)"] * len(part))
         params = [v for pair in part for v in pair]
+        # A join from a VALUES list is planned as primary-key lookups; the equivalent
+        # `(session_id, seq) IN (VALUES ...)` scanned the whole table on SQLite 3.40.
         rows = conn.execute(
-            f"SELECT session_id, seq FROM chunks WHERE (session_id, seq) IN (VALUES {values})",
+            f"WITH k(s, q) AS (VALUES {values}) "
+            "SELECT c.session_id, c.seq FROM k JOIN chunks c ON c.session_id = k.s AND c.seq = k.q",
             params,
         )
         found.update((str(r[0]), int(r[1])) for r in rows)
