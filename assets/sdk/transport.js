@@ -140,7 +140,8 @@ function createTransport(endpoint, nativeFetch, maxBytes) {
       // Accepted, or refused for good (bad input, unknown key): retrying cannot help.
       remove(b);
       attempts = 0;
-      if (status === 401) {
+      if (status === 401 || status === 403) {
+        // Unknown key or an origin the site does not allow: every later batch would be refused.
         disabled = true;
         queue.length = 0;
       }
