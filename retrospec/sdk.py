@@ -1,7 +1,9 @@
-"""The browser SDK bundles: the vendored rrweb recorder plus assets/sdk/*.js, built at startup.
+"""The browser SDK bundles: the vendored rrweb recorder plus our SDK core, assembled at startup.
 
-There is no Node build step: the bundles are plain concatenation, so what is served is exactly
-the readable source in assets/sdk/ minus full-line comments and indentation.
+The core is assets/sdk/dist/retrospec-core.min.js, minified from the readable sources in
+assets/sdk/*.js by `python -m retrospec.sdk_build` and committed, so serving never needs Node.
+While the minified file is stale (sources edited, not rebuilt) the sources are served as they
+are, minus comments and indentation, and tests/test_sdk.py fails until it is rebuilt.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ from pathlib import Path
 
 from retrospec import __version__
 from retrospec.paths import assets_dir
+from retrospec.sdk_build import DIST_NAME, SDK_PARTS, header, sources_digest
 
-# Order matters: later parts use helpers from earlier ones (one shared closure).
-SDK_PARTS = ("util.js", "transport.js", "capture.js", "main.js")
 RRWEB_FILE = "vendor/rrweb-record-2.1.6.umd.min.js"
 RRWEB_LICENSE_FILE = "vendor/rrweb-2.1.6.LICENSE.txt"
 CONTENT_TYPE = "text/javascript"  # Litestar appends "; charset=utf-8" to text/* types
@@ -77,23 +78,34 @@ def _bundle(text: str) -> Bundle:
     )
 
 
+def core(root: Path) -> str:
+    """The SDK core factory `RetrospecCore(RRWEB, SDK_VERSION)`: minified when fresh."""
+    dist = root / "sdk" / DIST_NAME
+    if dist.is_file():
+        text = dist.read_text(encoding="utf-8")
+        first, _, rest = text.partition("\n")
+        if first + "\n" == header(sources_digest(root)):
+            return rest
+    sdk = "".join(compact((root / "sdk" / name).read_text(encoding="utf-8")) for name in SDK_PARTS)
+    return (
+        f"var RetrospecCore = function (RRWEB, SDK_VERSION) {{\n'use strict';\n{sdk}"
+        "return initRetrospec;\n};\n"
+    )
+
+
 def build(root: Path | None = None) -> Bundles:
     """Assemble both bundles from the files under assets/."""
     root = root or assets_dir()
-    sdk = "".join(compact((root / "sdk" / name).read_text(encoding="utf-8")) for name in SDK_PARTS)
-    prelude = (
-        f"var RRWEB = rrwebHolder.rrwebRecord || null;\n"
-        f"var SDK_VERSION = {json.dumps(__version__)};\n"
+    version = json.dumps(__version__)
+    body = (
+        f"var rrwebHolder = {{}};\n{_recorder(root, 'rrwebHolder')}{core(root)}"
+        f"var initRetrospec = RetrospecCore(rrwebHolder.rrwebRecord || null, {version});\n"
     )
     script = (
-        f"{_banner(root)}(function () {{\n'use strict';\nvar rrwebHolder = {{}};\n"
-        f"{_recorder(root, 'rrwebHolder')}{prelude}{sdk}"
-        "window.Retrospec = { initRetrospec: initRetrospec, version: SDK_VERSION };\n})();\n"
+        f"{_banner(root)}(function () {{\n{body}"
+        f"window.Retrospec = {{ initRetrospec: initRetrospec, version: {version} }};\n}})();\n"
     )
-    module = (
-        f"{_banner(root)}var rrwebHolder = {{}};\n{_recorder(root, 'rrwebHolder')}{prelude}{sdk}"
-        "export { initRetrospec };\n"
-    )
+    module = f"{_banner(root)}{body}export {{ initRetrospec }};\n"
     return Bundles(script=_bundle(script), module=_bundle(module))
 
 

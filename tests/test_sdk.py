@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,8 +12,10 @@ import pytest
 from litestar.testing import TestClient
 
 from retrospec.app import create_app
+from retrospec.paths import assets_dir
 from retrospec.runtime import instance_secret
 from retrospec.sdk import GZIP_BUDGET, build, bundles, compact, module_snippet, script_snippet
+from retrospec.sdk_build import DIST_NAME, header, sources_digest
 from retrospec.settings import Settings, load_settings
 from retrospec.sites import demo_key
 from tests.conftest import make_settings
@@ -50,6 +53,27 @@ def test_bundles_wrap_the_recorder_and_expose_only_the_entry_points() -> None:
     assert module.rstrip().endswith("export { initRetrospec };")
     assert "window.Retrospec" not in module
     assert built.script.digest != built.module.digest
+
+
+def test_minified_core_is_fresh_and_served() -> None:
+    # Editing assets/sdk/*.js without `python -m retrospec.sdk_build` fails here.
+    dist = assets_dir() / "sdk" / DIST_NAME
+    first_line = dist.read_text().partition("\n")[0] + "\n"
+    assert first_line == header(sources_digest()), "run: python -m retrospec.sdk_build"
+    served = bundles().script.body.decode()
+    assert dist.read_text().partition("\n")[2] in served
+    assert "var RetrospecCore=function(" in served
+
+
+def test_stale_minified_core_falls_back_to_the_sources(tmp_path: Path) -> None:
+    root = tmp_path / "assets"
+    shutil.copytree(assets_dir(), root)
+    (root / "sdk" / "main.js").write_text(
+        (root / "sdk" / "main.js").read_text() + "\n// edited\nvar EDITED_MARKER = 1;\n"
+    )
+    served = build(root).script.body.decode()
+    assert "var EDITED_MARKER = 1;" in served  # the readable sources, not the stale minified file
+    assert "var RetrospecCore = function (RRWEB, SDK_VERSION) {" in served
 
 
 def test_compact_drops_comment_lines_and_indentation_only() -> None:
