@@ -50,8 +50,23 @@ def _query_key(query: bytes) -> str:
     return ""
 
 
+_WANTED = {
+    b"origin",
+    b"content-type",
+    b"content-encoding",
+    b"content-length",
+    b"x-retrospec-key",
+}
+
+
 def _headers(scope: dict[str, Any]) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    # ASGI servers send lower-case names; decode only the few headers ingest reads.
+    found: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        lower = name.lower()
+        if lower in _WANTED:
+            found[lower.decode("latin-1")] = value.decode("latin-1")
+    return found
 
 
 async def _send_json(
@@ -72,8 +87,9 @@ async def _send_json(
     if origin:
         headers.append((b"access-control-allow-origin", origin.encode("latin-1")))
         headers.append((b"access-control-expose-headers", b"Retry-After"))
-    for name, value in (extra or {}).items():
-        headers.append((name.lower().encode(), value.encode("latin-1")))
+    if extra:
+        for name, value in extra.items():
+            headers.append((name.lower().encode(), value.encode("latin-1")))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
