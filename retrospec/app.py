@@ -11,7 +11,7 @@ from litestar import Litestar
 from litestar.handlers import asgi
 
 from retrospec.db import DirectWriter, connect
-from retrospec.jobs import JobContext, Scheduler
+from retrospec.jobs import JobContext, Scheduler, mark_interrupted_runs
 from retrospec.migrations import prepare_database
 from retrospec.runtime import Runtime
 from retrospec.settings import Settings
@@ -44,12 +44,15 @@ def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
     """Prepare the database and build the app; resources open and jobs start in the lifespan."""
     prepare_database(settings.db_path, synchronous=settings.sqlite_synchronous)
     rt = Runtime.build(settings)
-    if settings.demo:
-        conn = connect(settings.db_path)
-        try:
-            DirectWriter(conn).call(lambda c: ensure_demo_site(c, rt.secret))
-        finally:
-            conn.close()
+    conn = connect(settings.db_path)
+    try:
+        writer = DirectWriter(conn)
+        if start_jobs and settings.jobs:
+            writer.call(mark_interrupted_runs)
+        if settings.demo:
+            writer.call(lambda c: ensure_demo_site(c, rt.secret))
+    finally:
+        conn.close()
     handler = IngestHandler(rt)
 
     @asgi(INGEST_PATH, is_mount=False, copy_scope=False)

@@ -119,7 +119,13 @@ class BlobStore:
                 os.makedirs(parent, exist_ok=True)
                 self._made.add(parent)
             tmp = f"{final}{_TMP_MARK}{secrets.token_hex(4)}"
-            with open(tmp, "wb") as fh:
+            try:
+                fh = open(tmp, "wb")  # noqa: SIM115 - reopened below if the directory went away
+            except FileNotFoundError:
+                # Purge prunes empty directories; make it again rather than trust the cache.
+                os.makedirs(parent, exist_ok=True)
+                fh = open(tmp, "wb")  # noqa: SIM115
+            with fh:
                 fh.write(blob)
             os.replace(tmp, final)
             return

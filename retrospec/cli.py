@@ -49,8 +49,9 @@ class State:
 _state = State()
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def root(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
 ) -> None:
@@ -58,6 +59,9 @@ def root(
     if version:
         console.print_text(f"retrospec {__version__}")
         raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        console.print_text(ctx.get_help())
+        raise typer.Exit(2)
     _state.config = config
 
 
@@ -269,13 +273,15 @@ def main() -> None:
     except typer.Abort:
         console.error("aborted")
         sys.exit(1)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except typer.TyperException as exc:
+        # Usage errors from the parser (bad option, missing argument): typer's usage line plus
+        # the problem, exit code 2 (their exit_code).
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            console.error(exc.message)
+        sys.exit(exc.exit_code)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

@@ -10,6 +10,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -117,6 +118,17 @@ class JobFailed(Exception):
     """A job run ended with an exception (already recorded in job_runs)."""
 
 
+def mark_interrupted_runs(conn: sqlite3.Connection) -> int:
+    """At server start: runs still 'running' were cut off by a crash or SIGKILL; say so."""
+    cur = conn.execute(
+        "UPDATE job_runs SET status = 'interrupted', finished_at = coalesce(finished_at, ?), "
+        "message = coalesce(message, 'the process stopped before the run finished') "
+        "WHERE status = 'running'",
+        (now_ms(),),
+    )
+    return cur.rowcount
+
+
 def prune_job_runs(conn: sqlite3.Connection, keep_per_job: int = 500) -> int:
     """Keep the newest runs of each job so a 1-second job does not grow the table forever."""
     cur = conn.execute(
@@ -143,7 +155,11 @@ class Scheduler:
             "replays": settings.replay_interval_seconds,
             "purge": settings.purge_interval_hours * 3600,
         }
+        now = datetime.now(UTC)
         for name, seconds in intervals.items():
+            # The daily purge also runs a few minutes after start: a server restarted more often
+            # than purge_interval_hours would otherwise never purge.
+            first = now + timedelta(seconds=min(seconds, 300.0))
             self._sched.add_job(
                 self._tick,
                 "interval",
@@ -153,6 +169,7 @@ class Scheduler:
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=None,
+                next_run_time=first,
             )
 
     def start(self) -> None:

@@ -111,5 +111,7 @@ def test_wheel_installs_and_serves_from_an_empty_directory(wheel: Path, tmp_path
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+        if proc.stdout is not None:
+            proc.stdout.close()
     assert (empty / "retrospec-data" / "retrospec.sqlite3").is_file()
     assert (empty / "retrospec-data" / "secret").is_file()

@@ -1,0 +1,296 @@
+"""ingest-failures and latency: durable failure ingest against the bare baseline, same run."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass
+
+from retrospec.bench.loadgen import Body, LoadResult, LoadSpec, run_load
+from retrospec.bench.payloads import failure_body, replay_body
+from retrospec.bench.runner import (
+    BenchContext,
+    BenchResult,
+    Figure,
+    RetrospecServer,
+    Server,
+    at_least,
+    at_most,
+    count_rows,
+    module_available,
+    running,
+    start_baseline,
+    start_retrospec,
+)
+
+TARGET_EVENTS = 5000.0
+TARGET_RATIO = 0.70
+TARGET_CPU_PER_10K = 4.0
+TARGET_P99_MS = 20.0
+
+
+@dataclass(slots=True)
+class Measured:
+    """One load run against one server, checked against what SQLite holds afterwards."""
+
+    load: LoadResult
+    cpu_s: float
+    rows: int
+
+    @property
+    def missing(self) -> int:
+        """Acknowledged events whose rows are not in SQLite (must be 0)."""
+        return max(0, self.load.acked_events_total - self.rows)
+
+    @property
+    def durable_events_per_s(self) -> float:
+        """Acknowledged-and-stored events per second in the window."""
+        if self.load.acked_events_total == 0:
+            return 0.0
+        share = min(1.0, self.rows / self.load.acked_events_total)
+        return self.load.events_per_s * share
+
+    @property
+    def cpu_per_10k(self) -> float:
+        """Server CPU seconds per 10,000 events."""
+        events = self.load.window_events
+        return self.cpu_s / events * 10_000 if events else 0.0
+
+
+def measure(
+    ctx: BenchContext,
+    server: Server,
+    path: str,
+    body: Body,
+    *,
+    table: str | None = "failures",
+    rate: float | None = None,
+    connections: int | None = None,
+    duration: float | None = None,
+) -> Measured:
+    """Drive server with body; count server CPU in the window and the rows stored afterwards."""
+    run_id = "b" + uuid.uuid4().hex[:10]
+    spec = LoadSpec(
+        host="127.0.0.1",
+        port=server.port,
+        path=path,
+        body=body,
+        run_id=run_id,
+        connections=connections or ctx.connections,
+        workers=ctx.workers,
+        duration=duration or ctx.duration,
+        warmup=ctx.warmup,
+        rate=rate,
+    )
+    cpu: dict[str, float] = {}
+
+    def edge(which: str) -> None:
+        cpu[which] = server.cpu_seconds()
+
+    load = run_load(spec, on_window=edge)
+    # Both servers keep the same schema in <data_dir>/retrospec.sqlite3; a replay chunk counts
+    # as one event, so rows and acknowledged events compare directly for both tables.
+    db = server.data_dir / "retrospec.sqlite3"
+    rows = count_rows(db, table, run_id) if table else load.acked_events_total
+    return Measured(load=load, cpu_s=cpu["end"] - cpu["start"], rows=rows)
+
+
+def _describe(name: str, m: Measured) -> str:
+    bad = {k: v for k, v in m.load.statuses.items() if not 200 <= k < 300}
+    extra = f", non-2xx {bad}" if bad else ""
+    extra += f", connection errors {m.load.errors}" if m.load.errors else ""
+    busy = m.load.generator_cpu_s / m.load.seconds if m.load.seconds else 0.0
+    extra += f"; generator busy {busy:.0%} of a core"
+    return (
+        f"{name}: {m.load.events_per_s:,.0f} events/s ({m.load.batches_per_s:,.0f} batches/s), "
+        f"p50 {m.load.percentile(50):.1f} ms, p99 {m.load.percentile(99):.1f} ms, "
+        f"rows {m.rows:,} of {m.load.acked_events_total:,} acked{extra}"
+    )
+
+
+def run_failures(ctx: BenchContext, res: BenchResult) -> None:
+    """Saturation throughput for batches of 1 and 10 failures, RetroSpec vs the baseline."""
+    with (
+        running(start_baseline(ctx, "ingest-baseline")) as base,
+        running(start_retrospec(ctx, "ingest-retrospec", jobs=False)) as rs,
+    ):
+        assert isinstance(rs, RetrospecServer)
+        null = measure(ctx, base, "/null", failure_body(1), table=None)
+        ctx.log(_describe("generator ceiling (baseline /null)", null))
+        res.add(
+            Figure(
+                "generator_max_requests_per_s",
+                "generator ceiling (/null)",
+                null.load.batches_per_s,
+                "req/s",
+                target=at_least(TARGET_EVENTS),
+                note="the generator alone, against an endpoint that does no work",
+            )
+        )
+        for batch in (1, 10):
+            body = failure_body(batch)
+            b = measure(ctx, base, "/ingest", body)
+            ctx.log(_describe(f"baseline, batch {batch}", b))
+            r = measure(ctx, rs, rs.ingest_path, body)
+            ctx.log(_describe(f"retrospec, batch {batch}", r))
+            if batch == 1:
+                ctx.shared["saturation_batches_per_s"] = r.load.batches_per_s
+            tag = f"batch{batch}"
+            res.add(
+                Figure(
+                    f"generator_vs_baseline_events_per_s_{tag}",
+                    f"generator → baseline, batch {batch}",
+                    b.durable_events_per_s,
+                    "events/s",
+                    target=at_least(TARGET_EVENTS),
+                    note="the generator drives the bare baseline this hard",
+                )
+            )
+            ev = res.add(
+                Figure(
+                    f"events_per_s_{tag}",
+                    f"failures/s, batch {batch}",
+                    r.durable_events_per_s,
+                    "events/s",
+                    target=at_least(TARGET_EVENTS),
+                    baseline=b.durable_events_per_s,
+                )
+            )
+            res.add(
+                Figure(
+                    f"baseline_ratio_{tag}",
+                    f"share of baseline, batch {batch}",
+                    (ev.ratio or 0.0) * 100,
+                    "%",
+                    target=at_least(TARGET_RATIO * 100, "≥ 70%"),
+                )
+            )
+            res.add(
+                Figure(
+                    f"batches_per_s_{tag}",
+                    f"requests/s, batch {batch}",
+                    r.load.batches_per_s,
+                    "req/s",
+                    baseline=b.load.batches_per_s,
+                )
+            )
+            for p in (50, 99):
+                res.add(
+                    Figure(
+                        f"p{p}_ms_saturated_{tag}",
+                        f"p{p} saturated, batch {batch}",
+                        r.load.percentile(p),
+                        "ms",
+                        baseline=b.load.percentile(p),
+                        higher_is_better=False,
+                    )
+                )
+            res.add(
+                Figure(
+                    f"cpu_s_per_10k_{tag}",
+                    f"CPU s / 10k, batch {batch}",
+                    r.cpu_per_10k,
+                    "CPU s",
+                    target=at_most(TARGET_CPU_PER_10K),
+                    baseline=b.cpu_per_10k,
+                    higher_is_better=False,
+                )
+            )
+            res.add(
+                Figure(
+                    f"acked_not_stored_{tag}",
+                    f"acked, not stored, batch {batch}",
+                    float(r.missing + b.missing),
+                    "events",
+                    target=at_most(0, "0"),
+                    note="RetroSpec and baseline together; durability check",
+                )
+            )
+    res.notes.append(
+        f"{ctx.workers} generator process(es), {ctx.connections} keep-alive connections, "
+        f"{ctx.duration:g} s windows after {ctx.warmup:g} s warm-up; jobs off; "
+        "events/s counts only 2xx answers whose rows were found in SQLite afterwards."
+    )
+
+
+def saturation(ctx: BenchContext) -> float:
+    """Batches/s RetroSpec sustains with single-failure batches (measured once per invocation)."""
+    cached = ctx.shared.get("saturation_batches_per_s")
+    if cached:
+        return float(cached)
+    with running(start_retrospec(ctx, "saturation", jobs=False)) as rs:
+        assert isinstance(rs, RetrospecServer)
+        m = measure(ctx, rs, rs.ingest_path, failure_body(1))
+    ctx.shared["saturation_batches_per_s"] = m.load.batches_per_s
+    return m.load.batches_per_s
+
+
+def run_latency(ctx: BenchContext, res: BenchResult) -> None:
+    """p50/p99 at half of saturation (open loop), with jobs off and with jobs running."""
+    half = saturation(ctx) / 2
+    ctx.log(f"half of saturation: {half:,.0f} batches/s (1 failure each)")
+    body = failure_body(1)
+    figures: list[tuple[str, str, Measured]] = []
+    with running(start_retrospec(ctx, "latency-nojobs", jobs=False)) as rs:
+        assert isinstance(rs, RetrospecServer)
+        m = measure(ctx, rs, rs.ingest_path, body, rate=half, connections=64)
+        ctx.log(_describe("jobs off", m))
+        figures.append(("nojobs", "jobs off", m))
+    with running(start_retrospec(ctx, "latency-jobs", jobs=True)) as rs:
+        assert isinstance(rs, RetrospecServer)
+        # A modest stream of replay chunks beside the failures so the replay job has work too.
+        side = threading.Thread(
+            target=_background_replay, args=(ctx, rs, min(100.0, half / 10)), daemon=True
+        )
+        side.start()
+        m = measure(ctx, rs, rs.ingest_path, body, rate=half, connections=64)
+        side.join()
+        ctx.log(_describe("jobs on", m))
+        figures.append(("jobs", "jobs running", m))
+        jobs_ready = [n for n in ("clustering", "replays") if module_available(f"retrospec.{n}")]
+        res.notes.append(
+            "jobs running: "
+            + (
+                ", ".join(jobs_ready) + " jobs active"
+                if jobs_ready
+                else "clustering/replays modules not written yet, so the jobs had nothing to do"
+            )
+            + "; a side stream of ~9 KB replay chunks ran during the window."
+        )
+    for key, label, m in figures:
+        for p in (50, 99):
+            res.add(
+                Figure(
+                    f"p{p}_ms_half_saturation_{key}",
+                    f"p{p} at half load, {label}",
+                    m.load.percentile(p),
+                    "ms",
+                    target=at_most(TARGET_P99_MS) if p == 99 else None,
+                    higher_is_better=False,
+                )
+            )
+        res.add(
+            Figure(
+                f"rate_{key}",
+                f"offered rate, {label}",
+                m.load.batches_per_s,
+                "req/s",
+                note="open loop; latency counted from the scheduled send time",
+            )
+        )
+
+
+def _background_replay(ctx: BenchContext, rs: RetrospecServer, rate: float) -> None:
+    spec = LoadSpec(
+        host="127.0.0.1",
+        port=rs.port,
+        path=rs.ingest_path,
+        body=replay_body(),
+        run_id="r" + uuid.uuid4().hex[:10],
+        connections=4,
+        workers=1,
+        duration=ctx.duration,
+        warmup=ctx.warmup,
+        rate=rate,
+    )
+    run_load(spec)

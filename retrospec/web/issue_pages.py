@@ -1,0 +1,202 @@
+"""The issue list (/) and the issue page (/issues/{id}) with its resolve/ignore/reopen actions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.params import FromPath
+
+from retrospec import issues
+from retrospec.errors import BadRequest, NotFound
+from retrospec.models import FAILURE_KINDS
+from retrospec.sites import Site, list_sites
+from retrospec.web.access import redirect, runtime
+from retrospec.web.render import is_fragment_request, page
+from retrospec.web.sync_reads import sync_read
+
+PAGE_SIZE = 50
+STATUS_TABS = (
+    ("open", "Open"),
+    ("resolved", "Resolved"),
+    ("ignored", "Ignored"),
+    ("all", "All"),
+    ("candidate", "Candidates"),
+)
+SORT_CHOICES = (
+    ("last_seen", "Last seen"),
+    ("failures", "Most failures"),
+    ("sessions", "Most sessions"),
+    ("first_seen", "Newest"),
+)
+KIND_LABELS = {
+    "error": "Error",
+    "unhandledrejection": "Unhandled rejection",
+    "network": "Network",
+    "console": "Console",
+    "custom": "Custom",
+}
+ACTION_LABELS = {"resolve": "Resolve", "ignore": "Ignore", "reopen": "Reopen"}
+
+
+@dataclass(frozen=True, slots=True)
+class IssueFilters:
+    """The issue list's query string, cleaned (unknown values fall back to defaults)."""
+
+    site: str = ""
+    status: str = "open"
+    kind: str = ""
+    q: str = ""
+    sort: str = "last_seen"
+    page: int = 1
+
+    @classmethod
+    def parse(cls, params: Any) -> IssueFilters:
+        """From request.query_params (a multi-dict of strings)."""
+        status = params.get("status") or "open"
+        sort = params.get("sort") or "last_seen"
+        kind = params.get("kind") or ""
+        try:
+            number = max(1, min(10_000, int(params.get("page") or 1)))
+        except ValueError:
+            number = 1
+        return cls(
+            site=(params.get("site") or "").strip()[:100],
+            status=status if status in issues.STATUSES else "open",
+            kind=kind if kind in FAILURE_KINDS else "",
+            q=(params.get("q") or "").strip()[:200],
+            sort=sort if sort in issues.SORTS else "last_seen",
+            page=number,
+        )
+
+    def as_query(self) -> dict[str, Any]:
+        """Non-default values, for links that keep the filters."""
+        values: dict[str, Any] = {
+            "site": self.site,
+            "status": "" if self.status == "open" else self.status,
+            "kind": self.kind,
+            "q": self.q,
+            "sort": "" if self.sort == "last_seen" else self.sort,
+            "page": "" if self.page == 1 else self.page,
+        }
+        return {k: v for k, v in values.items() if v}
+
+    @property
+    def narrowed(self) -> bool:
+        """Whether anything besides status and sort narrows the list."""
+        return bool(self.site or self.kind or self.q)
+
+
+async def _sites(request: Request[Any, Any, Any]) -> list[Site]:
+    return await sync_read(runtime(request), list_sites)
+
+
+@get("/", name="issues")
+async def issue_list(request: Request[Any, Any, Any]) -> Response[str]:
+    """Issues with filters, search, sort, pages and sparklines; htmx polls the list part."""
+    rt = runtime(request)
+    f = IssueFilters.parse(request.query_params)
+    offset = (f.page - 1) * PAGE_SIZE
+    anything = True
+    candidates = 0
+    async with rt.reads.acquire() as conn:
+        try:
+            items, total = await issues.list_issues(
+                conn,
+                site=f.site or None,
+                status=f.status,
+                kind=f.kind or None,
+                q=f.q or None,
+                sort=f.sort,
+                limit=PAGE_SIZE,
+                offset=offset,
+            )
+        except NotFound:  # a site filter for a site that was renamed or never existed
+            items, total = [], 0
+        daily = await issues.daily_counts(conn, [i.id for i in items], days=7)
+        if not items:
+            # Empty states differ: a brand-new install, a quiet week, or over-narrow filters.
+            _, issue_total = await issues.list_issues(conn, status="all", limit=1)
+            _, candidates = await issues.list_issues(conn, status="candidate", limit=1)
+            anything = bool(issue_total or candidates)
+    # The poller's fragment has no site picker; only its onboarding state needs the sites.
+    sites = [] if is_fragment_request(request) and items else await _sites(request)
+    context = {
+        "section": "issues",
+        "f": f,
+        "query_args": f.as_query(),
+        "items": items,
+        "total": total,
+        "daily": daily,
+        "offset": offset,
+        "page_size": PAGE_SIZE,
+        "anything": anything,
+        "candidates": candidates,
+        "sites": sites,
+        "user_sites": [s for s in sites if s.id != "demo"],
+        "status_tabs": STATUS_TABS,
+        "sort_choices": SORT_CHOICES,
+        "kind_labels": KIND_LABELS,
+        "promote_after": rt.settings.promote_after,
+    }
+    return page(request, "issues.html", context, fragment="_issue_list.html")
+
+
+def _base_url(request: Request[Any, Any, Any]) -> str:
+    configured = runtime(request).settings.public_url
+    return configured.rstrip("/") if configured else str(request.base_url).rstrip("/")
+
+
+def _status_context(issue: issues.IssueSummary) -> dict[str, Any]:
+    actions = [
+        name for name, (allowed, _new, _event) in issues.ACTIONS.items() if issue.status in allowed
+    ]
+    return {"issue": issue, "actions": actions, "action_labels": ACTION_LABELS}
+
+
+@get("/issues/{issue_id:int}")
+async def issue_page(request: Request[Any, Any, Any], issue_id: FromPath[int]) -> Response[str]:
+    """All the evidence of one issue."""
+    rt = runtime(request)
+    async with rt.reads.acquire() as conn:
+        ev = await issues.get_evidence(conn, issue_id)
+    base = _base_url(request)
+    frames = ev.frames
+    in_app = sum(1 for fr in frames if fr.get("in_app"))
+    context = {
+        "section": "issues",
+        "ev": ev,
+        "markdown": issues.evidence_markdown(ev, base),
+        "replay_link": issues.replay_url(ev, ""),
+        "in_app_count": in_app,
+        "kind_labels": KIND_LABELS,
+        **_status_context(ev.issue),
+    }
+    return page(request, "issue.html", context)
+
+
+@post("/issues/{issue_id:int}/status", status_code=200)
+async def issue_status(request: Request[Any, Any, Any], issue_id: FromPath[int]) -> Response[str]:
+    """Resolve, ignore or reopen; htmx swaps the status block, plain forms get the page."""
+    rt = runtime(request)
+    form = await request.form()
+    action = form.get("action")
+    if not isinstance(action, str) or action not in issues.ACTIONS:
+        raise BadRequest("unknown action")
+    actor = request.state.login.username
+    await rt.writer.run(lambda c: issues.change_status(c, issue_id, action, actor=actor))
+    if request.headers.get("hx-request") != "true":
+        return redirect(f"/issues/{issue_id}")
+    async with rt.reads.acquire() as conn:
+        issue = await issues.get_issue(conn, issue_id)
+    context = {**_status_context(issue), "changed": action}
+    return page(
+        request,
+        "_issue_status.html",
+        context,
+        headers={"hx-trigger": "issue-status-changed"},
+    )
+
+
+HANDLERS = [issue_list, issue_page, issue_status]

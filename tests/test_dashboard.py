@@ -1,0 +1,586 @@
+"""Dashboard pages in-process: issue list, issue page, status actions, replay page, sessions,
+sites, fragments versus full pages, and the security headers every page carries.
+
+The helpers at the top build realistic ingest batches (rrweb events of a small shop page plus
+failures); the browser tests import them for hostile recordings that the real SDK would never
+send but an attacker holding a public site key can.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from retrospec.app import create_app
+from retrospec.blobs import BlobStore
+from retrospec.db import DirectWriter, connect
+from retrospec.jobs import JobContext, run_job
+from retrospec.settings import Settings
+from retrospec.web import issue_pages
+from tests.conftest import add_site
+from tests.test_auth import add_user, login
+
+PAGE = "https://shop.example.com/checkout"
+STACK = (
+    "TypeError: Cannot read properties of undefined (reading 'price')\n"
+    "    at applyCoupon (https://shop.example.com/static/app.3f9a1c2b.js:120:15)\n"
+    "    at HTMLButtonElement.onPay (https://shop.example.com/static/app.3f9a1c2b.js:88:9)\n"
+    "    at invokeGuarded (https://shop.example.com/static/vendor.11aa22bb.js:4:1200)"
+)
+HOSTILE_SCRIPT = (
+    "window.__pwned = 'script'; document.title = 'pwned'; "
+    "fetch('/pwned-script'); parent.__pwned = 'script';"
+)
+HOSTILE_ONERROR = (
+    "window.__pwned = 'onerror'; new Image().src = '/pwned-onerror'; parent.__pwned = 'onerror';"
+)
+
+Post = Callable[[str, dict[str, Any]], Any]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex
+
+
+def el(node_id: int, tag: str, attrs: dict[str, Any] | None = None, *children: Any) -> Any:
+    return {
+        "type": 2,
+        "tagName": tag,
+        "attributes": attrs or {},
+        "childNodes": list(children),
+        "id": node_id,
+    }
+
+
+def txt(node_id: int, text: str) -> dict[str, Any]:
+    return {"type": 3, "textContent": text, "id": node_id}
+
+
+def shop_dom(*, hostile: bool = False) -> dict[str, Any]:
+    """The checkout page as rrweb serialises it; ids 1-40. hostile adds script and onerror."""
+    extra: list[Any] = []
+    if hostile:
+        extra = [
+            el(30, "script", {}, txt(31, HOSTILE_SCRIPT)),
+            el(32, "img", {"src": "/does-not-exist.png", "onerror": HOSTILE_ONERROR, "alt": "x"}),
+            el(33, "a", {"href": "javascript:window.__pwned='href'", "id": "evil"}, txt(34, "x")),
+        ]
+    body = el(
+        10,
+        "body",
+        {},
+        el(11, "h1", {"id": "heading"}, txt(12, "Checkout")),
+        el(13, "p", {"class": "lead"}, txt(14, "Review your basket and pay.")),
+        el(15, "input", {"id": "email", "type": "email", "value": ""}),
+        el(16, "input", {"id": "coupon", "name": "coupon", "type": "text", "value": ""}),
+        el(17, "button", {"id": "pay", "type": "button"}, txt(18, "Pay now")),
+        el(19, "div", {"id": "status"}),
+        *extra,
+    )
+    head = el(
+        4,
+        "head",
+        {},
+        el(5, "title", {}, txt(6, "Checkout · Shop")),
+        el(7, "style", {"_cssText": "body { font-family: sans-serif; margin: 24px; }"}),
+    )
+    html = el(3, "html", {"lang": "en"}, head, body)
+    return {
+        "type": 0,
+        "childNodes": [{"type": 1, "name": "html", "publicId": "", "systemId": "", "id": 2}, html],
+        "id": 1,
+    }
+
+
+def checkout_events(t0: int, *, hostile: bool = False, seconds: int = 20) -> list[dict[str, Any]]:
+    """A 20 s visit: load, type an email, click Pay now at +8 s, see an error, click again."""
+    inc = 3
+
+    def move(ts: int, x: int, y: int) -> dict[str, Any]:
+        pos = [{"x": x, "y": y, "id": 10, "timeOffset": 0}]
+        return {"type": inc, "timestamp": ts, "data": {"source": 1, "positions": pos}}
+
+    def click(ts: int, node: int) -> dict[str, Any]:
+        data = {"source": 2, "type": 2, "id": node, "x": 60, "y": 200}
+        return {"type": inc, "timestamp": ts, "data": data}
+
+    def typed(ts: int, node: int, text: str) -> dict[str, Any]:
+        data = {"source": 5, "text": text, "isChecked": False, "id": node}
+        return {"type": inc, "timestamp": ts, "data": data}
+
+    def status_text(ts: int, text: str, node: int) -> dict[str, Any]:
+        data = {
+            "source": 0,
+            "texts": [],
+            "attributes": [],
+            "removes": [],
+            "adds": [{"parentId": 19, "nextId": None, "node": txt(node, text)}],
+        }
+        return {"type": inc, "timestamp": ts, "data": data}
+
+    return [
+        {"type": 4, "timestamp": t0, "data": {"href": PAGE, "width": 1280, "height": 720}},
+        {
+            "type": 2,
+            "timestamp": t0 + 1,
+            "data": {"node": shop_dom(hostile=hostile), "initialOffset": {"top": 0, "left": 0}},
+        },
+        move(t0 + 1500, 200, 150),
+        click(t0 + 3000, 15),
+        typed(t0 + 3500, 15, "a"),
+        typed(t0 + 4200, 15, "ana@example.com"),
+        move(t0 + 6000, 80, 210),
+        click(t0 + 8000, 17),
+        status_text(t0 + 8150, "Payment failed: something went wrong", 40),
+        move(t0 + 12_000, 90, 215),
+        click(t0 + 15_000, 17),
+        move(t0 + seconds * 1000, 100, 220),
+    ]
+
+
+def price_error(ts: int) -> dict[str, Any]:
+    return {
+        "kind": "error",
+        "ts": ts,
+        "type": "TypeError",
+        "message": "Cannot read properties of undefined (reading 'price')",
+        "stack": STACK,
+        "url": PAGE,
+        "filename": "https://shop.example.com/static/app.3f9a1c2b.js",
+        "lineno": 120,
+        "colno": 15,
+    }
+
+
+def orders_502(ts: int) -> dict[str, Any]:
+    return {
+        "kind": "network",
+        "ts": ts,
+        "method": "POST",
+        "request_url": "https://shop.example.com/api/orders/1234",
+        "status": 502,
+        "duration_ms": 312.0,
+        "url": PAGE,
+        "message": "POST /api/orders/1234 → 502",
+    }
+
+
+def batch(
+    session_id: str,
+    seq: int,
+    t0: int,
+    events: list[dict[str, Any]],
+    failures: list[dict[str, Any]],
+    *,
+    user: dict[str, str] | None = None,
+    site: str | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "v": 1,
+        "session": {
+            "id": session_id,
+            "started_at": t0,
+            "anonymous_id": "anon-" + session_id[:8],
+            "user_agent": (
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                "Chrome/131.0.0.0 Safari/537.36"
+            ),
+            "url": PAGE,
+            "release": "shop@1.4.2",
+            "environment": "production",
+            "sdk": "retrospec.js/test",
+        },
+        "seq": seq,
+        "events": events,
+        "failures": failures,
+    }
+    if user:
+        body["session"]["user"] = user
+    if site:
+        body["site"] = site
+    return body
+
+
+def send_checkout_session(
+    post: Post,
+    key: str,
+    *,
+    t0: int | None = None,
+    user: dict[str, str] | None = None,
+    hostile: bool = False,
+    network: bool = True,
+) -> str:
+    """One visit in two batches (like an SDK flushing twice); returns the session id."""
+    t0 = t0 or now_ms() - 30_000
+    sid = new_session_id()
+    events = checkout_events(t0, hostile=hostile)
+    first, second = events[:6], events[6:]
+    failures = [price_error(t0 + 8100)]
+    if network:
+        failures.append(orders_502(t0 + 15_200))
+    for seq, (evs, fails) in enumerate(((first, []), (second, failures))):
+        res = post(f"/api/v1/ingest?key={key}", batch(sid, seq, t0, evs, fails, user=user))
+        status = getattr(res, "status_code", None)
+        assert status == 202, (status, getattr(res, "text", ""))
+    return sid
+
+
+# --- fixtures -----------------------------------------------------------------------------------
+
+
+def run_jobs(settings: Settings) -> None:
+    """Build replays and cluster failures now, as the scheduler would."""
+    conn = connect(settings.db_path)
+    try:
+        ctx = JobContext(
+            settings=settings,
+            blobs=BlobStore(settings.effective_blob_url),
+            write=DirectWriter(conn).call,
+        )
+        run_job(ctx, "replays")
+        run_job(ctx, "cluster")
+    finally:
+        conn.close()
+
+
+def query_one(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    conn = sqlite3.connect(settings.db_path)
+    try:
+        return conn.execute(sql, params).fetchone()
+    finally:
+        conn.close()
+
+
+@dataclass
+class Shop:
+    """A signed-in client with three recorded checkout sessions and their issues."""
+
+    client: TestClient[object]
+    settings: Settings
+    key: str
+    sessions: list[str]
+    csrf: str
+    price_issue: int
+    orders_issue: int
+
+    def htmx(self, path: str, **headers: str) -> Any:
+        return self.client.get(path, headers={"HX-Request": "true", **headers})
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient[object]]:
+    with TestClient(create_app(settings, start_jobs=False)) as c:
+        yield c
+
+
+@pytest.fixture
+def shop(client: TestClient[object], settings: Settings) -> Shop:
+    _, key = add_site(settings, "shop", ["https://shop.example.com"])
+    add_user(settings)
+    csrf = login(client)
+    post: Post = lambda path, body: client.post(path, json=body)  # noqa: E731
+    sessions = [
+        send_checkout_session(post, key, user={"id": "u1", "email": "ana@example.com"}),
+        send_checkout_session(post, key, user={"id": "u2", "name": "Bo"}),
+        send_checkout_session(post, key, network=False),
+    ]
+    run_jobs(settings)
+    price = query_one(settings, "SELECT id FROM clusters WHERE title LIKE '%price%'")
+    orders = query_one(settings, "SELECT id FROM clusters WHERE kind = 'network'")
+    assert price and orders, "clustering did not produce the expected issues"
+    return Shop(client, settings, key, sessions, csrf, int(price[0]), int(orders[0]))
+
+
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)(?![^>]*type=\"application/json\")[^>]*>")
+
+
+def assert_secure_page(res: Any) -> None:
+    """Every dashboard page: CSP without inline script, no caching, no framing."""
+    csp = res.headers["content-security-policy"]
+    assert (
+        "script-src 'self'" in csp
+        and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+    )
+    assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp
+    assert res.headers["cache-control"] == "no-store"
+    assert res.headers["x-frame-options"] == "DENY"
+    assert not INLINE_SCRIPT.search(res.text), INLINE_SCRIPT.search(res.text)
+    assert not re.search(r"<[^>]+\son[a-z]+=", res.text), "inline event handler attribute"
+    assert "//cdn" not in res.text and "https://unpkg" not in res.text
+
+
+# --- fresh install --------------------------------------------------------------------------------
+
+
+def test_empty_issue_list_tells_a_new_user_what_to_do(
+    client: TestClient[object], settings: Settings
+) -> None:
+    add_user(settings)
+    login(client)
+    res = client.get("/")
+    assert res.status_code == 200
+    assert_secure_page(res)
+    text = res.text
+    assert "No failures captured yet" in text
+    assert 'href="/sites"' in text and "Add a site" in text
+    assert "Embed the snippet" in text and 'href="/demo"' in text
+    sessions = client.get("/sessions")
+    assert "No sessions recorded yet" in sessions.text and "Get the snippet" in sessions.text
+    # Asset URLs carry their content hash; nothing comes from a CDN.
+    for url in re.findall(r'(?:src|href)="(/assets/[^"]+)"', text):
+        assert "?v=" in url, url
+        assert client.get(url).status_code == 200
+
+
+# --- issue list -----------------------------------------------------------------------------------
+
+
+def test_issue_list_full_page_and_fragment(shop: Shop) -> None:
+    full = shop.client.get("/")
+    assert full.status_code == 200
+    assert_secure_page(full)
+    assert full.text.startswith("<!doctype html>")
+    assert "Cannot read properties of undefined (reading &#39;price&#39;)" in full.text
+    assert "POST /api/orders/" in full.text
+    assert 'class="spark"' in full.text and "<rect" in full.text
+    assert 'hx-trigger="every 10s"' in full.text
+    assert full.headers["vary"].startswith("HX-Request")
+
+    frag = shop.htmx("/?sort=failures")
+    assert frag.status_code == 200
+    assert frag.text.startswith('<section id="issue-list"')
+    assert "<html" not in frag.text and "topbar" not in frag.text
+    # The poller keeps the filters it was rendered with.
+    assert 'hx-get="/?sort=failures"' in frag.text
+    # A history restore (back button with htmx) needs the whole page.
+    restore = shop.htmx("/", **{"HX-History-Restore-Request": "true"})
+    assert restore.text.startswith("<!doctype html>")
+
+
+def test_issue_list_filters_search_sort_and_pages(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def titles(path: str) -> list[str]:
+        html = shop.htmx(path).text
+        return re.findall(r'<span class="title">([^<]+)</span>', html)
+
+    assert len(titles("/")) == 2
+    assert len(titles("/?kind=network")) == 1 and "orders" in titles("/?kind=network")[0]
+    assert len(titles("/?kind=error")) == 1
+    assert titles("/?q=price") and len(titles("/?q=price")) == 1
+    assert titles("/?q=nothing-like-this") == []
+    assert "No issues match these filters" in shop.htmx("/?q=nothing-like-this").text
+    assert len(titles("/?site=shop")) == 2
+    assert titles("/?site=no-such-site") == []
+    assert titles("/?status=resolved") == []
+    by_failures = titles("/?sort=failures")
+    assert "price" in by_failures[0]  # 3 failures beat 2
+    # Unknown values fall back to the defaults instead of erroring.
+    assert shop.client.get("/?status=bogus&sort=bogus&kind=bogus&page=x").status_code == 200
+
+    monkeypatch.setattr(issue_pages, "PAGE_SIZE", 1)
+    first = shop.htmx("/?sort=failures").text
+    assert "1\u20131 of 2" in first and "page=2" in first
+    second = shop.htmx("/?sort=failures&page=2").text
+    assert "2\u20132 of 2" in second and "orders" in second
+
+
+def test_issue_page_shows_the_evidence(shop: Shop) -> None:
+    res = shop.client.get(f"/issues/{shop.price_issue}")
+    assert res.status_code == 200
+    assert_secure_page(res)
+    html = res.text
+    assert "Cannot read properties of undefined" in html
+    assert "applyCoupon" in html  # culprit / in-app frame
+    assert 'class="frame in-app"' in html and "Raw stack trace" in html
+    assert "vendor.11aa22bb.js" in html  # the library frame stays in the raw stack
+    assert "Steps before the failure" in html and "Pay now" in html
+    assert "Confidence" in html and "Where it happens" in html
+    assert "Chrome" in html and "shop@1.4.2" in html
+    assert "Affected sessions" in html
+    assert "Watch at the failure" in html
+    links = re.findall(r'href="/sessions/([0-9a-f]+)\?t=(\d+)"', html)
+    assert {sid for sid, _ in links} == set(shop.sessions)
+    assert all(7000 <= int(t) <= 9000 for _, t in links), links
+    assert 'id="md-source"' in html and "### Steps before the failure" in html
+    assert 'data-copy="md-source"' in html
+    assert shop.client.get("/issues/999999").status_code == 404
+
+
+def test_status_actions_swap_the_badge_and_need_csrf(shop: Shop) -> None:
+    url = f"/issues/{shop.price_issue}/status"
+    refused = shop.client.post(url, data={"action": "resolve"}, headers={"HX-Request": "true"})
+    assert refused.status_code == 403
+    headers = {"HX-Request": "true", "X-CSRF-Token": shop.csrf}
+    res = shop.client.post(url, data={"action": "resolve"}, headers=headers)
+    assert res.status_code == 200
+    assert res.text.startswith('<div id="issue-status"') and 'data-status="resolved"' in res.text
+    assert "Reopen" in res.text and "Resolved just now" in res.text
+    assert "issue-status-changed" in res.headers["hx-trigger"]
+    assert f'id="issue-{shop.price_issue}"' in shop.htmx("/?status=resolved").text
+    assert f'id="issue-{shop.price_issue}"' not in shop.htmx("/").text
+    again = shop.client.post(url, data={"action": "resolve"}, headers=headers)
+    assert again.status_code == 400 and "already resolved" in again.text  # toast text
+    # Without htmx the form posts and redirects back (works with JavaScript off).
+    plain = shop.client.post(
+        url, data={"action": "reopen", "csrf_token": shop.csrf}, follow_redirects=False
+    )
+    assert plain.status_code == 303 and plain.headers["location"] == f"/issues/{shop.price_issue}"
+    page = shop.client.get(f"/issues/{shop.price_issue}").text
+    assert 'data-status="open"' in page and "Reopened" in page and "by alice" in page
+    bogus = shop.client.post(url, data={"action": "delete"}, headers=headers)
+    assert bogus.status_code == 400
+
+
+# --- sessions and replays ----------------------------------------------------------------------
+
+
+def test_replay_page_has_player_markers_and_failures(shop: Shop) -> None:
+    sid = shop.sessions[0]
+    res = shop.client.get(f"/sessions/{sid}?t=8100")
+    assert res.status_code == 200
+    assert_secure_page(res)
+    html = res.text
+    assert "rrweb-player-2.1.6.umd.min.js?v=" in html and "js/replay.js?v=" in html
+    assert 'data-t="8100"' in html
+    assert f'data-events-url="/sessions/{sid}/events"' in html
+    raw = re.search(
+        r'<script type="application/json" id="replay-markers">(.*?)</script>', html, re.S
+    )
+    assert raw
+    markers = json.loads(raw.group(1))
+    kinds = {m["kind"] for m in markers}
+    assert {"failure", "click"} <= kinds, kinds
+    failure = next(m for m in markers if m["kind"] == "failure")
+    assert 7000 <= failure["offset"] <= 9000
+    assert "ana@example.com" in html
+    assert "Console &amp; network" in html and "502" in html
+    assert f'href="/issues/{shop.price_issue}"' in html
+
+
+def test_events_endpoint_serves_json_and_gzip_with_etag(shop: Shop) -> None:
+    url = f"/sessions/{shop.sessions[0]}/events"
+    res = shop.client.get(url, headers={"accept-encoding": "gzip"})
+    assert res.status_code == 200
+    assert res.headers["content-encoding"] == "gzip"
+    assert res.headers["content-type"].startswith("application/json")
+    events = res.json()  # httpx inflates
+    assert events[0]["type"] == 4 and any(e["type"] == 2 for e in events)
+    refused = shop.client.get(url, headers={"accept-encoding": "gzip;q=0, identity"})
+    assert "content-encoding" not in refused.headers
+    plain = shop.client.get(url, headers={"accept-encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.json() == events
+    again = shop.client.get(url, headers={"if-none-match": res.headers["etag"]})
+    assert again.status_code == 304
+    assert shop.client.get("/sessions/not..valid/events").status_code == 404
+    assert shop.client.get("/sessions/abcdefgh99999/events").status_code == 404
+
+
+def test_expired_replay_keeps_the_evidence(shop: Shop) -> None:
+    sid = shop.sessions[1]
+    conn = sqlite3.connect(shop.settings.db_path)
+    with conn:  # what retention leaves behind
+        conn.execute(
+            "UPDATE sessions SET replay_status = 'expired', replay_key = NULL, expired_at = ? "
+            "WHERE id = ?",
+            (int(time.time() * 1000), sid),
+        )
+    conn.close()
+    html = shop.client.get(f"/sessions/{sid}").text
+    assert "This replay has expired" in html
+    assert "rrweb-player" not in html  # no player to load
+    assert "Pay now" in html and "Cannot read properties" in html  # markers and failures stay
+    assert shop.client.get(f"/sessions/{sid}/events").status_code == 404
+    issue = shop.client.get(f"/issues/{shop.price_issue}").text
+    assert "Replay expired" in issue
+
+
+def test_pending_replay_says_so_and_polls(shop: Shop) -> None:
+    post: Post = lambda path, body: shop.client.post(path, json=body)  # noqa: E731
+    sid = send_checkout_session(post, shop.key)
+    html = shop.client.get(f"/sessions/{sid}").text
+    assert "The replay is being prepared" in html
+    assert f'hx-get="/sessions/{sid}/state?key=' in html
+    state = shop.htmx(f"/sessions/{sid}/state?key=none")
+    assert state.status_code == 200
+    run_jobs(shop.settings)
+    assert shop.htmx(f"/sessions/{sid}/state?key=none").headers.get("hx-refresh") == "true"
+
+
+def test_session_list_filters(shop: Shop) -> None:
+    full = shop.client.get("/sessions")
+    assert full.status_code == 200
+    assert_secure_page(full)
+    assert full.text.count('class="tr session-row"') == 3
+    assert "ana@example.com" in full.text and "Anonymous user" in full.text
+    frag = shop.htmx("/sessions?user=u2")
+    assert frag.text.startswith('<section id="session-list"')
+    assert frag.text.count('class="tr session-row"') == 1 and "Bo" in frag.text
+    assert shop.htmx("/sessions?failures=1").text.count('class="tr session-row"') == 3
+    assert shop.htmx("/sessions?site=shop").text.count('class="tr session-row"') == 3
+    assert "No sessions match" in shop.htmx("/sessions?site=nope").text
+
+
+# --- sites -------------------------------------------------------------------------------------
+
+
+def test_sites_add_edit_origins_snippet_and_rotate(shop: Shop) -> None:
+    headers = {"HX-Request": "true", "X-CSRF-Token": shop.csrf}
+    listing = shop.client.get("/sites")
+    assert_secure_page(listing)
+    assert "YOUR_INGEST_KEY" in listing.text and shop.key not in listing.text
+    assert "/sdk/retrospec.js" in listing.text and "/sdk/retrospec.mjs" in listing.text
+
+    added = shop.client.post(
+        "/sites",
+        data={"name": "blog", "origins": "https://blog.example.com\nhttp://localhost:3000"},
+        headers=headers,
+    )
+    assert added.status_code == 200 and added.text.startswith('<div id="site-list"')
+    new_key = re.search(r'id="key-[^"]+">(rsk_[^<]+)<', added.text)
+    assert new_key and "shown only once" in added.text
+    assert f'apiKey: "{new_key.group(1)}"' in added.text  # the snippet carries the new key
+    assert new_key.group(1) not in shop.client.get("/sites").text  # ...once
+    dup = shop.client.post("/sites", data={"name": "blog"}, headers=headers)
+    assert dup.status_code == 409 and "already exists" in dup.text
+    bad = shop.client.post("/sites", data={"name": "x", "origins": "ftp://nope"}, headers=headers)
+    assert bad.status_code == 400
+
+    site_id = query_one(shop.settings, "SELECT id FROM sites WHERE name = 'shop'")[0]
+    saved = shop.client.post(
+        f"/sites/{site_id}/origins",
+        data={"origins": "https://shop.example.com, https://m.shop.example.com"},
+        headers=headers,
+    )
+    assert saved.status_code == 200 and "Allowed origins saved" in saved.text
+    assert "https://m.shop.example.com" in saved.text
+    invalid = shop.client.post(
+        f"/sites/{site_id}/origins", data={"origins": "not a url"}, headers=headers
+    )
+    assert invalid.status_code == 200 and "origin must look like" in invalid.text
+
+    body = batch(new_session_id(), 0, now_ms(), [], [price_error(now_ms())])
+    assert shop.client.post(f"/api/v1/ingest?key={shop.key}", json=body).status_code == 202
+    rotated = shop.client.post(f"/sites/{site_id}/rotate", headers=headers)
+    assert rotated.status_code == 200 and "New key issued" in rotated.text
+    fresh = re.search(r'id="key-[^"]+">(rsk_[^<]+)<', rotated.text)
+    assert fresh and fresh.group(1) != shop.key
+    # The key cache was cleared: the old key stops at once, the new one works.
+    old = shop.client.post(f"/api/v1/ingest?key={shop.key}", json=body)
+    assert old.status_code == 401
+    body = batch(new_session_id(), 0, now_ms(), [], [price_error(now_ms())])
+    assert shop.client.post(f"/api/v1/ingest?key={fresh.group(1)}", json=body).status_code == 202
+    assert shop.client.post("/sites/demo/rotate", headers=headers).status_code == 400
