@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,28 +16,13 @@ from retrospec.migrations import prepare_database
 from retrospec.runtime import Runtime
 from retrospec.settings import Settings
 from retrospec.sites import ensure_demo_site
+from retrospec.web import dashboard, sdk
 from retrospec.web.assets import AssetIndex, serve_asset
 from retrospec.web.health import healthz
 from retrospec.web.ingest import IngestHandler
 
 log = logging.getLogger("retrospec")
 INGEST_PATH = "/api/v1/ingest"
-
-# Route modules add themselves here: each is a callable(rt) -> list of route handlers.
-RouteFactory = Callable[[Runtime], Sequence[Any]]
-
-
-def _extra_routes(rt: Runtime) -> list[Any]:
-    routes: list[Any] = []
-    for module_name in ("retrospec.web.sdk", "retrospec.web.dashboard"):
-        try:
-            module = __import__(module_name, fromlist=["routes"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        routes.extend(module.routes(rt))
-    return routes
 
 
 def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
@@ -82,7 +67,13 @@ def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
             log.info("retrospec stopped cleanly")
 
     app = Litestar(
-        route_handlers=[ingest_endpoint, healthz, serve_asset, *_extra_routes(rt)],
+        route_handlers=[
+            ingest_endpoint,
+            healthz,
+            serve_asset,
+            *sdk.routes(rt),
+            *dashboard.routes(rt),
+        ],
         lifespan=[lifespan],
         openapi_config=None,
         logging_config=None,

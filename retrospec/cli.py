@@ -261,6 +261,53 @@ def sites_list(json_out: JsonOpt = False) -> None:
     )
 
 
+@sites_app.command("origins")
+def sites_origins(
+    site: Annotated[str, typer.Argument(help="Site name or id.")],
+    origin: Annotated[
+        list[str] | None,
+        typer.Option("--origin", help="Allowed page origin (repeat); none means any origin."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Replace the origins a site's pages may send data from."""
+    from retrospec.sites import get_site, set_origins
+
+    loaded = settings_from_cli()
+    updated = with_db(
+        loaded, lambda c: set_origins(c, get_site(c, site).id, origin or []), write=True
+    )
+    if json_out:
+        console.print_json(
+            {"id": updated.id, "name": updated.name, "origins": list(updated.origins)}
+        )
+        return
+    shown = ", ".join(updated.origins) or "any origin"
+    console.success(f"{updated.name}: {shown} (a running server picks this up within 5 s)")
+
+
+@sites_app.command("rotate-key")
+def sites_rotate_key(
+    site: Annotated[str, typer.Argument(help="Site name or id.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Revoke a site's keys and print a new one (shown once)."""
+    from retrospec.sites import get_site, rotate_key
+
+    loaded = settings_from_cli()
+
+    def rotate(conn: Any) -> tuple[str, str]:
+        found = get_site(conn, site)
+        return found.id, rotate_key(conn, found.id)
+
+    site_id, key = with_db(loaded, rotate, write=True)
+    if json_out:
+        console.print_json({"id": site_id, "key": key})
+        return
+    console.print_pairs([("site id", site_id), ("new ingest key", key)])
+    console.warn("old keys stop working within 5 s; update your pages with the new key")
+
+
 def main() -> None:
     """Entry point: run the CLI, turning RetroSpec errors into one line and an exit code."""
     try:
