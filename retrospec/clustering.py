@@ -30,9 +30,10 @@ import functools
 import logging
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -120,7 +121,7 @@ def url_facet(url: str) -> str | None:
     return _facet(path_template(url)[1])
 
 
-def _facets(row: sqlite3.Row) -> tuple[tuple[str, str], ...]:
+def _facets(row: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     url = row["url"]
     pairs = (
         ("browser", _facet(row["browser"])),
@@ -131,7 +132,7 @@ def _facets(row: sqlite3.Row) -> tuple[tuple[str, str], ...]:
     return tuple((name, value) for name, value in pairs if value is not None)
 
 
-def failure_input(row: sqlite3.Row) -> FailureInput:
+def failure_input(row: Mapping[str, Any]) -> FailureInput:
     """Build the fingerprinter's input from a failures row (stack and explicit parts in payload)."""
     stack: str | None = None
     explicit: tuple[str, ...] | None = None
@@ -148,7 +149,7 @@ def failure_input(row: sqlite3.Row) -> FailureInput:
         type=row["type"],
         message=row["message"],
         stack=stack,
-        page_url=row["url"],
+        page_url=_page_origin(row["url"]),
         method=row["method"],
         request_url=row["request_url"],
         status=row["status"],
@@ -156,11 +157,27 @@ def failure_input(row: sqlite3.Row) -> FailureInput:
     )
 
 
-def fingerprint_row(row: sqlite3.Row) -> tuple[Item, bool]:
+def _page_origin(url: str | None) -> str | None:
+    # The fingerprinter only reads the page's host (in-app frames, relative request URLs);
+    # keeping just the origin lets identical failures on different pages share a cache entry.
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/" if parts.netloc else url
+
+
+# The same bug in the same deploy and browser produces byte-identical input, which is the common
+# case by far (a thousand users hitting one bug); a cache turns repeats into a lookup.
+@functools.lru_cache(maxsize=4096)
+def _cached_fingerprint(failure: FailureInput) -> Fingerprint:
+    return fingerprint(failure)
+
+
+def fingerprint_row(row: Mapping[str, Any]) -> tuple[Item, bool]:
     """Fingerprint one failures row; the flag is False when it needed the fallback."""
     ok = True
     try:
-        fp = fingerprint(failure_input(row))
+        fp = _cached_fingerprint(failure_input(row))
     except Exception:
         # A fingerprinter bug must not leave the failure unclaimed forever (it would be retried
         # every second); group it by type and message alone and count the error.
@@ -185,6 +202,11 @@ def fingerprint_row(row: sqlite3.Row) -> tuple[Item, bool]:
     return item, ok
 
 
+def fingerprint_rows(rows: list[dict[str, Any]]) -> list[tuple[Item, bool]]:
+    """fingerprint_row over a batch (a top-level function, so it can run in a child process)."""
+    return [fingerprint_row(row) for row in rows]
+
+
 def run(ctx: JobContext) -> JobResult:
     """Cluster every unclustered failure, one bounded batch (one transaction) at a time."""
     batch_size = max(1, int(ctx.options.get("batch_size", ctx.settings.job_batch_size)))
@@ -201,12 +223,11 @@ def run(ctx: JobContext) -> JobResult:
             rows = reader.execute(_SELECT_BATCH, (last_id, batch_size)).fetchall()
             if not rows:
                 break
-            items: list[Item] = []
-            for row in rows:
-                item, ok = fingerprint_row(row)
-                items.append(item)
-                if not ok:
-                    result.errors += 1
+            # Fingerprinting is the CPU-heavy part: in the server it runs in the compute
+            # process, off the interpreter the event loop uses.
+            done: list[tuple[Item, bool]] = ctx.compute(fingerprint_rows, [dict(r) for r in rows])
+            items = [item for item, _ok in done]
+            result.errors += sum(1 for _item, ok in done if not ok)
             last_id = items[-1].id
             if before_write is not None:
                 before_write([i.id for i in items])

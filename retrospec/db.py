@@ -180,7 +180,14 @@ class Writer:
                         stopping = True
                         break
                     group.append(nxt)
-                self._commit_group(conn, group)
+                # Batched writes (ingest) commit first and on their own: a slow job write in
+                # the same group must not hold back their answers.
+                batched = [op for op in group if op.batch_fn is not None]
+                singles = [op for op in group if op.batch_fn is None]
+                if batched:
+                    self._commit_group(conn, batched)
+                if singles:
+                    self._commit_group(conn, singles)
         finally:
             conn.close()
 

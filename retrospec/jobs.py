@@ -6,9 +6,13 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import multiprocessing
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +32,65 @@ JOBS: dict[str, str] = {
     "cluster": "retrospec.clustering:run",
     "purge": "retrospec.retention:run",
 }
+
+
+def run_inline(fn: Callable[..., T], *args: Any) -> T:
+    """Compute in this thread (the CLI and tests: nothing else competes for the interpreter)."""
+    return fn(*args)
+
+
+class ComputePool:
+    """CPU-heavy job work (fingerprinting, replay builds) in one child process.
+
+    In the server, job threads share the GIL with the event loop; a second process gives that
+    work its own interpreter, so ingest keeps its latency while jobs run. The process starts on
+    first use (forkserver: a clean child, not a fork of a threaded server) and stops after
+    `idle_s` without work, so an idle server carries no extra memory.
+    """
+
+    def __init__(self, idle_s: float = 60.0) -> None:
+        self.idle_s = idle_s
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+        self._busy = 0
+        self._last_used = 0.0
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(*args) in the child and wait (fn and its arguments must pickle)."""
+        with self._lock:
+            if self._pool is None:
+                context = multiprocessing.get_context("forkserver")
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+            self._busy += 1
+            pool = self._pool
+        try:
+            return pool.submit(fn, *args).result()
+        except BrokenProcessPool:
+            # The child died (killed, out of memory): start a fresh one on the next call.
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            raise
+        finally:
+            with self._lock:
+                self._busy -= 1
+                self._last_used = time.monotonic()
+
+    def reap(self) -> None:
+        """Stop the child when it has been idle for idle_s."""
+        with self._lock:
+            idle = time.monotonic() - self._last_used > self.idle_s
+            if self._pool is None or self._busy or not idle:
+                return
+            pool, self._pool = self._pool, None
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self) -> None:
+        """Stop the child now."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Stopped(Exception):
@@ -54,6 +117,8 @@ class JobContext:
     trigger: str = "cli"
     stop: threading.Event = field(default_factory=threading.Event)
     options: dict[str, Any] = field(default_factory=dict)
+    # Where CPU-heavy pure work runs: inline here, a child process in the server.
+    compute: Callable[..., Any] = run_inline
 
     @property
     def db_path(self) -> Path:
@@ -148,6 +213,7 @@ class Scheduler:
         self._make_ctx = make_ctx
         self._settings = settings
         self._stop = threading.Event()
+        self.compute = ComputePool()
         self._running: set[asyncio.Future[Any]] = set()
         self._sched = AsyncIOScheduler(timezone="UTC")
         intervals = {
@@ -180,12 +246,14 @@ class Scheduler:
         ctx = self._make_ctx(name)
         ctx.stop = self._stop
         ctx.trigger = "scheduler"
+        ctx.compute = self.compute.run
         future = asyncio.get_running_loop().run_in_executor(None, _quiet_run, ctx, name)
         self._running.add(future)
         try:
             await future
         finally:
             self._running.discard(future)
+            self.compute.reap()
 
     async def shutdown(self) -> None:
         """Stop scheduling, ask running jobs to stop at their next batch, and wait for them."""
@@ -193,6 +261,7 @@ class Scheduler:
         self._sched.shutdown(wait=False)
         if self._running:
             await asyncio.wait(list(self._running), timeout=30)
+        await asyncio.get_running_loop().run_in_executor(None, self.compute.shutdown)
 
 
 def _quiet_run(ctx: JobContext, name: str) -> None:

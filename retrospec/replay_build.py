@@ -185,6 +185,17 @@ class Built:
     summary: Summary | None = None
 
 
+_STORES: dict[str, BlobStore] = {}
+
+
+def build_from_url(blob_url: str, work: Work, max_bytes: int) -> Built:
+    """build() with the store named by URL (a top-level function, for the compute process)."""
+    store = _STORES.get(blob_url)
+    if store is None:
+        store = _STORES[blob_url] = BlobStore(blob_url)
+    return build(store, work, max_bytes)
+
+
 def build(blobs: BlobStore, work: Work, max_bytes: int) -> Built:
     """Everything but the row update: read, merge, summarise, write the artifact blob."""
     try:

@@ -21,6 +21,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import msgspec
@@ -33,7 +34,7 @@ from retrospec.replay_build import (
     Built,
     ChunkRef,
     Work,
-    build,
+    build_from_url,
 )
 from retrospec.replay_markers import FailureRow
 
@@ -211,9 +212,11 @@ def process(ctx: JobContext, conn: sqlite3.Connection, session_id: str, hook: Ho
         return "skipped"
     max_bytes = int(ctx.options.get("max_session_bytes", MAX_SESSION_RAW_BYTES))
     try:
-        built = build(ctx.blobs, work, max_bytes)
-    except OSError:
-        raise  # writing the artifact failed (disk full, store down): retried next run
+        # Parsing and compressing events is the CPU-heavy part: in the server it runs in the
+        # compute process, off the interpreter the event loop uses.
+        built: Built = ctx.compute(build_from_url, ctx.blobs.url, work, max_bytes)
+    except (OSError, BrokenProcessPool):
+        raise  # the store or the compute process failed, not the data: retried next run
     except Exception as exc:
         # Data we could not make sense of must not stop the job or make it retry forever.
         log.exception("replay build of session %s failed", session_id)

@@ -36,7 +36,7 @@ class Settings:
     replay_interval_seconds: float = _f(5.0, "How often the replay job looks for new chunks.")
     cluster_interval_seconds: float = _f(1.0, "How often the cluster job looks for new failures.")
     purge_interval_hours: float = _f(24.0, "How often the scheduled purge runs.")
-    job_batch_size: int = _f(500, "Items a job handles per transaction (bounded batches).")
+    job_batch_size: int = _f(200, "Items a job handles per transaction (bounded batches).")
     max_body_bytes: int = _f(1_048_576, "Largest ingest body accepted as sent (compressed).")
     max_decompressed_bytes: int = _f(16_777_216, "Largest ingest body after gzip decoding.")
     rate_limit_per_second: float = _f(500.0, "Ingest batches per second per site; 0 disables.")

@@ -618,6 +618,7 @@ def test_a_stack_the_fingerprinter_chokes_on_still_gets_clustered(
         return real(failure)
 
     monkeypatch.setattr(clustering, "fingerprint", picky)
+    clustering._cached_fingerprint.cache_clear()
     result = feed.cluster()
     assert (result.items, result.errors) == (1, 1)
     assert feed.clusters()[0]["basis"] == "message"
