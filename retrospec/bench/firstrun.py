@@ -1,0 +1,169 @@
+"""sdk-size and first-failure: what a new user downloads and how soon they see their first issue."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from retrospec.bench.runner import (
+    BenchContext,
+    BenchResult,
+    Figure,
+    Unavailable,
+    at_most,
+    free_port,
+)
+from retrospec.bench.storage import CHROMIUM_ARGS, chromium_path
+from retrospec.paths import resource_root
+from retrospec.sdk import bundles
+
+SDK_BUDGET = 32 * 1024
+
+
+def run_sdk_size(ctx: BenchContext, res: BenchResult) -> None:
+    """Gzip size of /sdk/retrospec.js and /sdk/retrospec.mjs as served, recorder included."""
+    built = bundles()
+    for key, label, bundle in (
+        ("script", "/sdk/retrospec.js", built.script),
+        ("module", "/sdk/retrospec.mjs", built.module),
+    ):
+        size = len(gzip.compress(bundle.body, compresslevel=9))
+        res.add(
+            Figure(
+                f"{key}_gzip_kb",
+                f"{label} gzip (recorder included)",
+                size / 1024,
+                "KB",
+                target=at_most(SDK_BUDGET / 1024, "≤ 32 KB") if key == "script" else None,
+                higher_is_better=False,
+            )
+        )
+        res.add(Figure(f"{key}_raw_kb", f"{label} raw", len(bundle.body) / 1024, "KB"))
+    res.notes.append("gzip level 9, as the server sends it to browsers that accept gzip.")
+
+
+def _install(workdir: Path) -> tuple[Path, float]:
+    """`pip install .` from this checkout into a fresh venv; returns (retrospec script, seconds)."""
+    root = resource_root()
+    if not (root / "pyproject.toml").is_file():
+        raise Unavailable("not a source checkout, so there is nothing to `pip install .` from")
+    started = time.monotonic()
+    venv = workdir / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(root)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return venv / "bin" / "retrospec", time.monotonic() - started
+
+
+def run_first_failure(ctx: BenchContext, res: BenchResult) -> None:
+    """Fresh install → `retrospec serve` in an empty dir → click on /demo → issue in SQLite."""
+    chromium = chromium_path()
+    if chromium is None:
+        raise Unavailable("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    work = Path(tempfile.mkdtemp(prefix="first-", dir=ctx.workdir))
+    if ctx.quick:
+        # CI keeps --quick under two minutes: reuse this installation instead of a fresh one.
+        command, install_s = [sys.executable, "-m", "retrospec"], None
+    else:
+        script, install_s = _install(work)
+        command = [str(script)]
+    empty = work / "empty"
+    empty.mkdir()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETROSPEC_")}
+    env["RETROSPEC_LOG_LEVEL"] = "warning"
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [*command, "serve", "--port", str(port)],
+        cwd=empty,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() - started > 60:
+                raise RuntimeError("retrospec serve did not come up")
+            time.sleep(0.05)
+        serve_s = time.monotonic() - started
+        db = empty / "retrospec-data" / "retrospec.sqlite3"
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+            )
+            page = browser.new_page()
+            page.goto(f"{base}/demo")
+            page.wait_for_function("window.Retrospec !== undefined")
+            clicked = time.monotonic()
+            page.click("button[data-fail='error']")
+            visible_s = _wait_for_issue(db, clicked)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    total = (install_s or 0.0) + serve_s + visible_s
+    if install_s is not None:
+        res.add(Figure("install_s", "pip install . into a fresh venv", install_s, "s",
+                       higher_is_better=False))  # fmt: skip
+    res.add(Figure("serve_s", "retrospec serve ready (empty dir)", serve_s, "s",
+                   higher_is_better=False))  # fmt: skip
+    res.add(Figure("click_to_issue_s", "demo click → issue visible", visible_s, "s",
+                   higher_is_better=False))  # fmt: skip
+    res.add(
+        Figure(
+            "total_s",
+            "install to first captured failure" if install_s is not None else "start to issue",
+            total,
+            "s",
+            target=at_most(60, "≤ 60 s") if install_s is not None else None,
+            higher_is_better=False,
+        )
+    )
+    res.notes.append(
+        "fresh venv, `pip install .` (dependencies from PyPI or pip's cache), `retrospec serve` "
+        "in an empty directory, chromium opens /demo and clicks 'Uncaught TypeError'; the clock "
+        "stops when the issue is in the issue list (demo site: one failure opens an issue)."
+        if install_s is not None
+        else "--quick skips the install and reuses this interpreter's RetroSpec."
+    )
+
+
+def _wait_for_issue(db: Path, since: float, timeout: float = 60.0) -> float:
+    """Seconds from `since` until the demo site has an open issue (polled like the dashboard)."""
+    from retrospec.db import open_reader
+    from retrospec.issues import list_issues
+
+    async def poll() -> float:
+        while time.monotonic() - since < timeout:
+            # The database exists: the server answered /healthz after migrating it.
+            async with open_reader(db) as conn:
+                _items, total = await list_issues(conn, site="demo", status="open", limit=1)
+            if total:
+                return time.monotonic() - since
+            await asyncio.sleep(0.05)
+        raise RuntimeError("no issue appeared within a minute of the demo click")
+
+    # playwright's sync API holds this thread's event loop, so poll from another thread.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, poll()).result()
