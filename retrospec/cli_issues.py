@@ -197,23 +197,9 @@ def _actor() -> str:
 
 def issue_json(issue: Any, base_url: str) -> dict[str, Any]:
     """One row of `issues list --json`."""
-    return {
-        "id": issue.id,
-        "site": {"id": issue.site_id, "name": issue.site_name},
-        "kind": issue.kind,
-        "status": issue.status,
-        "regression": issue.regression,
-        "title": issue.title,
-        "culprit": issue.culprit,
-        "counts": {
-            "failures": issue.failure_count,
-            "sessions": issue.session_count,
-            "users": issue.user_count,
-        },
-        "first_seen": iso(issue.first_seen_at),
-        "last_seen": iso(issue.last_seen_at),
-        "url": f"{base_url}/issues/{issue.id}",
-    }
+    from retrospec.evidence import summary_json
+
+    return {**summary_json(issue), "url": f"{base_url}/issues/{issue.id}"}
 
 
 @issues_app.command("list")

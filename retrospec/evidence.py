@@ -390,6 +390,26 @@ def replay_url(ev: Evidence, base_url: str) -> str | None:
     return url if rep.offset_ms is None else f"{url}?t={rep.offset_ms}"
 
 
+def summary_json(issue: IssueSummary) -> dict[str, Any]:
+    """The fields an issue has in every JSON output (`issues list` rows, `issues show`)."""
+    return {
+        "id": issue.id,
+        "site": {"id": issue.site_id, "name": issue.site_name},
+        "kind": issue.kind,
+        "status": issue.status,
+        "regression": issue.regression,
+        "title": issue.title,
+        "culprit": issue.culprit,
+        "counts": {
+            "failures": issue.failure_count,
+            "sessions": issue.session_count,
+            "users": issue.user_count,
+        },
+        "first_seen": iso(issue.first_seen_at),
+        "last_seen": iso(issue.last_seen_at),
+    }
+
+
 def evidence_json(ev: Evidence, base_url: str | None = None) -> dict[str, Any]:
     """The stable `issues show --json` document (schema_version 1).
 
@@ -420,21 +440,8 @@ def evidence_json(ev: Evidence, base_url: str | None = None) -> dict[str, Any]:
     base = base_url.rstrip("/") if base_url else None
     return {
         "schema_version": SCHEMA_VERSION,
-        "id": issue.id,
-        "site": {"id": issue.site_id, "name": issue.site_name},
-        "kind": issue.kind,
-        "status": issue.status,
-        "regression": issue.regression,
-        "title": issue.title,
+        **summary_json(issue),
         "message": ev.message,
-        "culprit": issue.culprit,
-        "counts": {
-            "failures": issue.failure_count,
-            "sessions": issue.session_count,
-            "users": issue.user_count,
-        },
-        "first_seen": iso(issue.first_seen_at),
-        "last_seen": iso(issue.last_seen_at),
         "stack": ev.stack,
         "frames": [
             {k: f.get(k) for k in ("function", "path", "raw_file", "line", "column", "in_app")}

@@ -6,7 +6,6 @@ import contextlib
 import functools
 import http.server
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,23 +20,13 @@ from typing import Any
 import httpx
 import pytest
 
+from retrospec.chromium import CHROMIUM_ARGS, chromium_path
 from retrospec.db import DirectWriter, connect
 from retrospec.migrations import prepare_database
 from retrospec.settings import Settings, load_settings
 from retrospec.sites import Site, create_site
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def free_port() -> int:
@@ -165,17 +154,6 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 
 
 # --- browser ---------------------------------------------------------------------------
-
-
-def chromium_path() -> str | None:
-    """Debian's chromium, or RETROSPEC_CHROMIUM."""
-    explicit = os.environ.get("RETROSPEC_CHROMIUM")
-    if explicit:
-        return explicit
-    for candidate in CHROMIUM_CANDIDATES:
-        if Path(candidate).exists():
-            return candidate
-    return shutil.which("chromium")
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from retrospec.bench.runner import (
     at_most,
     free_port,
 )
-from retrospec.bench.storage import CHROMIUM_ARGS, chromium_path
+from retrospec.chromium import CHROMIUM_ARGS, chromium_path
 from retrospec.paths import resource_root
 from retrospec.sdk import bundles
 

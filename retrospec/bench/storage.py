@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
-import os
 import random
-import shutil
 import sqlite3
 import threading
 import time
@@ -29,22 +27,13 @@ from retrospec.bench.runner import (
     start_retrospec,
 )
 from retrospec.blobs import BlobStore
+from retrospec.chromium import CHROMIUM_ARGS, chromium_path
 from retrospec.db import DirectWriter, connect
 from retrospec.jobs import JobContext, run_job
 from retrospec.paths import assets_dir
 from retrospec.settings import load_settings
 
 TARGET_BYTES_PER_MIN = 60_000.0
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # What a person does on each page: elements to click and fields to type into.
 PAGES: dict[str, tuple[str, str]] = {
     "shop": ("#filters button, .card button, #pay, header nav a", "#search, #checkout input"),
@@ -56,17 +45,6 @@ PAGES: dict[str, tuple[str, str]] = {
 }
 _FLUSH = "() => { const c = window[Symbol.for('retrospec.client')]; return c && c.flush(); }"
 _WORDS = ["ada", "lovelace", "221b", "baker", "street", "coupon", "express", "please", "thanks"]
-
-
-def chromium_path() -> str | None:
-    """Debian's chromium, or $RETROSPEC_CHROMIUM."""
-    explicit = os.environ.get("RETROSPEC_CHROMIUM")
-    if explicit:
-        return explicit
-    for candidate in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
-        if Path(candidate).exists():
-            return candidate
-    return shutil.which("chromium")
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
