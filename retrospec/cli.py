@@ -343,5 +343,6 @@ def main() -> None:
 # --- command modules register here (one line each) ---
 __import__("retrospec.cli_bench").cli_bench.register(app)
 __import__("retrospec.cli_issues").cli_issues.register(app)
+__import__("retrospec.cli_sessions").cli_sessions.register(app)
 __import__("retrospec.cli_ops").cli_ops.register(app)
 __import__("retrospec.cli_users").cli_users.register(app)

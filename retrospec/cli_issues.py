@@ -1,4 +1,4 @@
-"""`retrospec issues ...` and `retrospec sessions list`: the dashboard's evidence in a terminal.
+"""`retrospec issues ...`: the dashboard's issue list and evidence in a terminal.
 
 Reads go through the same async query functions the dashboard uses (issues.py, replays.py) on
 one aiosqlite connection; status changes go through issues.change_status on a short write
@@ -7,22 +7,29 @@ transaction, which is safe while `retrospec serve` runs (WAL plus a busy timeout
 
 from __future__ import annotations
 
-import asyncio
 import getpass
-from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from retrospec import console
+from retrospec.cli_common import (
+    JsonOpt,
+    SiteOpt,
+    ago,
+    duration,
+    fit_table,
+    load,
+    one_line,
+    read,
+    require_db,
+    short_id,
+)
 from retrospec.clock import iso, now_ms
-from retrospec.errors import NotFound, UsageError
-from retrospec.settings import LoadedSettings, Settings
+from retrospec.errors import UsageError
 
 if TYPE_CHECKING:
-    import aiosqlite
-
     from retrospec.evidence import Evidence
 
 T = TypeVar("T")
@@ -30,13 +37,8 @@ T = TypeVar("T")
 issues_app = typer.Typer(
     help="Grouped front-end failures: list, inspect, resolve.", no_args_is_help=True
 )
-sessions_app = typer.Typer(help="Recorded browser sessions.", no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (schema in the README).")]
-SiteOpt = Annotated[str | None, typer.Option("--site", help="Only this site (name or id).")]
 IssueId = Annotated[int, typer.Argument(help="Issue id, as `retrospec issues list` shows it.")]
-WIDE = 110  # terminal width from which tables show whole session ids
-TITLE_CHARS = 120  # before rich fits the title column to the terminal with an ellipsis
 
 
 class StatusChoice(StrEnum):
@@ -50,139 +52,8 @@ class StatusChoice(StrEnum):
 
 
 def register(app: typer.Typer) -> None:
-    """Add `issues` and `sessions` to the root CLI."""
+    """Add `issues` to the root CLI."""
     app.add_typer(issues_app, name="issues")
-    app.add_typer(sessions_app, name="sessions")
-
-
-# --- shared helpers (cli_ops uses them too) ---------------------------------------------------
-
-
-def load() -> LoadedSettings:
-    """Settings for this invocation (root --config, environment, file, defaults)."""
-    from retrospec.cli import settings_from_cli
-
-    return settings_from_cli()
-
-
-def require_db(settings: Settings) -> None:
-    """Fail with a hint instead of creating an empty database in the wrong directory."""
-    from retrospec.migrations import prepare_database
-
-    if not settings.db_path.exists():
-        raise NotFound(
-            f"no RetroSpec database at {settings.db_path}; run this where retrospec.toml is, "
-            "or pass --config / set RETROSPEC_DATA_DIR"
-        )
-    prepare_database(settings.db_path, synchronous=settings.sqlite_synchronous)
-
-
-def read(settings: Settings, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-    """Run an async read query on one read connection."""
-    from retrospec.db import open_reader
-
-    require_db(settings)
-
-    async def go() -> T:
-        async with open_reader(settings.db_path) as conn:
-            return await fn(conn)
-
-    return asyncio.run(go())
-
-
-def ago(ms: int | None, now: int | None = None) -> str:
-    """'just now', '42s ago', '3m ago', '5h ago', '2d ago', then a date."""
-    if ms is None:
-        return ""
-    seconds = ((now_ms() if now is None else now) - ms) / 1000
-    if seconds < 5:
-        return "just now"  # also absorbs small clock differences between processes
-    if seconds < 60:
-        return f"{int(seconds)}s ago"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m ago"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)}h ago"
-    if seconds < 60 * 86400:
-        return f"{int(seconds // 86400)}d ago"
-    return (iso(ms) or "")[:10]
-
-
-def human_bytes(n: int) -> str:
-    """1536 -> '1.5 KB' (powers of 1024, like du -h)."""
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(size) < 1024 or unit == "GB":
-            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
-
-
-def duration(ms: int | None) -> str:
-    """65000 -> '1:05' (replay clock)."""
-    if ms is None:
-        return ""
-    seconds = max(0, int(ms)) // 1000
-    if seconds >= 3600:
-        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
-def short_id(value: str) -> str:
-    """A session id as tables show it: whole on wide terminals, its first 8 characters at 80."""
-    return value if int(console.out.width) >= WIDE or len(value) <= 13 else value[:8]
-
-
-def one_line(text: str | None, limit: int = TITLE_CHARS) -> str:
-    """Collapse whitespace (stack-ish titles carry newlines) and cap the length."""
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-Column = tuple[str, dict[str, Any]]
-
-
-def fit_table(
-    columns: list[Column],
-    rows: list[tuple[Any, ...]],
-    *,
-    flex: str,
-    optional: tuple[str, ...] = (),
-    comfortable: int = 40,
-    title: str | None = None,
-    empty: str = "nothing to show",
-) -> None:
-    """Print a table at the terminal's width (80 when piped) with one column taking the rest.
-
-    rich squeezes every no_wrap column alike when a table is too wide, so the other columns get
-    their content width here and only the flex column is cut, with an ellipsis. While the flex
-    column is narrower than `comfortable`, headers switch to their "short" form and `optional`
-    columns are dropped, in order.
-    """
-    cells = [["" if v is None else str(v) for v in row] for row in rows]
-    fi = [name for name, _ in columns].index(flex)
-    names = [name for name, _ in columns]
-    keep = list(range(len(columns)))
-
-    def room() -> int:
-        widths = (max([len(names[i]), *(len(r[i]) for r in cells)]) for i in keep if i != fi)
-        return int(console.out.width) - sum(widths) - 3 * (len(keep) - 1)
-
-    if room() < comfortable:
-        names = [opts.get("short", name) for name, opts in columns]
-    for name in optional:
-        if room() >= comfortable:
-            break
-        keep.remove([n for n, _ in columns].index(name))
-    width = min(max(12, room()), max([len(names[fi]), *(len(r[fi]) for r in cells)]))
-    out_columns: list[Column] = []
-    for i in keep:
-        opts = {"no_wrap": True, **{k: v for k, v in columns[i][1].items() if k != "short"}}
-        if i == fi:
-            opts.update(min_width=width, max_width=width, overflow="ellipsis")
-        out_columns.append((names[i], opts))
-    out_rows = [tuple(one_line(r[i], width) if i == fi else r[i] for i in keep) for r in cells]
-    console.print_table(out_columns, out_rows, title=title, empty=empty)
 
 
 def _actor() -> str:
@@ -197,7 +68,7 @@ def _actor() -> str:
 
 def issue_json(issue: Any, base_url: str) -> dict[str, Any]:
     """One row of `issues list --json`."""
-    from retrospec.evidence import summary_json
+    from retrospec.reports import summary_json
 
     return {**summary_json(issue), "url": f"{base_url}/issues/{issue.id}"}
 
@@ -445,101 +316,3 @@ def issues_ignore(issue_id: IssueId) -> None:
 def issues_reopen(issue_id: IssueId) -> None:
     """Reopen a resolved or ignored issue."""
     _change(issue_id, "reopen")
-
-
-# --- sessions --------------------------------------------------------------------------------
-
-
-def session_json(s: Any, base_url: str) -> dict[str, Any]:
-    """One row of `sessions list --json`."""
-    playable = not s.expired and s.replay_status in ("ready", "pending")
-    return {
-        "id": s.id,
-        "site": {"id": s.site_id, "name": s.site_name},
-        "started_at": iso(s.started_at),
-        "last_seen": iso(s.last_seen_at),
-        "user": {"id": s.user_id, "email": s.user_email, "name": s.user_name},
-        "user_key": s.user_key,
-        "browser": s.browser,
-        "os": s.os,
-        "entry_url": s.entry_url,
-        "last_url": s.last_url,
-        "release": s.release,
-        "environment": s.environment,
-        "failures": s.failures,
-        "replay": {
-            "status": s.replay_status,
-            "reason": s.replay_reason,
-            "expired": s.expired,
-            "duration_ms": s.duration_ms,
-            "active_ms": s.active_ms,
-            "pages": list(s.pages or []),
-            "clicks": s.clicks,
-            "rage_clicks": s.rage_clicks,
-            "url": f"{base_url}/sessions/{s.id}" if playable else None,
-        },
-    }
-
-
-@sessions_app.command("list")
-def sessions_list(
-    site: SiteOpt = None,
-    with_failures: Annotated[
-        bool, typer.Option("--with-failures", help="Only sessions that hit a failure.")
-    ] = False,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most N.")] = 50,
-    json_out: JsonOpt = False,
-) -> None:
-    """Recorded sessions, most recently active first."""
-    from retrospec import replays
-
-    settings = load().settings
-    items, total = read(
-        settings,
-        lambda c: replays.list_sessions(c, site=site, with_failures=with_failures, limit=limit),
-    )
-    if json_out:
-        console.print_json(
-            {
-                "schema_version": 1,
-                "site": site,
-                "with_failures": with_failures,
-                "total": total,
-                "sessions": [session_json(s, settings.base_url) for s in items],
-            }
-        )
-        return
-    now = now_ms()
-    one_site = site is not None or len({s.site_id for s in items}) <= 1
-    fit_table(
-        [
-            ("session", {}),
-            ("user", {}),
-            ("browser", {}),
-            ("length", {"justify": "right", "short": "len"}),
-            ("failures", {"justify": "right", "short": "fails"}),
-            ("replay", {}),
-            ("last seen", {"short": "seen"}),
-            ("site", {}),
-        ],
-        [
-            (
-                short_id(s.id),
-                s.user_email or s.user_name or s.user_id or "anonymous",
-                " · ".join(x for x in (s.browser, s.os) if x),
-                duration(s.duration_ms),
-                s.failures,
-                "expired" if s.expired else s.replay_status,
-                ago(s.last_seen_at, now),
-                one_line(s.site_name, 16),
-            )
-            for s in items
-        ],
-        flex="user",
-        optional=("site", "browser") if one_site else ("browser",),
-        empty="no sessions"
-        + (" with failures" if with_failures else "")
-        + (f" for site {site}" if site else ""),
-    )
-    if total > len(items):
-        console.print_text(f"{len(items)} of {total} sessions; use --limit to see more")

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from retrospec import console
-from retrospec.cli_issues import ago, fit_table, human_bytes, load, require_db
+from retrospec.cli_common import ago, fit_table, human_bytes, load, require_db
 from retrospec.clock import iso, now_ms
 from retrospec.errors import RetrospecError, UsageError
 from retrospec.settings import Settings, parse_duration

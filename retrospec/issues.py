@@ -27,11 +27,9 @@ from retrospec.evidence import (
     Representative,
     Step,
     confidence_for,
-    evidence_json,
-    evidence_markdown,
     gather_evidence,
-    replay_url,
 )
+from retrospec.reports import evidence_json, evidence_markdown, replay_url
 
 __all__ = [
     "ACTIONS",

@@ -1,0 +1,151 @@
+"""Helpers the terminal commands share: settings, database reads, time and size, fitted tables."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+from retrospec import console
+from retrospec.clock import iso, now_ms
+from retrospec.errors import NotFound
+from retrospec.settings import LoadedSettings, Settings
+
+if TYPE_CHECKING:
+    import aiosqlite
+
+T = TypeVar("T")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (schema in the README).")]
+SiteOpt = Annotated[str | None, typer.Option("--site", help="Only this site (name or id).")]
+WIDE = 110  # terminal width from which tables show whole session ids
+TITLE_CHARS = 120  # before rich fits the title column to the terminal with an ellipsis
+
+
+def load() -> LoadedSettings:
+    """Settings for this invocation (root --config, environment, file, defaults)."""
+    from retrospec.cli import settings_from_cli
+
+    return settings_from_cli()
+
+
+def require_db(settings: Settings) -> None:
+    """Fail with a hint instead of creating an empty database in the wrong directory."""
+    from retrospec.migrations import prepare_database
+
+    if not settings.db_path.exists():
+        raise NotFound(
+            f"no RetroSpec database at {settings.db_path}; run this where retrospec.toml is, "
+            "or pass --config / set RETROSPEC_DATA_DIR"
+        )
+    prepare_database(settings.db_path, synchronous=settings.sqlite_synchronous)
+
+
+def read(settings: Settings, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    """Run an async read query on one read connection."""
+    from retrospec.db import open_reader
+
+    require_db(settings)
+
+    async def go() -> T:
+        async with open_reader(settings.db_path) as conn:
+            return await fn(conn)
+
+    return asyncio.run(go())
+
+
+def ago(ms: int | None, now: int | None = None) -> str:
+    """'just now', '42s ago', '3m ago', '5h ago', '2d ago', then a date."""
+    if ms is None:
+        return ""
+    seconds = ((now_ms() if now is None else now) - ms) / 1000
+    if seconds < 5:
+        return "just now"  # also absorbs small clock differences between processes
+    if seconds < 60:
+        return f"{int(seconds)}s ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h ago"
+    if seconds < 60 * 86400:
+        return f"{int(seconds // 86400)}d ago"
+    return (iso(ms) or "")[:10]
+
+
+def human_bytes(n: int) -> str:
+    """1536 -> '1.5 KB' (powers of 1024, like du -h)."""
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(size) < 1024 or unit == "GB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def duration(ms: int | None) -> str:
+    """65000 -> '1:05' (replay clock)."""
+    if ms is None:
+        return ""
+    seconds = max(0, int(ms)) // 1000
+    if seconds >= 3600:
+        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def short_id(value: str) -> str:
+    """A session id as tables show it: whole on wide terminals, its first 8 characters at 80."""
+    return value if int(console.out.width) >= WIDE or len(value) <= 13 else value[:8]
+
+
+def one_line(text: str | None, limit: int = TITLE_CHARS) -> str:
+    """Collapse whitespace (stack-ish titles carry newlines) and cap the length."""
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+Column = tuple[str, dict[str, Any]]
+
+
+def fit_table(
+    columns: list[Column],
+    rows: list[tuple[Any, ...]],
+    *,
+    flex: str,
+    optional: tuple[str, ...] = (),
+    comfortable: int = 40,
+    title: str | None = None,
+    empty: str = "nothing to show",
+) -> None:
+    """Print a table at the terminal's width (80 when piped) with one column taking the rest.
+
+    rich squeezes every no_wrap column alike when a table is too wide, so the other columns get
+    their content width here and only the flex column is cut, with an ellipsis. While the flex
+    column is narrower than `comfortable`, headers switch to their "short" form and `optional`
+    columns are dropped, in order.
+    """
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    fi = [name for name, _ in columns].index(flex)
+    names = [name for name, _ in columns]
+    keep = list(range(len(columns)))
+
+    def room() -> int:
+        widths = (max([len(names[i]), *(len(r[i]) for r in cells)]) for i in keep if i != fi)
+        return int(console.out.width) - sum(widths) - 3 * (len(keep) - 1)
+
+    if room() < comfortable:
+        names = [opts.get("short", name) for name, opts in columns]
+    for name in optional:
+        if room() >= comfortable:
+            break
+        keep.remove([n for n, _ in columns].index(name))
+    width = min(max(12, room()), max([len(names[fi]), *(len(r[fi]) for r in cells)]))
+    out_columns: list[Column] = []
+    for i in keep:
+        opts = {"no_wrap": True, **{k: v for k, v in columns[i][1].items() if k != "short"}}
+        if i == fi:
+            opts.update(min_width=width, max_width=width, overflow="ellipsis")
+        out_columns.append((names[i], opts))
+    out_rows = [tuple(one_line(r[i], width) if i == fi else r[i] for i in keep) for r in cells]
+    console.print_table(out_columns, out_rows, title=title, empty=empty)
