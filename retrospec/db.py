@@ -25,6 +25,7 @@ BatchFn = Callable[[sqlite3.Connection, list[Any]], list[Any]]
 log = logging.getLogger("retrospec.db")
 
 BUSY_TIMEOUT_MS = 30_000
+CHECKPOINT_INTERVAL_S = 0.5
 
 
 def connect(
@@ -109,6 +110,8 @@ class Writer:
         self._start_error: BaseException | None = None
         self.commits = 0
         self.ops = 0
+        self._checkpointer: threading.Thread | None = None
+        self._stop_checkpoints = threading.Event()
 
     def start(self) -> None:
         """Open the connection in the writer thread and start taking work."""
@@ -125,6 +128,23 @@ class Writer:
         self._queue.put(None)
         self._thread.join()
         self._thread = None
+        self._stop_checkpoints.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
+            self._checkpointer = None
+
+    def _checkpoint_loop(self) -> None:
+        # PASSIVE checkpoints never block the writer; they copy what readers no longer need.
+        conn = connect(self._path, synchronous=self._synchronous)
+        try:
+            while not self._stop_checkpoints.wait(CHECKPOINT_INTERVAL_S):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as exc:
+                    log.warning("WAL checkpoint failed: %s", exc)
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            conn.close()
 
     def submit(self, fn: WriteFn[T]) -> Future[T]:
         """Queue fn; the future resolves after the group containing it commits."""
@@ -159,10 +179,17 @@ class Writer:
     def _run(self) -> None:
         try:
             conn = connect(self._path, synchronous=self._synchronous)
+            # Checkpoints run on the checkpointer thread instead: an automatic one inside a
+            # COMMIT copies ~4 MB of pages while every queued ingest waits for its answer.
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
         except BaseException as exc:  # surfaced to start()
             self._start_error = exc
             self._ready.set()
             return
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="retrospec-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
         self._ready.set()
         stopping = False
         try:

@@ -1,0 +1,136 @@
+"""The writer thread: group commit, per-operation isolation, batched writes, checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retrospec.db import Writer, connect, transaction
+from retrospec.migrations import prepare_database
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "retrospec.sqlite3"
+    prepare_database(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+    return path
+
+
+def _insert(k: int) -> Any:
+    return lambda c: c.execute("INSERT INTO t (k, v) VALUES (?, 'x')", (k,)).rowcount
+
+
+def test_a_failing_operation_rolls_back_alone(db: Path) -> None:
+    writer = Writer(db)
+    writer.start()
+    try:
+        futures = [writer.submit(_insert(k)) for k in (1, 2, 1, 3)]  # the second 1 collides
+        results = []
+        for fut in futures:
+            try:
+                results.append(fut.result(timeout=10))
+            except sqlite3.IntegrityError:
+                results.append("error")
+    finally:
+        writer.stop()
+    assert results == [1, 1, "error", 1]
+    with sqlite3.connect(db) as conn:
+        assert [r[0] for r in conn.execute("SELECT k FROM t ORDER BY k")] == [1, 2, 3]
+
+
+def test_concurrent_async_writes_share_commits_and_all_land(db: Path) -> None:
+    writer = Writer(db)
+    writer.start()
+
+    async def many() -> list[int]:
+        return await asyncio.gather(*(writer.run(_insert(k)) for k in range(500)))
+
+    try:
+        results = asyncio.run(many())
+    finally:
+        writer.stop()
+    assert results == [1] * 500
+    assert writer.ops == 500 and writer.commits < 500  # grouped, not one commit per write
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 500
+
+
+def _batch(conn: sqlite3.Connection, items: list[int]) -> list[Any]:
+    ok = [k for k in items if k >= 0]
+    conn.executemany("INSERT INTO t (k, v) VALUES (?, 'b')", [(k,) for k in ok])
+    return [True if k >= 0 else ValueError(f"refused {k}") for k in items]
+
+
+def test_batched_items_commit_together_and_refusals_touch_nothing(db: Path) -> None:
+    writer = Writer(db)
+    writer.start()
+
+    async def go() -> list[Any]:
+        tasks = [writer.run_batched(_batch, k) for k in (10, -1, 11)]
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        results = asyncio.run(go())
+    finally:
+        writer.stop()
+    assert results[0] is True and results[2] is True
+    assert isinstance(results[1], ValueError)
+    with sqlite3.connect(db) as conn:
+        assert [r[0] for r in conn.execute("SELECT k FROM t ORDER BY k")] == [10, 11]
+
+
+def test_a_batch_function_that_raises_is_retried_item_by_item(db: Path) -> None:
+    def fragile(conn: sqlite3.Connection, items: list[int]) -> list[Any]:
+        if len(items) > 1:
+            raise RuntimeError("unexpected")
+        return _batch(conn, items)
+
+    writer = Writer(db)
+    writer.start()
+
+    async def go() -> list[Any]:
+        return await asyncio.gather(*(writer.run_batched(fragile, k) for k in (20, 21, 22)))
+
+    try:
+        assert asyncio.run(go()) == [True, True, True]
+    finally:
+        writer.stop()
+
+
+def test_the_checkpointer_copies_the_wal_into_the_database(db: Path) -> None:
+    before = db.stat().st_size
+    writer = Writer(db)
+    writer.start()
+    try:
+        for k in range(3000):
+            writer.submit(lambda c, k=k: c.execute("INSERT INTO t VALUES (?, ?)", (k, "x" * 200)))
+        writer.call(lambda c: None)  # everything before it has committed
+        deadline = time.monotonic() + 10
+        # The writer never checkpoints (autocheckpoint is off on its connection) and no
+        # connection has closed, so only the checkpointer thread can grow the main file.
+        while db.stat().st_size < before + 500_000 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        grown = db.stat().st_size - before
+    finally:
+        writer.stop()
+    assert grown >= 500_000
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 3000
+
+
+def test_transaction_helper_rolls_back_on_error(db: Path) -> None:
+    conn = connect(db)
+    try:
+        with pytest.raises(RuntimeError), transaction(conn):
+            conn.execute("INSERT INTO t (k, v) VALUES (99, 'x')")
+            raise RuntimeError("boom")
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 0
+    finally:
+        conn.close()
