@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import re
 import secrets
 import threading
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import fsspec
@@ -50,6 +52,27 @@ def chunk_key(site_id: str, session_id: str, seq: int, payload: bytes) -> str:
     )
 
 
+# Segment names: time of the write, a per-process counter and a random tag (two processes, the
+# server and a CLI, never pick the same name). Only generated parts, never client strings.
+SEGMENT_NAME_RE = re.compile(r"^\d{9}-\d{6,}-[0-9a-f]{6}\.seg$")
+_segment_counter = itertools.count()
+
+
+def segment_key(site_id: str, at_ms: int) -> str:
+    """Key of a new segment: many chunks of one site, written by one writer group."""
+    at = datetime.fromtimestamp(at_ms / 1000, UTC)
+    return (
+        f"chunks/{validate_id(site_id, 'site id')}/{at:%Y%m%d}/"
+        f"{at:%H%M%S}{at.microsecond // 1000:03d}-{next(_segment_counter) % 1_000_000:06d}-"
+        f"{secrets.token_hex(3)}.seg"
+    )
+
+
+def is_segment_key(key: str) -> bool:
+    """Whether a chunk key names a segment (several chunks at offsets) rather than one chunk."""
+    return bool(SEGMENT_NAME_RE.match(key.rsplit("/", 1)[-1]))
+
+
 def replay_key(site_id: str, session_id: str, version: int) -> str:
     """Key of a session's replay artifact (versioned so a rebuild never tears a reader)."""
     return (
@@ -85,6 +108,23 @@ def compress(data: bytes) -> bytes:
 def decompress(data: bytes, max_size: int = 1 << 30) -> bytes:
     """Decompress a zstd frame written by compress()."""
     return bytes(_decompressor().decompress(data, max_output_size=max_size))
+
+
+def split_frames(data: bytes) -> list[bytes]:
+    """Decompress every zstd frame of a segment (or a one-frame blob), one entry per frame."""
+    frames: list[bytes] = []
+    rest = data
+    while rest:
+        obj = _decompressor().decompressobj()
+        frames.append(bytes(obj.decompress(rest)))
+        if not obj.eof:
+            raise zstandard.ZstdError("truncated zstd frame")
+        rest = bytes(obj.unused_data)
+    return frames
+
+
+class CorruptBlob(ValueError):
+    """Stored bytes that cannot be what a row says they are (a segment shorter than its frames)."""
 
 
 class BlobStore:
@@ -133,7 +173,10 @@ class BlobStore:
         self.fs.pipe_file(final, blob)
 
     def get(self, key: str) -> bytes:
-        """Read and decompress a blob; FileNotFoundError if it is gone."""
+        """Read and decompress a one-frame blob; FileNotFoundError if it is gone."""
+        if is_segment_key(key):
+            # zstd would quietly return the first chunk only; segments are read per row.
+            raise ValueError(f"{key} is a segment: read its chunks with read_chunk/split_frames")
         return decompress(self.get_raw(key))
 
     def get_raw(self, key: str) -> bytes:
@@ -142,6 +185,16 @@ class BlobStore:
             with open(self.path(key), "rb") as fh:
                 return fh.read()
         return bytes(self.fs.cat_file(self.path(key)))
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """Read length stored bytes at offset (fewer if the blob is shorter)."""
+        if offset < 0 or length < 0:
+            raise ValueError(f"invalid range {offset}+{length}")
+        if self.local:
+            with open(self.path(key), "rb") as fh:
+                fh.seek(offset)
+                return fh.read(length)
+        return bytes(self.fs.cat_file(self.path(key), start=offset, end=offset + length))
 
     def exists(self, key: str) -> bool:
         """Whether key is stored."""
@@ -204,6 +257,24 @@ class BlobStore:
     def is_temp(self, key: str) -> bool:
         """Whether a walked path is an unfinished temporary write."""
         return _TMP_MARK in key
+
+
+def read_frame(blobs: BlobStore, key: str, offset: int | None, length: int | None) -> bytes:
+    """The stored (compressed) bytes of one chunk row: its range of a segment, or a whole blob.
+
+    offset/length NULL means the row predates segments and owns the whole object.
+    """
+    if offset is None or length is None:
+        return blobs.get_raw(key)
+    data = blobs.get_range(key, offset, length)
+    if len(data) != length:
+        raise CorruptBlob(f"{key} ends before {offset}+{length}")
+    return data
+
+
+def read_chunk(blobs: BlobStore, key: str, offset: int | None, length: int | None) -> bytes:
+    """The raw rrweb events (JSON array bytes) of one chunk row, in either layout."""
+    return decompress(read_frame(blobs, key, offset, length))
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:

@@ -22,6 +22,11 @@ WriteFn = Callable[[sqlite3.Connection], T]
 # A batch function writes many queued items of one kind with a few executemany calls and
 # returns one result per item (an Exception instance for an item it refused, untouched).
 BatchFn = Callable[[sqlite3.Connection, list[Any]], list[Any]]
+# A stage function runs on the writer connection just before the group's transaction (never
+# inside it): blob writes the rows will point at, and the reads that decide them. It returns
+# one value per item: the item to hand to the batch function, or an Exception (that item is
+# answered with it and not written).
+StageFn = Callable[[sqlite3.Connection, list[Any]], list[Any]]
 log = logging.getLogger("retrospec.db")
 
 BUSY_TIMEOUT_MS = 30_000
@@ -91,6 +96,7 @@ class _Op:
     loop: asyncio.AbstractEventLoop | None = None
     batch_fn: BatchFn | None = None
     item: Any = None
+    stage_fn: StageFn | None = None
 
 
 class Writer:
@@ -167,13 +173,20 @@ class Writer:
         self._queue.put(_Op(fn, afuture=afuture, loop=loop))
         return await afuture
 
-    async def run_batched(self, batch_fn: BatchFn, item: Any) -> Any:
-        """Queue one item for batch_fn; items queued together are written in one call."""
+    async def run_batched(
+        self, batch_fn: BatchFn, item: Any, *, stage: StageFn | None = None
+    ) -> Any:
+        """Queue one item for batch_fn; items queued together are written in one call.
+
+        stage, if given, runs first for the items queued together that share it, in the writer
+        thread but outside the transaction (see StageFn); pass the same object every time.
+        """
         if self._thread is None:
             raise RuntimeError("writer is not running")
         loop = asyncio.get_running_loop()
         afuture: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Op(None, afuture=afuture, loop=loop, batch_fn=batch_fn, item=item))
+        op = _Op(None, afuture=afuture, loop=loop, batch_fn=batch_fn, item=item, stage_fn=stage)
+        self._queue.put(op)
         return await afuture
 
     def _run(self) -> None:
@@ -222,6 +235,32 @@ class Writer:
         live = [op for op in group if op.future is None or op.future.set_running_or_notify_cancel()]
         if not live:
             return
+        # Stage steps (blob writes) happen before BEGIN: never blob work inside a transaction.
+        outcomes = _stage(conn, live)
+        if outcomes:
+            refused = {id(op) for op, _r, _e in outcomes}
+            live = [op for op in live if id(op) not in refused]
+        if live:
+            outcomes.extend(self._transact(conn, live))
+        # Answer async callers with one wake-up per event loop rather than one per operation.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Op, Any, BaseException | None]]] = {}
+        for outcome in outcomes:
+            op, result, error = outcome
+            if op.loop is not None:
+                by_loop.setdefault(op.loop, []).append(outcome)
+            elif op.future is not None:
+                if error is None:
+                    op.future.set_result(result)
+                else:
+                    op.future.set_exception(error)
+        for loop, items in by_loop.items():
+            # A closed loop raises RuntimeError: nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, items)
+
+    def _transact(
+        self, conn: sqlite3.Connection, live: list[_Op]
+    ) -> list[tuple[_Op, Any, BaseException | None]]:
         outcomes: list[tuple[_Op, Any, BaseException | None]] = []
         try:
             _begin_immediate(conn)
@@ -243,21 +282,38 @@ class Writer:
         else:
             self.commits += 1
             self.ops += len(live)
-        # Answer async callers with one wake-up per event loop rather than one per operation.
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Op, Any, BaseException | None]]] = {}
-        for outcome in outcomes:
-            op, result, error = outcome
-            if op.loop is not None:
-                by_loop.setdefault(op.loop, []).append(outcome)
-            elif op.future is not None:
-                if error is None:
-                    op.future.set_result(result)
-                else:
-                    op.future.set_exception(error)
-        for loop, items in by_loop.items():
-            # A closed loop raises RuntimeError: nobody is waiting any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, items)
+        return outcomes
+
+
+def _stage(conn: sqlite3.Connection, ops: list[_Op]) -> list[tuple[_Op, Any, BaseException | None]]:
+    """Run the stage steps of a group; replace each op's item, return the refused ones."""
+    by_stage: dict[StageFn, list[_Op]] = {}
+    for op in ops:
+        if op.stage_fn is not None:
+            by_stage.setdefault(op.stage_fn, []).append(op)
+    refused: list[tuple[_Op, Any, BaseException | None]] = []
+    for stage_fn, staged in by_stage.items():
+        try:
+            results = stage_fn(conn, [op.item for op in staged])
+        except Exception:
+            # Unexpected: stage the items one by one so only the offending item fails.
+            log.exception("stage of %d items failed; retrying one by one", len(staged))
+            results = []
+            for op in staged:
+                try:
+                    (result,) = stage_fn(conn, [op.item])
+                except Exception as exc:
+                    result = exc
+                results.append(result)
+        if conn.in_transaction:  # a stage step must leave the connection as it found it
+            conn.execute("ROLLBACK")
+        for op, result in zip(staged, results, strict=True):
+            op.stage_fn = None
+            if isinstance(result, Exception):
+                refused.append((op, None, result))
+            else:
+                op.item = result
+    return refused
 
 
 def _run_one(conn: sqlite3.Connection, op: _Op) -> tuple[_Op, Any, BaseException | None]:

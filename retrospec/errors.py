@@ -83,3 +83,7 @@ class InsufficientStorage(RetrospecError):
 
 class InvalidBlobKey(RetrospecError):
     """A blob key that is not derived from validated ids."""
+
+
+class StorageFailed(RetrospecError):
+    """The blob store refused a write (I/O error, permissions): nothing was stored."""

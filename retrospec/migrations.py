@@ -294,6 +294,21 @@ CREATE INDEX cluster_sessions_seen ON cluster_sessions(cluster_id, last_seen_at)
 CREATE INDEX clusters_search ON clusters(status, last_seen_at, title, culprit);
 """,
     ),
+    (
+        4,
+        "chunk segments",
+        """
+-- Chunks are stored many to a segment file (one per writer group and site): a row's events are
+-- the zstd frame at blob_offset, blob_length bytes long. NULL for rows written before segments,
+-- which own their whole blob.
+ALTER TABLE chunks ADD COLUMN blob_offset INTEGER;
+ALTER TABLE chunks ADD COLUMN blob_length INTEGER;
+
+-- "Does any live row still point at this blob?": purge deletes a segment only after its last
+-- row is detached, and the orphan sweep keeps referenced ones.
+CREATE INDEX chunks_blob_key ON chunks(blob_key) WHERE blob_key IS NOT NULL;
+""",
+    ),
 ]
 
 

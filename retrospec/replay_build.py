@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import zstandard
 
-from retrospec.blobs import BlobStore, decompress, replay_key
+from retrospec.blobs import BlobStore, CorruptBlob, decompress, read_frame, replay_key
 from retrospec.replay_markers import (
     FULL_SNAPSHOT,
     META,
@@ -57,11 +57,13 @@ class CorruptChunk(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ChunkRef:
-    """A stored chunk of one session."""
+    """A stored chunk of one session: a frame of a segment, or (offset None) a whole blob."""
 
     seq: int
     key: str
     raw_bytes: int
+    offset: int | None = None
+    length: int | None = None
 
 
 @dataclass(slots=True)
@@ -98,9 +100,11 @@ def read_events(blobs: BlobStore, chunks: list[ChunkRef], max_bytes: int) -> Mer
             out.truncated = True
             break
         try:
-            stored = blobs.get_raw(chunk.key)
+            stored = read_frame(blobs, chunk.key, chunk.offset, chunk.length)
         except FileNotFoundError:
             raise CorruptChunk(f"chunk {chunk.seq}: blob {chunk.key} is missing") from None
+        except CorruptBlob as exc:
+            raise CorruptChunk(f"chunk {chunk.seq}: blob is truncated ({exc})") from None
         except OSError as exc:
             # Recorded like corruption so a bad blob cannot make every run retry it; a new
             # chunk for the session triggers a fresh attempt.

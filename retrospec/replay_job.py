@@ -98,9 +98,9 @@ def load_work(conn: sqlite3.Connection, session_id: str) -> Work | None:
         if row is None:
             return None
         chunks = [
-            ChunkRef(int(r[0]), str(r[1]), int(r[2]))
+            ChunkRef(int(r[0]), str(r[1]), int(r[2]), r[3], r[4])
             for r in conn.execute(
-                "SELECT seq, blob_key, raw_bytes FROM chunks "
+                "SELECT seq, blob_key, raw_bytes, blob_offset, blob_length FROM chunks "
                 "WHERE session_id = ? AND blob_key IS NOT NULL ORDER BY seq",
                 (session_id,),
             )

@@ -8,6 +8,11 @@ NULL) also writes the detached keys into `purge_queue`; blobs are deleted afterw
 queue entries removed last. A run killed anywhere leaves either rows still pointing at intact
 blobs or queued keys whose rows are already detached, and every run starts by draining the queue.
 So no row ever points at a missing blob, and nothing leaks.
+
+Segments: many chunk rows share one segment file (one per ingest writer group and site). The
+detaching transaction queues a chunk key only when no live row points at it any more (an index
+lookup on chunks.blob_key, in the same transaction), so a segment split across purge batches or
+runs goes with its last row. Rows from before segments own their blob and go the same way.
 """
 
 from __future__ import annotations
@@ -34,7 +39,6 @@ DAY_MS = 86_400_000
 # so an hour is far beyond any window in which an unreferenced blob can still become referenced.
 ORPHAN_GRACE_S = 3600.0
 BLOB_PREFIXES = ("chunks", "replays")
-_CHUNK_NAME = re.compile(r"^(\d{8})-[0-9a-f]+\.zst$")
 _REPLAY_NAME = re.compile(r"^v\d+\.zst$")
 
 _CHUNKS_DUE = """
@@ -284,7 +288,7 @@ class _Purger:
         """Detach expired chunk blobs (rows keep their counts; purged_at records when)."""
         cursor: tuple[Any, ...] = (-1, "", -1)
 
-        def detach(conn: sqlite3.Connection) -> tuple[list[tuple[str, int]], Any, bool]:
+        def detach(conn: sqlite3.Connection) -> tuple[int, int, Any, bool]:
             rows = conn.execute(_CHUNKS_DUE, (self.pol.max_cutoff, *cursor, self.batch)).fetchall()
             due = [r for r in rows if r[0] < self.pol.cutoff(r[3])]
             stamp = now_ms()
@@ -293,17 +297,23 @@ class _Purger:
                 "WHERE session_id = ? AND seq = ? AND blob_key = ?",
                 [(stamp, r[1], r[2], r[4]) for r in due],
             )
-            keys = [(str(r[4]), int(r[5])) for r in due]
+            detached: dict[str, int] = {}
+            for r in due:
+                detached[str(r[4])] = detached.get(str(r[4]), 0) + int(r[5])
+            # A segment's other rows may be in a later batch (or not due yet): it is queued
+            # by the transaction that detaches its last row. Queue bytes are this batch's share.
+            keys = [(k, size) for k, size in detached.items() if not _chunk_key_live(conn, k)]
             _enqueue(conn, "chunk", keys, stamp)
             last = tuple(rows[-1][:3]) if rows else cursor
-            return keys, last, len(rows) < self.batch
+            return len(due), len(keys), last, len(rows) < self.batch
 
         done = False
         while not done:
-            keys, cursor, done = self.ctx.write(detach)
-            self.report.chunks += len(keys)
-            if keys:
+            count, queued, cursor, done = self.ctx.write(detach)
+            self.report.chunks += count
+            if count:
                 self._between_batches()
+            if queued:
                 self.drain_queue()
             self.ctx.check_stop()
 
@@ -412,44 +422,36 @@ def _enqueue(conn: sqlite3.Connection, kind: str, keys: list[tuple[str, int]], s
     )
 
 
-def _parse_key(key: str) -> tuple[str, str, str, str] | None:
-    """(prefix, site_id, session_id, name) of a chunk or replay key, else None."""
+def _parse_replay_key(key: str) -> tuple[str, str, str] | None:
+    """(site_id, session_id, name) of a replay artifact key, else None."""
     parts = key.split("/")
-    if len(parts) != 4 or parts[0] not in BLOB_PREFIXES:
+    if len(parts) != 4 or parts[0] != "replays" or not _REPLAY_NAME.match(parts[3]):
         return None
-    prefix, site, session, name = parts
-    pattern = _CHUNK_NAME if prefix == "chunks" else _REPLAY_NAME
-    if not pattern.match(name):
-        return None
-    return prefix, site, session, name
+    return parts[1], parts[2], parts[3]
+
+
+def _chunk_key_live(conn: sqlite3.Connection, key: str) -> bool:
+    """Whether any chunk row points at key (a segment or an old single-chunk blob)."""
+    row = conn.execute("SELECT 1 FROM chunks WHERE blob_key = ? LIMIT 1", (key,)).fetchone()
+    return row is not None
 
 
 def _referenced(conn: sqlite3.Connection, key: str) -> bool:
-    """Whether a row points at key (primary-key lookups derived from the key itself)."""
-    parsed = _parse_key(key)
+    """Whether a row points at key (index or primary-key lookups derived from the key)."""
+    if key.startswith("chunks/"):
+        return _chunk_key_live(conn, key)
+    parsed = _parse_replay_key(key)
     if parsed is None:
         return False
-    prefix, _site, session, name = parsed
-    if prefix == "chunks":
-        row = conn.execute(
-            "SELECT blob_key FROM chunks WHERE session_id = ? AND seq = ?",
-            (session, int(name[:8])),
-        ).fetchone()
-    else:
-        row = conn.execute("SELECT replay_key FROM sessions WHERE id = ?", (session,)).fetchone()
+    _site, session, _name = parsed
+    row = conn.execute("SELECT replay_key FROM sessions WHERE id = ?", (session,)).fetchone()
     return row is not None and row[0] == key
 
 
-def _live_keys(conn: sqlite3.Connection, prefix: str, session: str) -> set[str]:
-    if prefix == "chunks":
-        rows = conn.execute(
-            "SELECT blob_key FROM chunks WHERE session_id = ? AND blob_key IS NOT NULL",
-            (session,),
-        ).fetchall()
-    else:
-        rows = conn.execute(
-            "SELECT replay_key FROM sessions WHERE id = ? AND replay_key IS NOT NULL", (session,)
-        ).fetchall()
+def _live_replay_keys(conn: sqlite3.Connection, session: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT replay_key FROM sessions WHERE id = ? AND replay_key IS NOT NULL", (session,)
+    ).fetchall()
     return {str(r[0]) for r in rows}
 
 
@@ -487,12 +489,12 @@ def _sweep(
             continue
         parts = directory.split("/")
         live: set[str] = set()
-        if len(parts) == 3:
-            live = _live_keys(reader, parts[0], parts[2])
+        if len(parts) == 3 and parts[0] == "replays":
+            live = _live_replay_keys(reader, parts[2])
         for key, size, _mtime in old:
-            if key in live:
-                continue
             temp = blobs.is_temp(key)
+            if key in live or (not temp and parts[0] == "chunks" and _chunk_key_live(reader, key)):
+                continue
             if delete:
                 try:
                     blobs.remove_path(key)
@@ -512,6 +514,8 @@ def _count_due(reader: sqlite3.Connection, pol: Policy, batch: int, report: Purg
     """Dry run: walk the same candidates as a real run, without writing anything."""
     queued = reader.execute("SELECT count(*), coalesce(sum(bytes), 0) FROM purge_queue").fetchone()
     report.resumed, report.blob_bytes = int(queued[0]), int(queued[1])
+    # Chunk bytes are freed per blob: a segment only if every row pointing at it is due.
+    due_keys: dict[str, tuple[int, int]] = {}
     plans: list[tuple[str, tuple[Any, ...], int, int, int]] = [
         # (query, initial keyset cursor, width of the cursor, site column, bytes column)
         (_CHUNKS_DUE, (-1, "", -1), 3, 3, 5),
@@ -527,7 +531,8 @@ def _count_due(reader: sqlite3.Connection, pol: Policy, batch: int, report: Purg
                 size = int(r[bytes_col] or 0)
                 if index == 0:
                     report.chunks += 1
-                    report.blob_bytes += size
+                    rows_due, bytes_due = due_keys.get(str(r[4]), (0, 0))
+                    due_keys[str(r[4])] = (rows_due + 1, bytes_due + size)
                 elif index == 1:
                     report.replays += 1
                     report.blob_bytes += size
@@ -537,3 +542,7 @@ def _count_due(reader: sqlite3.Connection, pol: Policy, batch: int, report: Purg
             if len(rows) < batch:
                 break
             cursor = tuple(rows[-1][:width])
+    for key, (rows_due, bytes_due) in due_keys.items():
+        live = reader.execute("SELECT count(*) FROM chunks WHERE blob_key = ?", (key,)).fetchone()
+        if int(live[0]) <= rows_due:
+            report.blob_bytes += bytes_due

@@ -6,7 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from retrospec.blobs import BlobStore, chunk_key, replay_key, validate_id, validate_key
+from retrospec.blobs import (
+    BlobStore,
+    CorruptBlob,
+    chunk_key,
+    compress,
+    is_segment_key,
+    read_chunk,
+    replay_key,
+    segment_key,
+    split_frames,
+    validate_id,
+    validate_key,
+)
 from retrospec.errors import InvalidBlobKey
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -82,3 +94,39 @@ def test_conflicting_retry_gets_its_own_key() -> None:
     b = chunk_key("s", "abcdefgh", 1, b"two")
     assert a != b and a.startswith("chunks/s/abcdefgh/00000001-")
     assert chunk_key("s", "abcdefgh", 1, b"one") == a
+
+
+@pytest.mark.parametrize("url", ["local", "memory://retrospec-segments"])
+def test_segment_frames_read_by_range(tmp_path: Path, url: str) -> None:
+    store = BlobStore(str(tmp_path / "b") if url == "local" else url)
+    chunks = [b'[{"type":2,"n":%d}]' % n * (n + 1) for n in range(5)]
+    frames = [compress(c) for c in chunks]
+    key = segment_key("site1", 1_732_560_000_123)
+    store.put_raw(key, b"".join(frames))
+    offset = 0
+    for chunk, frame in zip(chunks, frames, strict=True):
+        assert store.get_range(key, offset, len(frame)) == frame
+        assert read_chunk(store, key, offset, len(frame)) == chunk
+        offset += len(frame)
+    assert split_frames(store.get_raw(key)) == chunks
+    with pytest.raises(ValueError, match="segment"):
+        store.get(key)  # would silently return the first chunk only
+    with pytest.raises(CorruptBlob):
+        read_chunk(store, key, offset - 3, 10)  # past the end: a truncated segment
+    with pytest.raises(FileNotFoundError):
+        read_chunk(store, segment_key("site1", 1_732_560_000_123), 0, 10)
+    # A row from before segments (offset NULL) owns its whole blob.
+    old = chunk_key("site1", "abcdefgh", 0, chunks[0])
+    store.put(old, chunks[0])
+    assert read_chunk(store, old, None, None) == chunks[0]
+
+
+def test_segment_keys_are_generated_and_unique() -> None:
+    keys = {segment_key("site1", 1_732_560_000_123) for _ in range(100)}
+    assert len(keys) == 100
+    for key in keys:
+        assert validate_key(key) == key and is_segment_key(key)
+        assert key.startswith("chunks/site1/20241125/184000123-") and key.endswith(".seg")
+    assert not is_segment_key(chunk_key("site1", "abcdefgh", 0, b"x"))
+    with pytest.raises(InvalidBlobKey):
+        segment_key("../etc", 0)

@@ -17,11 +17,12 @@ from typing import Any, TypeVar
 import pytest
 
 from retrospec import clustering
+from retrospec.batches import write_batch
 from retrospec.blobs import BlobStore
 from retrospec.clock import day_of, now_ms
 from retrospec.db import DirectWriter, Writer, connect
 from retrospec.fingerprint import fingerprint
-from retrospec.ingest import decode_envelope, prepare, write_batch
+from retrospec.ingest import decode_envelope, prepare
 from retrospec.issues import change_status
 from retrospec.jobs import JobContext, JobResult, run_job
 from retrospec.migrations import prepare_database
@@ -669,7 +670,7 @@ def test_migration_3_moves_frames_out_of_clusters(
             "1, 1, 1)",
             (feed.site.id, frames),
         )
-        assert prepare_database(settings.db_path) == [3]
+        assert prepare_database(settings.db_path) == [v for v, _, _ in migrations.MIGRATIONS[2:]]
         assert feed.rows("SELECT cluster_id, frames FROM cluster_frames") == [(1, frames)]
         assert feed.value("SELECT frames FROM clusters") is None
     finally:

@@ -104,6 +104,43 @@ def test_a_batch_function_that_raises_is_retried_item_by_item(db: Path) -> None:
         writer.stop()
 
 
+def test_stage_runs_before_the_transaction_and_can_refuse_items(db: Path) -> None:
+    calls: list[tuple[list[int], bool]] = []
+
+    def stage(conn: sqlite3.Connection, items: list[int]) -> list[Any]:
+        calls.append((list(items), conn.in_transaction))
+        if 99 in items:
+            raise RuntimeError("unexpected")  # retried one by one: only 99 fails
+        return [ValueError("no room") if k == 31 else k * 10 for k in items]
+
+    writer = Writer(db)
+    writer.start()
+
+    async def go() -> list[Any]:
+        writer.submit(lambda c: time.sleep(0.2))  # hold the writer: the rest is one group
+        tasks = [writer.run_batched(_batch, k, stage=stage) for k in (30, 31, 32)]
+        tasks.append(writer.run_batched(_batch, 40))  # no stage: written as given
+        first = await asyncio.gather(*tasks, return_exceptions=True)
+        writer.submit(lambda c: time.sleep(0.2))
+        second = await asyncio.gather(
+            *(writer.run_batched(_batch, k, stage=stage) for k in (98, 99)),
+            return_exceptions=True,
+        )
+        return [*first, *second]
+
+    try:
+        results = asyncio.run(go())
+    finally:
+        writer.stop()
+    assert results[0] is True and results[2] is True and results[3] is True
+    assert isinstance(results[1], ValueError)
+    assert results[4] is True and isinstance(results[5], RuntimeError)
+    assert calls[0] == ([30, 31, 32], False)  # once per group, outside any transaction
+    assert calls[1:] == [([98, 99], False), ([98], False), ([99], False)]
+    with sqlite3.connect(db) as conn:
+        assert [r[0] for r in conn.execute("SELECT k FROM t ORDER BY k")] == [40, 300, 320, 980]
+
+
 def test_the_checkpointer_copies_the_wal_into_the_database(db: Path) -> None:
     before = db.stat().st_size
     writer = Writer(db)

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from retrospec.blobs import BlobStore
+from retrospec.blobs import BlobStore, read_chunk
 from tests.conftest import ServerProcess, add_site
 from tests.test_ingest import batch
 
@@ -201,12 +201,16 @@ def test_acknowledged_batches_survive_sigkill(serve: Callable[..., ServerProcess
     store = BlobStore(str(server.data_dir / "blobs"))
     with sqlite3.connect(server.settings.db_path) as conn:
         rows = {
-            (sid, seq): key
-            for sid, seq, key in conn.execute("SELECT session_id, seq, blob_key FROM chunks")
+            (sid, seq): (key, offset, length)
+            for sid, seq, key, offset, length in conn.execute(
+                "SELECT session_id, seq, blob_key, blob_offset, blob_length FROM chunks"
+            )
         }
     for ack in snapshot:
         assert ack in rows, f"acknowledged batch {ack} lost"
-        assert json.loads(store.get(rows[ack]))[1]["type"] == 2
+        key, offset, length = rows[ack]
+        assert offset is not None and length  # a frame of a segment
+        assert json.loads(read_chunk(store, key, offset, length))[1]["type"] == 2
 
 
 def test_sigterm_lets_in_flight_requests_finish(serve: Callable[..., ServerProcess]) -> None:

@@ -13,9 +13,10 @@ from concurrent.futures.process import BrokenProcessPool
 import pytest
 
 from retrospec import clustering, replays
+from retrospec.batches import write_batch
 from retrospec.blobs import BlobStore
 from retrospec.db import DirectWriter, connect
-from retrospec.ingest import decode_envelope, prepare, store_events, write_batch
+from retrospec.ingest import decode_envelope, prepare, store_events
 from retrospec.jobs import ComputePool, JobContext, mark_interrupted_runs, run_job
 from retrospec.settings import Settings
 from retrospec.sites import Site

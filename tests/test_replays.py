@@ -18,10 +18,18 @@ from typing import Any
 import pytest
 
 from retrospec import replay_job, replays
+from retrospec.batches import store_batches, write_batch
 from retrospec.blobs import BlobStore, compress, replay_key
 from retrospec.db import DirectWriter, connect, open_reader
 from retrospec.errors import NotFound
-from retrospec.ingest import decode_envelope, event_bytes, prepare, store_events, write_batch
+from retrospec.ingest import (
+    PreparedBatch,
+    compress_events,
+    decode_envelope,
+    event_bytes,
+    prepare,
+    store_events,
+)
 from retrospec.jobs import JobContext, JobFailed, JobResult, run_job
 from retrospec.migrations import prepare_database
 from retrospec.replay_job import THROTTLE_FROM_BYTES, dirty_sessions
@@ -658,3 +666,49 @@ def test_http_ingest_then_the_job_on_the_server_writer(tmp_path: Path) -> None:
         assert kinds == ["navigation", "click", "rage_click", "click", "click"]
     finally:
         conn.close()
+
+
+# --- chunk layouts: segments and the single blobs of older rows ------------------------------
+
+
+def pending(env: Env, session_id: str, seq: int, events: list[dict[str, Any]]) -> PreparedBatch:
+    """A batch as the server's writer receives it: events compressed, not yet written."""
+    body = {"session": {"id": session_id, "started_at": T0, "user_agent": CHROME_UA}, "seq": seq}
+    body["events"] = events
+    ev = decode_envelope(json.dumps(body).encode())
+    raw = event_bytes(ev)
+    assert raw is not None
+    return prepare(env.site, ev, compress_events(raw), T0 + 60_000 + seq)
+
+
+def test_old_single_blob_chunks_and_segments_build_together(env: Env) -> None:
+    s, other = sid(90), sid(91)
+    assert env.send(s, 0, page_load(T0))  # an old row: its own blob, no offset
+    # seq 1 of s and seq 0 of another session in one writer group: one segment.
+    group = [pending(env, s, 1, [click(T0 + 500, 11)]), pending(env, other, 0, page_load(T0))]
+    assert store_batches(env.conn, env.blobs, group) == [True, True]
+    rows = env.conn.execute(
+        "SELECT session_id, seq, blob_key, blob_offset FROM chunks ORDER BY session_id, seq"
+    ).fetchall()
+    assert rows[0]["blob_offset"] is None and rows[1]["blob_offset"] is not None
+    assert rows[1]["blob_key"] == rows[2]["blob_key"]  # s/1 and other/0 share the segment
+
+    result = env.run()
+    assert result.items == 2 and result.errors == 0
+    assert [e["type"] for e in env.events(s)] == [4, 2, 3]
+    assert [e["type"] for e in env.events(other)] == [4, 2]
+
+    # A segment cut short: the session whose frame was lost fails, the other still builds.
+    a, b = sid(92), sid(93)
+    assert store_batches(
+        env.conn, env.blobs, [pending(env, a, 0, page_load(T0)), pending(env, b, 0, page_load(T0))]
+    ) == [True, True]
+    key, end_of_a = env.conn.execute(
+        "SELECT blob_key, blob_offset + blob_length FROM chunks WHERE session_id = ?", (a,)
+    ).fetchone()
+    path = Path(env.settings.effective_blob_url) / key
+    path.write_bytes(path.read_bytes()[: end_of_a + 5])
+    result = env.run()
+    assert result.details["ready"] == 1 and result.details["error"] == 1
+    assert env.session(a)["replay_status"] == "ready"
+    assert "chunk 0: blob is truncated" in env.session(b)["replay_reason"]

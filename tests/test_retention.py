@@ -24,11 +24,14 @@ import httpx
 import pytest
 
 from retrospec import retention
-from retrospec.blobs import BlobStore, chunk_key, replay_key
+from retrospec.batches import store_batches
+from retrospec.blobs import BlobStore, chunk_key, compress, read_chunk, replay_key, segment_key
 from retrospec.clock import now_ms
 from retrospec.db import DirectWriter, connect
+from retrospec.ingest import compress_events, decode_envelope, event_bytes, prepare
 from retrospec.jobs import JobContext, JobFailed, run_job
 from retrospec.settings import Settings
+from retrospec.sites import Site
 from tests.conftest import REPO, ServerProcess, add_site, make_settings
 from tests.test_cli_issues import (
     DAY_MS,
@@ -90,6 +93,13 @@ def live_keys(settings: Settings) -> tuple[set[str], set[str]]:
         r[0] for r in q(settings, "SELECT replay_key FROM sessions WHERE replay_key IS NOT NULL")
     }
     return chunks, replays
+
+
+def sessions_with_chunk_files(settings: Settings) -> set[str]:
+    """Sessions with a chunk row pointing at a blob that is on disk."""
+    on_disk = files(settings, "chunks")
+    rows = q(settings, "SELECT session_id, blob_key FROM chunks WHERE blob_key IS NOT NULL")
+    return {sid for sid, key in rows if key in on_disk}
 
 
 def assert_consistent(settings: Settings) -> None:
@@ -161,7 +171,7 @@ def test_purge_removes_exactly_what_is_past_retention(tmp_path: Path) -> None:
     for sid, payload, message in q(s, "SELECT session_id, payload, message FROM failures"):
         assert (payload is None) == (sid in expired)
         assert message  # the short summary stays
-    assert {f.split("/")[2] for f in files(s, "chunks")} == kept
+    assert sessions_with_chunk_files(s) == kept
     assert {f.split("/")[2] for f in files(s, "replays")} == kept
     assert issue_snapshot(s) == issues_before
     assert q(s, "SELECT count(*) FROM replay_markers") == markers_before
@@ -290,6 +300,181 @@ def test_interrupted_purge_leaves_no_dangling_rows_and_resumes(tmp_path: Path) -
     assert report.resumed == len(queued)
     assert_consistent(s)
     assert q(s, "SELECT count(*) FROM chunks WHERE blob_key IS NOT NULL") == [(0,)]
+
+
+# --- library: segments (many chunks in one blob) ------------------------------------------------
+
+
+def store_segment(settings: Settings, site: Site, sessions: list[str]) -> str:
+    """One batch per session written as one writer group: one segment; returns its key."""
+    batches = []
+    for sid in sessions:
+        env = decode_envelope(json.dumps(envelope(sid, pad=500)).encode())
+        raw = event_bytes(env)
+        assert raw is not None
+        batches.append(prepare(site, env, compress_events(raw), now_ms()))
+    conn = connect(settings.db_path)
+    try:
+        results = store_batches(conn, BlobStore(settings.effective_blob_url), batches)
+    finally:
+        conn.close()
+    assert results == [True] * len(batches)
+    marks = ",".join("?" * len(sessions))
+    sql = f"SELECT DISTINCT blob_key FROM chunks WHERE session_id IN ({marks})"
+    ((key,),) = q(settings, sql, tuple(sessions))
+    return str(key)
+
+
+def rows_on(settings: Settings, key: str) -> int:
+    return int(q(settings, "SELECT count(*) FROM chunks WHERE blob_key = ?", (key,))[0][0])
+
+
+def segment_settings(tmp_path: Path) -> tuple[Settings, Site]:
+    settings = make_settings(tmp_path / "data", demo=False)
+    site, _ = add_site(settings)
+    return settings, site
+
+
+def test_a_segment_goes_only_with_its_last_row_across_purge_batches(tmp_path: Path) -> None:
+    settings, site = segment_settings(tmp_path)
+    first = [str(uuid.uuid4()) for _ in range(5)]
+    second = [str(uuid.uuid4()) for _ in range(3)]
+    seg_a = store_segment(settings, site, first)
+    seg_b = store_segment(settings, site, second)
+    assert files(settings, "chunks") == {seg_a, seg_b}
+    sizes = {k: (blob_root(settings) / k).stat().st_size for k in (seg_a, seg_b)}
+    age_sessions(settings.db_path, first + second, 10 * DAY_MS)
+
+    conn = connect(settings.db_path)
+    ctx = job_ctx(dataclasses.replace(settings, job_batch_size=2), conn)
+    deleted: list[str] = []
+    checks: list[tuple[int, int]] = []
+    real_delete, real_write = ctx.blobs.delete, ctx.write
+
+    def delete(keys: Any) -> int:
+        keys = list(keys)
+        for key in keys:
+            assert rows_on(settings, key) == 0, f"{key} deleted while a row points at it"
+        deleted.extend(keys)
+        return real_delete(keys)
+
+    def write(fn: Any) -> Any:
+        result = real_write(fn)
+        # After every transaction: a segment any row points at is on disk and not queued.
+        queued = {r[0] for r in q(settings, "SELECT key FROM purge_queue")}
+        for key in (seg_a, seg_b):
+            if rows_on(settings, key):
+                assert (blob_root(settings) / key).is_file() and key not in queued
+        checks.append((rows_on(settings, seg_a), rows_on(settings, seg_b)))
+        return result
+
+    ctx.blobs.delete = delete  # type: ignore[method-assign]
+    ctx.write = write  # type: ignore[misc]
+    preview = do_purge(settings, dry_run=True)
+    try:
+        report = retention.purge(ctx)
+    finally:
+        conn.close()
+    assert any(0 < a < 5 for a, _ in checks)  # the first segment was split across batches
+    assert report.chunks == 8 and sorted(deleted) == sorted([seg_a, seg_b])
+    assert report.blob_bytes == sum(sizes.values()) == preview.blob_bytes
+    assert preview.chunks == 8
+    assert_consistent(settings)
+
+
+def test_a_segment_stays_while_rows_not_yet_due_point_at_it(tmp_path: Path) -> None:
+    settings, site = segment_settings(tmp_path)
+    sessions = [str(uuid.uuid4()) for _ in range(4)]
+    seg = store_segment(settings, site, sessions)
+    size = (blob_root(settings) / seg).stat().st_size
+    age_sessions(settings.db_path, sessions[:2], 10 * DAY_MS)
+
+    preview = do_purge(settings, dry_run=True)
+    assert preview.chunks == 2 and preview.blob_bytes == 0  # nothing freed yet
+    report = do_purge(settings)
+    assert report.chunks == 2 and report.blob_bytes == 0
+    assert rows_on(settings, seg) == 2 and files(settings, "chunks") == {seg}
+    blobs = BlobStore(settings.effective_blob_url)
+    for sid in sessions[2:]:  # the rows left still read their events
+        ((key, offset, length),) = q(
+            settings,
+            "SELECT blob_key, blob_offset, blob_length FROM chunks WHERE session_id = ?",
+            (sid,),
+        )
+        assert json.loads(read_chunk(blobs, key, offset, length))[0]["type"] == 4
+    assert_consistent(settings)
+
+    age_sessions(settings.db_path, sessions[2:], 10 * DAY_MS)
+    report = do_purge(settings)
+    assert report.chunks == 2 and report.blob_bytes == size
+    assert files(settings, "chunks") == set()
+    assert_consistent(settings)
+
+
+def test_a_purge_killed_midway_through_a_segment_is_finished_next_run(tmp_path: Path) -> None:
+    settings, site = segment_settings(tmp_path)
+    sessions = [str(uuid.uuid4()) for _ in range(5)]
+    seg = store_segment(settings, site, sessions)
+    age_sessions(settings.db_path, sessions, 10 * DAY_MS)
+
+    conn = connect(settings.db_path)
+    ctx = job_ctx(dataclasses.replace(settings, job_batch_size=2), conn)
+    real_write = ctx.write
+
+    def write_then_die(fn: Any) -> Any:
+        real_write(fn)
+        raise Crash  # killed right after the first detach committed
+
+    ctx.write = write_then_die  # type: ignore[misc]
+    with pytest.raises(Crash):
+        retention.purge(ctx)
+    conn.close()
+    assert rows_on(settings, seg) == 3 and (blob_root(settings) / seg).is_file()
+    assert q(settings, "SELECT count(*) FROM purge_queue") == [(0,)]
+
+    # Killed again, after the last row's detach queued the segment, before its delete.
+    conn = connect(settings.db_path)
+    ctx = job_ctx(settings, conn)
+
+    def die(keys: Any) -> int:
+        raise Crash
+
+    ctx.blobs.delete = die  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        retention.purge(ctx)
+    conn.close()
+    assert rows_on(settings, seg) == 0 and (blob_root(settings) / seg).is_file()
+    assert q(settings, "SELECT key FROM purge_queue") == [(seg,)]
+
+    report = do_purge(settings)
+    assert report.resumed == 1 and files(settings, "chunks") == set()
+    assert_consistent(settings)
+
+
+def test_orphan_sweep_understands_segments(tmp_path: Path) -> None:
+    settings, site = segment_settings(tmp_path)
+    referenced = store_segment(settings, site, [str(uuid.uuid4()) for _ in range(3)])
+    blobs = BlobStore(settings.effective_blob_url)
+    root = blob_root(settings)
+    frame = compress(b'[{"type": 3, "timestamp": 1}]')
+    orphan = segment_key(site.id, now_ms())  # written, its rows never committed (a crash)
+    fresh = segment_key(site.id, now_ms())  # maybe an ingest group still committing
+    for key in (orphan, fresh):
+        blobs.put_raw(key, frame * 3)
+    stale_tmp = root / f"{segment_key(site.id, now_ms())}.tmp-0123abcd"
+    stale_tmp.write_bytes(frame)
+    old = time.time() - 7200
+    for path in (root / referenced, root / orphan, stale_tmp):
+        os.utime(path, (old, old))
+
+    preview = do_purge(settings, dry_run=True)
+    assert (preview.orphans, preview.temp_files) == (1, 1)
+    report = do_purge(settings)
+    assert (report.orphans, report.temp_files, report.chunks) == (1, 1, 0)
+    assert files(settings, "chunks") == {referenced, fresh}
+    assert do_purge(settings, orphan_grace_s=0).orphans == 1  # the young one, once grace is off
+    assert files(settings, "chunks") == {referenced}
+    assert_consistent(settings)
 
 
 def test_run_records_a_job_run_and_prunes_old_runs(tmp_path: Path) -> None:
@@ -431,9 +616,12 @@ def test_cli_purge_while_serving_under_ingest_traffic(
     assert len(expired) == 6
     issues_before = issue_snapshot(s)
     assert issues_before and issues_before[0][4] == 20  # one issue, 20 sessions
-    expected_chunks = {
-        r[0] for r in q(s, "SELECT blob_key FROM chunks") if r[0].split("/")[2] in expired
-    }
+    # Chunk blobs (segments) every row of which belongs to an expired session.
+    owners: dict[str, set[str]] = {}
+    for sid, blob_key in q(s, "SELECT session_id, blob_key FROM chunks"):
+        owners.setdefault(blob_key, set()).add(sid)
+    expected_chunks = {k for k, sids in owners.items() if sids <= expired}
+    assert len(expected_chunks) >= 6
 
     traffic = Traffic(server, key)
     traffic.start()

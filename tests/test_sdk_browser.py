@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from retrospec.blobs import BlobStore
+from retrospec.blobs import BlobStore, read_chunk, split_frames
 from retrospec.fingerprint import FailureInput, fingerprint
 from tests.conftest import ServerProcess, StaticSite, add_site, free_port, server_env
 
@@ -104,17 +104,29 @@ def chunk_events(server: ServerProcess, session_id: str) -> list[tuple[int, list
     blobs = BlobStore(server.settings.effective_blob_url)
     rows = query(
         server.settings.db_path,
-        "SELECT seq, blob_key FROM chunks WHERE session_id = ? ORDER BY seq",
+        "SELECT seq, blob_key, blob_offset, blob_length FROM chunks WHERE session_id = ? "
+        "ORDER BY seq",
         session_id,
     )
-    return [(r["seq"], json.loads(blobs.get(r["blob_key"])) if r["blob_key"] else []) for r in rows]
+    return [
+        (
+            r["seq"],
+            json.loads(read_chunk(blobs, r["blob_key"], r["blob_offset"], r["blob_length"]))
+            if r["blob_key"]
+            else [],
+        )
+        for r in rows
+    ]
 
 
 def all_blob_bytes(server: ServerProcess) -> bytes:
-    """Every stored blob, decompressed and concatenated."""
+    """Every stored chunk, decompressed and concatenated (every frame of every segment)."""
     blobs = BlobStore(server.settings.effective_blob_url)
     return b"\n".join(
-        blobs.get(key) for key, _, _ in blobs.walk("chunks") if not blobs.is_temp(key)
+        frame
+        for key, _, _ in blobs.walk("chunks")
+        if not blobs.is_temp(key)
+        for frame in split_frames(blobs.get_raw(key))
     )
 
 

@@ -6,9 +6,11 @@ and hands the same rows ingest writes (the session upsert, the batch's chunk row
 rows, with the very same SQL statements) to one group-committing writer thread (WAL, the same
 synchronous mode, executemany), answering 202 only after COMMIT. What it leaves out is what makes
 RetroSpec a product rather than a bare write: keys, origins, rate limits, caps, validation,
-idempotency checks and error answers. POST /chunk also compresses the events with zstd and writes
-them to a file (temp name + rename) before the rows, like ingest. POST /null answers 202 without
-touching anything: the load generator's own ceiling.
+idempotency checks and error answers. POST /chunk also compresses the events like ingest (one zstd
+frame; on the event loop, in a thread pool when big), and the writer thread writes the frames of
+each group as one segment file (temp name + rename) before BEGIN, the rows pointing at (key,
+offset, length), like ingest. POST /null answers 202 without touching anything: the load
+generator's own ceiling.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from typing import Any
 import msgspec
 import zstandard
 
-from retrospec.ingest import _CHUNK_INSERT, _FAILURE_INSERT, _SESSION_UPSERT
+from retrospec.batches import _CHUNK_INSERT
+from retrospec.ingest import _FAILURE_INSERT, _SESSION_UPSERT, INLINE_COMPRESS_BYTES
 
 # The statements ingest runs, in the order it runs them.
 _ORDER = (_SESSION_UPSERT, _CHUNK_INSERT, _FAILURE_INSERT)
@@ -67,11 +70,14 @@ _ACK_HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"11
 
 
 class _GroupWriter:
-    """One thread, one connection: drain the queue, executemany, COMMIT, then answer everyone."""
+    """One thread, one connection: drain the queue, segment, executemany, COMMIT, answer all."""
 
-    def __init__(self, path: Path, synchronous: str) -> None:
+    def __init__(self, path: Path, synchronous: str, blob_dir: Path) -> None:
         self.path = path
         self.synchronous = synchronous
+        self.blob_dir = blob_dir
+        self.made: set[str] = set()
+        self.segments = 0
         self.q: queue.SimpleQueue[tuple[_Writes, asyncio.Future[None]] | None]
         self.q = queue.SimpleQueue()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -112,6 +118,7 @@ class _GroupWriter:
                     self.q.put(None)
                     break
                 group.append(nxt)
+            self._segment([writes for writes, _ in group])
             by_sql: dict[str, list[tuple[Any, ...]]] = {sql: [] for sql in _ORDER}
             for writes, _ in group:
                 for sql, rows in writes:
@@ -124,6 +131,33 @@ class _GroupWriter:
             # One wake-up of the event loop per group, not per request.
             loop.call_soon_threadsafe(_resolve, [fut for _, fut in group])
         conn.close()
+
+    def _segment(self, group: list[_Writes]) -> None:
+        """Write the group's compressed chunks as one file, then point their rows into it."""
+        pending = [w for w in group if isinstance(w[-1], _Frame)]
+        if not pending:
+            return
+        at = time.gmtime()
+        parent = f"{self.blob_dir}/chunks/bench/{time.strftime('%Y%m%d', at)}"
+        if parent not in self.made:
+            os.makedirs(parent, exist_ok=True)
+            self.made.add(parent)
+        self.segments += 1
+        key = f"{parent}/{time.strftime('%H%M%S', at)}-{self.segments:06d}.seg"
+        offset = 0
+        frames = []
+        for writes in pending:
+            frame = writes.pop()
+            assert isinstance(frame, _Frame)
+            _sql, rows = writes[1]
+            row = rows[0]
+            rows[0] = (*row[:7], key, offset, len(frame.data))
+            frames.append(frame.data)
+            offset += len(frame.data)
+        tmp = key + ".tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(b"".join(frames))
+        os.replace(tmp, key)
 
 
 def _resolve(futures: list[asyncio.Future[None]]) -> None:
@@ -138,10 +172,9 @@ class BaselineApp:
     def __init__(self, data_dir: Path, synchronous: str) -> None:
         self.data_dir = data_dir
         self.blob_dir = data_dir / "blobs"
-        self.writer = _GroupWriter(data_dir / "retrospec.sqlite3", synchronous)
+        self.writer = _GroupWriter(data_dir / "retrospec.sqlite3", synchronous, self.blob_dir)
         self.pool = ThreadPoolExecutor(max_workers=4)
         self.zstd = threading.local()
-        self.made: set[str] = set()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -163,30 +196,22 @@ class BaselineApp:
             body = b"".join(parts)
             env = _DECODE(body)
             now = int(time.time() * 1000)
-            chunk: tuple[str | None, int, int] = (None, 0, 0)
+            frame: _Frame | None = None
             if path == "/chunk" and len(env.events):
-                loop = asyncio.get_running_loop()
-                chunk = await loop.run_in_executor(
-                    self.pool, self._store, env.session.id, env.seq, bytes(env.events)
-                )
-            await self.writer.write(_rows(env, now, chunk))
+                events = bytes(env.events)
+                if len(events) <= INLINE_COMPRESS_BYTES:  # as ingest does
+                    frame = self._compress(events)
+                else:
+                    loop = asyncio.get_running_loop()
+                    frame = await loop.run_in_executor(self.pool, self._compress, events)
+            await self.writer.write(_rows(env, now, frame))
         await _answer(send, 202)
 
-    def _store(self, session_id: str, seq: int, events: bytes) -> tuple[str, int, int]:
+    def _compress(self, events: bytes) -> _Frame:
         comp = getattr(self.zstd, "c", None)
         if comp is None:
             comp = self.zstd.c = zstandard.ZstdCompressor(level=3)
-        blob = comp.compress(events)
-        parent = f"{self.blob_dir}/chunks/{session_id}"
-        if parent not in self.made:
-            os.makedirs(parent, exist_ok=True)
-            self.made.add(parent)
-        final = f"{parent}/{seq:08d}.zst"
-        tmp = final + ".tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(blob)
-        os.replace(tmp, final)
-        return final, len(events), len(blob)
+        return _Frame(comp.compress(events), len(events))
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -201,16 +226,22 @@ class BaselineApp:
                 return
 
 
-_Writes = list[tuple[str, list[tuple[Any, ...]]]]
+class _Frame(msgspec.Struct):
+    data: bytes
+    raw: int
 
 
-def _rows(env: _Envelope, now: int, chunk: tuple[str | None, int, int]) -> _Writes:
-    key, raw, stored = chunk
+# (sql, rows) per statement, then the chunk's frame while it waits for its segment.
+_Writes = list[Any]
+
+
+def _rows(env: _Envelope, now: int, frame: _Frame | None) -> _Writes:
+    raw, stored = (frame.raw, len(frame.data)) if frame else (0, 0)
     s = env.session
     session = (
         s.id, "bench", now, now, None, None, None, None, None, s.user_agent, None, None,
-        s.url, s.url, s.release, None, None, 1 if key else 0, len(env.failures), raw, stored,
-        "pending" if key else "none",
+        s.url, s.url, s.release, None, None, 1 if frame else 0, len(env.failures), raw, stored,
+        "pending" if frame else "none",
     )  # fmt: skip
     failures = [
         (
@@ -236,8 +267,15 @@ def _rows(env: _Envelope, now: int, chunk: tuple[str | None, int, int]) -> _Writ
         )
         for f in env.failures
     ]
-    chunk_row = (s.id, env.seq, "bench", now, raw, stored, len(env.failures), key)
-    return [(_SESSION_UPSERT, [session]), (_CHUNK_INSERT, [chunk_row]), (_FAILURE_INSERT, failures)]
+    chunk_row = (s.id, env.seq, "bench", now, raw, stored, len(env.failures), None, None, None)
+    writes: _Writes = [
+        (_SESSION_UPSERT, [session]),
+        (_CHUNK_INSERT, [chunk_row]),
+        (_FAILURE_INSERT, failures),
+    ]
+    if frame is not None:
+        writes.append(frame)
+    return writes
 
 
 async def _answer(send: Any, status: int) -> None:

@@ -1,15 +1,16 @@
-"""POST /api/v1/ingest as a raw ASGI handler: streamed size caps, CORS, then ingest.store."""
+"""POST /api/v1/ingest as a raw ASGI handler: streamed size caps, CORS, then the writer."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 from urllib.parse import unquote_plus
 
 import msgspec
 
-from retrospec import ingest
+from retrospec import batches, ingest
 from retrospec.clock import now_ms
 from retrospec.errors import (
     BadRequest,
@@ -115,6 +116,8 @@ class IngestHandler:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        # One object for every request, so the writer stages a group's batches together.
+        self._stage = functools.partial(batches.stage_batches, rt.blobs)
 
     async def lookup(self, key: str) -> Site | None:
         """Site for a key, through the short-lived cache."""
@@ -228,11 +231,12 @@ class IngestHandler:
                 "the server is low on disk; replay data is refused, failures are still taken"
             )
         chunk = None
-        if events is not None:
+        if events is not None and len(events) <= ingest.INLINE_COMPRESS_BYTES:
+            chunk = ingest.compress_events(events)
+        elif events is not None:
             loop = asyncio.get_running_loop()
-            chunk = await loop.run_in_executor(
-                rt.io_pool, ingest.store_events, rt.blobs, site, env, events
-            )
+            chunk = await loop.run_in_executor(rt.io_pool, ingest.compress_events, events)
         batch = ingest.prepare(site, env, chunk, now_ms())
-        stored = await rt.writer.run_batched(ingest.write_batches, batch)
+        # The writer writes the group's chunks as one segment per site, then the rows.
+        stored = await rt.writer.run_batched(batches.write_batches, batch, stage=self._stage)
         return 202, {"ok": True, "seq": env.seq, "duplicate": not stored}, {}

@@ -1,0 +1,236 @@
+"""Writing ingest batches: segments before the transaction, rows inside it (the writer's job).
+
+The writer thread writes the new chunks of one writer group and one site as ONE segment file
+(`stage_batches`, before BEGIN IMMEDIATE; one zstd frame per chunk, concatenated), then inserts
+the rows pointing at (segment key, offset, length) in one transaction (`write_batches`). A file
+create costs far more than the bytes in it, so this is what lets chunk ingest scale. Rows written
+before segments point at a whole single-chunk blob (offset and length NULL).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import sqlite3
+
+from retrospec.blobs import BlobStore, segment_key
+from retrospec.clock import now_ms
+from retrospec.db import transaction
+from retrospec.errors import Forbidden, InsufficientStorage, StorageFailed
+from retrospec.ingest import (
+    _FAILURE_INSERT,
+    _SESSION_UPSERT,
+    PendingChunk,
+    PreparedBatch,
+    StoredChunk,
+)
+
+log = logging.getLogger("retrospec.ingest")
+
+_CHUNK_INSERT = """
+INSERT INTO chunks (
+    session_id, seq, site_id, received_at, raw_bytes, stored_bytes, failure_count, blob_key,
+    blob_offset, blob_length
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+def _existing_chunks(
+    conn: sqlite3.Connection, pairs: list[tuple[str, int]]
+) -> set[tuple[str, int]]:
+    found: set[tuple[str, int]] = set()
+    for i in range(0, len(pairs), 400):
+        part = pairs[i : i + 400]
+        values = ",".join(["(?, ?)"] * len(part))
+        params = [v for pair in part for v in pair]
+        # A join from a VALUES list is planned as primary-key lookups; the equivalent
+        # `(session_id, seq) IN (VALUES ...)` scanned the whole table on SQLite 3.40.
+        rows = conn.execute(
+            f"WITH k(s, q) AS (VALUES {values}) "
+            "SELECT c.session_id, c.seq FROM k JOIN chunks c ON c.session_id = k.s AND c.seq = k.q",
+            params,
+        )
+        found.update((str(r[0]), int(r[1])) for r in rows)
+    return found
+
+
+def _foreign_owners(conn: sqlite3.Connection, batches: list[PreparedBatch]) -> dict[str, str]:
+    """Stored owner of each session that some batch claims for a different site (rare).
+
+    Sessions stored with the claiming site, and new ones, are left out, so the common case
+    fetches no rows at all (the writer thread pays for every row it fetches).
+    """
+    pairs = sorted({(b.session_id, b.site_id) for b in batches})
+    owners: dict[str, str] = {}
+    for i in range(0, len(pairs), 400):
+        part = pairs[i : i + 400]
+        values = ",".join(["(?, ?)"] * len(part))
+        rows = conn.execute(
+            f"WITH k(s, site) AS (VALUES {values}) "
+            "SELECT s.id, s.site_id FROM k JOIN sessions s ON s.id = k.s WHERE s.site_id != k.site",
+            [v for pair in part for v in pair],
+        )
+        owners.update((str(r[0]), str(r[1])) for r in rows)
+    return owners
+
+
+class ChunkNotStaged(RuntimeError):
+    """A batch reached the insert with its events still unwritten (the stage step was skipped)."""
+
+
+def write_batches(conn: sqlite3.Connection, batches: list[PreparedBatch]) -> list[bool | Exception]:
+    """Insert many batches with a few executemany calls (the writer groups concurrent ingests).
+
+    Runs inside the write transaction, after stage_batches placed the events. Returns per batch:
+    True if stored, False for an idempotent retry of a stored (session, seq), or an Exception
+    instance (nothing written): Forbidden when the session id belongs to another site.
+    """
+    pairs = [(b.session_id, b.seq) for b in batches]
+    existing = _existing_chunks(conn, pairs)
+    owners = _foreign_owners(conn, batches)
+    results: list[bool | Exception] = []
+    accepted: list[PreparedBatch] = []
+    for batch, pair in zip(batches, pairs, strict=True):
+        if pair in existing:
+            results.append(False)
+            continue
+        owner = owners.setdefault(batch.session_id, batch.site_id)
+        if owner != batch.site_id:
+            results.append(Forbidden("this session id belongs to another site"))
+            continue
+        if isinstance(batch.chunk, PendingChunk):
+            # Never a row without its blob: the stage step decides which chunks to write.
+            results.append(ChunkNotStaged("the batch's events were not written; retry it"))
+            continue
+        existing.add(pair)
+        accepted.append(batch)
+        results.append(True)
+    if accepted:
+        conn.executemany(_SESSION_UPSERT, [b.session_row for b in accepted])
+        conn.executemany(_CHUNK_INSERT, [_chunk_row(b) for b in accepted])
+        rows = [row for b in accepted for row in b.failure_rows]
+        if rows:
+            conn.executemany(_FAILURE_INSERT, rows)
+    return results
+
+
+def _chunk_row(b: PreparedBatch) -> tuple[object, ...]:
+    chunk = b.chunk
+    assert not isinstance(chunk, PendingChunk)
+    if chunk is None:
+        return (b.session_id, b.seq, b.site_id, b.received_at, 0, 0, len(b.failure_rows), None,
+                None, None)  # fmt: skip
+    return (
+        b.session_id,
+        b.seq,
+        b.site_id,
+        b.received_at,
+        chunk.raw_bytes,
+        chunk.stored_bytes,
+        len(b.failure_rows),
+        chunk.key,
+        chunk.offset,
+        chunk.length,
+    )
+
+
+def stage_batches(
+    blobs: BlobStore, conn: sqlite3.Connection, batches: list[PreparedBatch]
+) -> list[PreparedBatch | Exception]:
+    """Write the new chunks of a group as one segment per site; outside any write transaction.
+
+    Runs on the writer connection before BEGIN IMMEDIATE (the writer is the only one inserting
+    chunks, so what it reads here is what the transaction will see). Retries of a stored
+    (session, seq), repeats within the group and sessions of another site get no bytes. Returns
+    per batch the batch with its chunk placed (key, offset, length), or an Exception instance
+    for a batch that must not be written (its segment could not be stored, or Forbidden).
+    write_batches re-checks everything inside the transaction.
+    """
+    out: list[PreparedBatch | Exception] = list(batches)
+    if not any(isinstance(b.chunk, PendingChunk) for b in batches):
+        return out
+    pairs = [(b.session_id, b.seq) for b in batches]
+    existing = _existing_chunks(conn, pairs)
+    owners = _foreign_owners(conn, batches)
+    leaders: dict[tuple[str, int], int] = {}
+    followers: list[tuple[int, int]] = []  # (index, index of the batch it repeats)
+    by_site: dict[str, list[int]] = {}
+    for i, (batch, pair) in enumerate(zip(batches, pairs, strict=True)):
+        if pair in existing:
+            continue  # a retry of a stored batch: write_batches answers "duplicate"
+        if pair in leaders:
+            followers.append((i, leaders[pair]))
+            continue
+        if owners.setdefault(batch.session_id, batch.site_id) != batch.site_id:
+            out[i] = Forbidden("this session id belongs to another site")
+            continue
+        leaders[pair] = i
+        if isinstance(batch.chunk, PendingChunk):
+            by_site.setdefault(batch.site_id, []).append(i)
+    at = now_ms()
+    for site_id, indexes in by_site.items():
+        key = segment_key(site_id, at)
+        placed: list[tuple[int, StoredChunk]] = []
+        frames: list[bytes] = []
+        offset = 0
+        for i in indexes:
+            pending = batches[i].chunk
+            assert isinstance(pending, PendingChunk)
+            size = len(pending.frame)
+            frames.append(pending.frame)
+            placed.append((i, StoredChunk(key, pending.raw_bytes, size, offset, size)))
+            offset += size
+        try:
+            blobs.put_raw(key, b"".join(frames))
+        except OSError as exc:
+            log.error("could not write segment %s (%d chunks): %s", key, len(indexes), exc)
+            for i in indexes:
+                out[i] = _storage_error(exc)
+            continue
+        for i, chunk in placed:
+            out[i] = dataclasses.replace(batches[i], chunk=chunk)
+    for i, leader in followers:
+        # A repeat of a batch earlier in the group shares its fate (and stores nothing itself).
+        if isinstance(out[leader], Exception):
+            out[i] = out[leader]
+    return out
+
+
+def _storage_error(exc: OSError) -> Exception:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientStorage("the server is out of disk space; the batch was not stored")
+    return StorageFailed("the replay data could not be stored; the batch was not stored")
+
+
+def store_batches(
+    conn: sqlite3.Connection, blobs: BlobStore, batches: list[PreparedBatch]
+) -> list[bool | Exception]:
+    """Stage and write batches in one call, without the server's writer (CLI, tests, tools).
+
+    conn must not be inside a transaction: the segment is written before the row transaction.
+    """
+    staged = stage_batches(blobs, conn, batches)
+    ready = [b for b in staged if not isinstance(b, Exception)]
+    written: list[bool | Exception] = []
+    if ready:
+        with transaction(conn):
+            written = write_batches(conn, ready)
+    answers = iter(written)
+    return [b if isinstance(b, Exception) else next(answers) for b in staged]
+
+
+def store_batch(conn: sqlite3.Connection, blobs: BlobStore, batch: PreparedBatch) -> bool:
+    """Store one batch (see store_batches); False for an idempotent retry; raises a refusal."""
+    (result,) = store_batches(conn, blobs, [batch])
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def write_batch(conn: sqlite3.Connection, batch: PreparedBatch) -> bool:
+    """Insert one batch whose chunk is already stored; False for an idempotent retry."""
+    (result,) = write_batches(conn, [batch])
+    if isinstance(result, Exception):
+        raise result
+    return result
