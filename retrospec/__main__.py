@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from retrospec.cli import main
+from retrospec.cli.main import main
 
 main()

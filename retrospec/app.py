@@ -10,12 +10,12 @@ from typing import Any
 from litestar import Litestar
 from litestar.handlers import asgi
 
-from retrospec.db import DirectWriter, connect
-from retrospec.jobs import JobContext, Scheduler, mark_interrupted_runs
-from retrospec.migrations import prepare_database
+from retrospec.jobs.context import JobContext, Scheduler, mark_interrupted_runs
 from retrospec.runtime import Runtime
 from retrospec.settings import Settings
 from retrospec.sites import ensure_demo_site
+from retrospec.storage.db import DirectWriter, connect
+from retrospec.storage.migrations import prepare_database
 from retrospec.web import dashboard, sdk
 from retrospec.web.assets import AssetIndex, serve_asset
 from retrospec.web.health import healthz

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retrospec.clock import iso, now_ms
-from retrospec.jobs import JobContext, JobResult, prune_job_runs
+from retrospec.jobs.context import JobContext, JobResult, prune_job_runs
 from retrospec.settings import Settings
 from retrospec.sites import list_sites
 

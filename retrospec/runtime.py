@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retrospec.blobs import BlobStore
-from retrospec.db import ReadPool, Writer
-from retrospec.guards import DiskGuard, RateLimiter
+from retrospec.ingest.guards import DiskGuard, RateLimiter
 from retrospec.settings import Settings
 from retrospec.sites import KeyCache
+from retrospec.storage.blobs import BlobStore
+from retrospec.storage.db import ReadPool, Writer
 
 
 def instance_secret(settings: Settings) -> bytes:

@@ -21,10 +21,10 @@ import httpx
 import pytest
 
 from retrospec.chromium import CHROMIUM_ARGS, chromium_path
-from retrospec.db import DirectWriter, connect
-from retrospec.migrations import prepare_database
 from retrospec.settings import Settings, load_settings
 from retrospec.sites import Site, create_site
+from retrospec.storage.db import DirectWriter, connect
+from retrospec.storage.migrations import prepare_database
 
 REPO = Path(__file__).resolve().parent.parent
 

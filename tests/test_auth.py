@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from retrospec import auth
 from retrospec.app import create_app
-from retrospec.cli import app as cli_app
-from retrospec.db import DirectWriter, connect, open_reader
+from retrospec.cli.main import app as cli_app
 from retrospec.errors import BadRequest, Conflict, Forbidden
 from retrospec.settings import Settings
+from retrospec.storage.db import DirectWriter, connect, open_reader
 from retrospec.web.access import safe_next
 from tests.conftest import make_settings
 

@@ -15,12 +15,12 @@ import pytest
 from retrospec.bench.loadgen import LoadSpec, _Requests, percentile
 from retrospec.bench.payloads import failure_body, replay_body
 from retrospec.bench.runner import BENCHMARKS, Figure, at_least, at_most, module_available
-from retrospec.models import ENVELOPE_DECODER
+from retrospec.ingest.envelope import ENVELOPE_DECODER
 
 # Benchmarks that measure modules written later report "unavailable" until those exist.
 NEEDS = {
-    "pipeline": ("retrospec.clustering", "retrospec.issues"),
-    "dashboard": ("retrospec.issues",),
+    "pipeline": ("retrospec.issues.clustering", "retrospec.issues.queries"),
+    "dashboard": ("retrospec.issues.queries",),
     "purge": ("retrospec.retention",),
     "storage": ("retrospec.web.sdk",),
 }

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from retrospec.blobs import (
+from retrospec.errors import InvalidBlobKey
+from retrospec.storage.blobs import (
     BlobStore,
     CorruptBlob,
     chunk_key,
@@ -19,7 +20,6 @@ from retrospec.blobs import (
     validate_id,
     validate_key,
 )
-from retrospec.errors import InvalidBlobKey
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 

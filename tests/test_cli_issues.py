@@ -23,13 +23,14 @@ import pytest
 from litestar.testing import TestClient
 from typer.testing import CliRunner, Result
 
-from retrospec import cli, issues
 from retrospec.app import create_app
-from retrospec.blobs import BlobStore
-from retrospec.db import DirectWriter, connect, open_reader
+from retrospec.cli import main as cli
 from retrospec.errors import UsageError
-from retrospec.jobs import JobContext, run_job
+from retrospec.issues import queries as issues
+from retrospec.jobs.context import JobContext, run_job
 from retrospec.settings import Settings
+from retrospec.storage.blobs import BlobStore
+from retrospec.storage.db import DirectWriter, connect, open_reader
 from tests.conftest import REPO, add_site, make_settings
 
 UA = (

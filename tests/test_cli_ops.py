@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from retrospec import cli, jobs
+from retrospec.cli import main as cli
 from retrospec.errors import ConfigError
-from retrospec.jobs import JobContext, JobResult
+from retrospec.jobs import context as jobs
+from retrospec.jobs.context import JobContext, JobResult
 from tests.conftest import REPO, add_site, make_settings
 from tests.test_cli_issues import DAY_MS, Shop, age_sessions, envelope, ingest, make_shop, run_cli
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from retrospec import cli
+from retrospec.cli import main as cli
 from retrospec.sites import hash_key
 
 

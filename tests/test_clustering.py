@@ -16,18 +16,18 @@ from typing import Any, TypeVar
 
 import pytest
 
-from retrospec import clustering
-from retrospec.batches import write_batch
-from retrospec.blobs import BlobStore
 from retrospec.clock import day_of, now_ms
-from retrospec.db import DirectWriter, Writer, connect
-from retrospec.fingerprint import fingerprint
-from retrospec.ingest import decode_envelope, prepare
-from retrospec.issues import change_status
-from retrospec.jobs import JobContext, JobResult, run_job
-from retrospec.migrations import prepare_database
+from retrospec.ingest.prepare import decode_envelope, prepare
+from retrospec.ingest.write import write_batch
+from retrospec.issues import clustering
+from retrospec.issues.fingerprint import fingerprint
+from retrospec.issues.queries import change_status
+from retrospec.jobs.context import JobContext, JobResult, run_job
 from retrospec.settings import Settings
 from retrospec.sites import Site
+from retrospec.storage.blobs import BlobStore
+from retrospec.storage.db import DirectWriter, Writer, connect
+from retrospec.storage.migrations import prepare_database
 from tests.conftest import add_site, make_settings
 
 T = TypeVar("T")
@@ -636,7 +636,7 @@ def test_batches_page_through_everything(feed: Feed) -> None:
 
 
 def test_stop_between_batches(feed: Feed) -> None:
-    from retrospec.jobs import Stopped
+    from retrospec.jobs.context import Stopped
 
     for _ in range(4):
         feed.send(sid(), error())
@@ -656,7 +656,7 @@ def test_stop_between_batches(feed: Feed) -> None:
 def test_migration_3_moves_frames_out_of_clusters(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from retrospec import migrations
+    from retrospec.storage import migrations
 
     settings = make_settings(tmp_path / "old")
     with monkeypatch.context() as m:

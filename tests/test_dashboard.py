@@ -21,10 +21,10 @@ import pytest
 from litestar.testing import TestClient
 
 from retrospec.app import create_app
-from retrospec.blobs import BlobStore
-from retrospec.db import DirectWriter, connect
-from retrospec.jobs import JobContext, run_job
+from retrospec.jobs.context import JobContext, run_job
 from retrospec.settings import Settings
+from retrospec.storage.blobs import BlobStore
+from retrospec.storage.db import DirectWriter, connect
 from retrospec.web import issue_pages
 from tests.conftest import add_site
 from tests.test_auth import add_user, login

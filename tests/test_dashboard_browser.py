@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from retrospec import issues, replays
-from retrospec.db import open_reader
+from retrospec.issues import queries as issues
+from retrospec.replay import queries as replays
 from retrospec.settings import Settings
+from retrospec.storage.db import open_reader
 from tests.conftest import (
     REPO,
     ServerProcess,

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from retrospec.db import Writer, connect, transaction
-from retrospec.migrations import prepare_database
+from retrospec.storage.db import Writer, connect, transaction
+from retrospec.storage.migrations import prepare_database
 
 
 @pytest.fixture

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from retrospec.db import DirectWriter, open_reader
 from retrospec.errors import NotFound
-from retrospec.issues import (
+from retrospec.issues.queries import (
     Evidence,
     LastStepAgreement,
     change_status,
@@ -21,6 +20,7 @@ from retrospec.issues import (
     replay_url,
 )
 from retrospec.settings import Settings
+from retrospec.storage.db import DirectWriter, open_reader
 from tests.conftest import ServerProcess, StaticSite, add_site
 from tests.test_clustering import (
     CHROME_UA,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retrospec.fingerprint import (
+from retrospec.issues.fingerprint import (
     FailureInput,
     Fingerprint,
     Frame,

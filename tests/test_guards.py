@@ -6,7 +6,7 @@ import shutil
 import time
 from pathlib import Path
 
-from retrospec.guards import DiskGuard, RateLimiter, retry_after_header
+from retrospec.ingest.guards import DiskGuard, RateLimiter, retry_after_header
 
 
 def test_rate_limiter_allows_the_burst_then_asks_to_wait() -> None:

@@ -18,9 +18,6 @@ import pytest
 from litestar.testing import TestClient
 
 from retrospec.app import create_app
-from retrospec.batches import stage_batches, store_batches, write_batch, write_batches
-from retrospec.blobs import BlobStore, is_segment_key, read_chunk, split_frames
-from retrospec.db import Writer, connect, transaction
 from retrospec.errors import (
     BadRequest,
     Forbidden,
@@ -28,7 +25,7 @@ from retrospec.errors import (
     PayloadTooLarge,
     StorageFailed,
 )
-from retrospec.ingest import (
+from retrospec.ingest.prepare import (
     PendingChunk,
     PreparedBatch,
     compress_events,
@@ -38,8 +35,11 @@ from retrospec.ingest import (
     prepare,
     store_events,
 )
+from retrospec.ingest.write import stage_batches, store_batches, write_batch, write_batches
 from retrospec.settings import Settings
 from retrospec.sites import Site
+from retrospec.storage.blobs import BlobStore, is_segment_key, read_chunk, split_frames
+from retrospec.storage.db import Writer, connect, transaction
 from tests.conftest import add_site
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari"

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from retrospec.blobs import BlobStore, read_chunk
+from retrospec.storage.blobs import BlobStore, read_chunk
 from tests.conftest import ServerProcess, add_site
 from tests.test_ingest import batch
 

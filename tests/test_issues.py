@@ -9,10 +9,10 @@ import aiosqlite
 import pytest
 
 from retrospec.clock import day_of
-from retrospec.db import open_reader
 from retrospec.errors import BadRequest, NotFound
-from retrospec.issues import IssueSummary, daily_counts, get_issue, list_issues
+from retrospec.issues.queries import IssueSummary, daily_counts, get_issue, list_issues
 from retrospec.settings import Settings
+from retrospec.storage.db import open_reader
 from tests.test_clustering import (
     CHROME_V1,
     COUPON_CHROME,

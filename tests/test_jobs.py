@@ -12,14 +12,15 @@ from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
-from retrospec import clustering, replays
-from retrospec.batches import write_batch
-from retrospec.blobs import BlobStore
-from retrospec.db import DirectWriter, connect
-from retrospec.ingest import decode_envelope, prepare, store_events
-from retrospec.jobs import ComputePool, JobContext, mark_interrupted_runs, run_job
+from retrospec.ingest.prepare import decode_envelope, prepare, store_events
+from retrospec.ingest.write import write_batch
+from retrospec.issues import clustering
+from retrospec.jobs.context import ComputePool, JobContext, mark_interrupted_runs, run_job
+from retrospec.replay import queries as replays
 from retrospec.settings import Settings
 from retrospec.sites import Site
+from retrospec.storage.blobs import BlobStore
+from retrospec.storage.db import DirectWriter, connect
 from tests.conftest import add_site
 
 STACK = "TypeError: x\n    at checkout (https://shop.example/static/app.3f9a1c2b.js:10:20)"

@@ -8,9 +8,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from retrospec import cli
-from retrospec.db import connect
-from retrospec.migrations import MIGRATIONS, current_version, latest_version, prepare_database
+from retrospec.cli import main as cli
+from retrospec.storage.db import connect
+from retrospec.storage.migrations import (
+    MIGRATIONS,
+    current_version,
+    latest_version,
+    prepare_database,
+)
 
 
 def _tables(path: Path) -> set[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from retrospec.replay_markers import FailureRow, failure_label, strip_url
+from retrospec.replay.markers import FailureRow, failure_label, strip_url
 from tests.test_replays import (
     PAGE,
     T0,

@@ -17,12 +17,8 @@ from typing import Any
 
 import pytest
 
-from retrospec import replay_job, replays
-from retrospec.batches import store_batches, write_batch
-from retrospec.blobs import BlobStore, compress, replay_key
-from retrospec.db import DirectWriter, connect, open_reader
 from retrospec.errors import NotFound
-from retrospec.ingest import (
+from retrospec.ingest.prepare import (
     PreparedBatch,
     compress_events,
     decode_envelope,
@@ -30,11 +26,16 @@ from retrospec.ingest import (
     prepare,
     store_events,
 )
-from retrospec.jobs import JobContext, JobFailed, JobResult, run_job
-from retrospec.migrations import prepare_database
-from retrospec.replay_job import THROTTLE_FROM_BYTES, dirty_sessions
+from retrospec.ingest.write import store_batches, write_batch
+from retrospec.jobs.context import JobContext, JobFailed, JobResult, run_job
+from retrospec.replay import job as replay_job
+from retrospec.replay import queries as replays
+from retrospec.replay.job import THROTTLE_FROM_BYTES, dirty_sessions
 from retrospec.settings import Settings
 from retrospec.sites import Site
+from retrospec.storage.blobs import BlobStore, compress, replay_key
+from retrospec.storage.db import DirectWriter, connect, open_reader
+from retrospec.storage.migrations import prepare_database
 from tests.conftest import add_site, make_settings
 
 T0 = 1_732_560_000_000
@@ -627,7 +628,7 @@ def test_http_ingest_then_the_job_on_the_server_writer(tmp_path: Path) -> None:
     from litestar.testing import TestClient
 
     from retrospec.app import create_app
-    from retrospec.db import Writer
+    from retrospec.storage.db import Writer
 
     settings = make_settings(tmp_path / "data")
     prepare_database(settings.db_path)

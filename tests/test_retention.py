@@ -24,14 +24,21 @@ import httpx
 import pytest
 
 from retrospec import retention
-from retrospec.batches import store_batches
-from retrospec.blobs import BlobStore, chunk_key, compress, read_chunk, replay_key, segment_key
 from retrospec.clock import now_ms
-from retrospec.db import DirectWriter, connect
-from retrospec.ingest import compress_events, decode_envelope, event_bytes, prepare
-from retrospec.jobs import JobContext, JobFailed, run_job
+from retrospec.ingest.prepare import compress_events, decode_envelope, event_bytes, prepare
+from retrospec.ingest.write import store_batches
+from retrospec.jobs.context import JobContext, JobFailed, run_job
 from retrospec.settings import Settings
 from retrospec.sites import Site
+from retrospec.storage.blobs import (
+    BlobStore,
+    chunk_key,
+    compress,
+    read_chunk,
+    replay_key,
+    segment_key,
+)
+from retrospec.storage.db import DirectWriter, connect
 from tests.conftest import REPO, ServerProcess, add_site, make_settings
 from tests.test_cli_issues import (
     DAY_MS,

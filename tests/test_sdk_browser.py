@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from retrospec.blobs import BlobStore, read_chunk, split_frames
-from retrospec.fingerprint import FailureInput, fingerprint
+from retrospec.issues.fingerprint import FailureInput, fingerprint
+from retrospec.storage.blobs import BlobStore, read_chunk, split_frames
 from tests.conftest import ServerProcess, StaticSite, add_site, free_port, server_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from retrospec import cli
+from retrospec.cli import main as cli
 from retrospec.errors import ConfigError
 from retrospec.paths import example_config
 from retrospec.settings import FIELDS, Settings, load_settings, parse_duration

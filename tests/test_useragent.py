@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retrospec.useragent import parse
+from retrospec.ingest.useragent import parse
 
 CASES = [
     (

@@ -49,7 +49,7 @@ def test_wheel_contains_resources(wheel: Path) -> None:
         "retrospec/_data/assets/vendor/rrweb-player-2.1.6.umd.min.js",
         "retrospec/_data/assets/vendor/rrweb-2.1.6.LICENSE.txt",
         "retrospec/_data/retrospec.toml.example",
-        "retrospec/cli.py",
+        "retrospec/cli/main.py",
     ):
         assert any(n == required or n.startswith(required + "/") for n in names), required
     assert not any("/tests/" in n or n.startswith("tests/") for n in names)

@@ -29,8 +29,8 @@ from typing import Any
 import msgspec
 import zstandard
 
-from retrospec.batches import _CHUNK_INSERT
-from retrospec.ingest import _FAILURE_INSERT, _SESSION_UPSERT, INLINE_COMPRESS_BYTES
+from retrospec.ingest.prepare import _FAILURE_INSERT, _SESSION_UPSERT, INLINE_COMPRESS_BYTES
+from retrospec.ingest.write import _CHUNK_INSERT
 
 # The statements ingest runs, in the order it runs them.
 _ORDER = (_SESSION_UPSERT, _CHUNK_INSERT, _FAILURE_INSERT)
@@ -287,7 +287,7 @@ def main() -> None:
     """Prepare the same schema as RetroSpec, then serve the baseline app."""
     import uvicorn
 
-    from retrospec.migrations import prepare_database
+    from retrospec.storage.migrations import prepare_database
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)

@@ -32,9 +32,9 @@ from retrospec.bench.runner import (
     running,
     start_retrospec,
 )
-from retrospec.db import DirectWriter, connect
-from retrospec.migrations import prepare_database
 from retrospec.sites import create_site
+from retrospec.storage.db import DirectWriter, connect
+from retrospec.storage.migrations import prepare_database
 
 TARGET_P95_MS = 50.0
 DAY_MS = 86_400_000
@@ -278,7 +278,7 @@ def _timed_gets(port: int, cookie: str, paths: list[str]) -> list[float]:
 
 def run(ctx: BenchContext, res: BenchResult) -> None:
     """Generate the database, log in, then time the issue list and issue pages."""
-    require_module("retrospec.issues", "the issue queries")
+    require_module("retrospec.issues.queries", "the issue queries")
     web = module_available("retrospec.web.dashboard") and module_available("retrospec.auth")
     issues, failures = (1_000, 20_000) if ctx.quick else (10_000, 1_000_000)
     reps = 30 if ctx.quick else 200
@@ -341,8 +341,8 @@ def run(ctx: BenchContext, res: BenchResult) -> None:
 def _time_queries(ctx: BenchContext, res: BenchResult, db: Path, reps: int) -> None:
     import asyncio
 
-    from retrospec.db import open_reader
-    from retrospec.issues import list_issues
+    from retrospec.issues.queries import list_issues
+    from retrospec.storage.db import open_reader
 
     async def go() -> list[float]:
         times = []

@@ -151,8 +151,8 @@ def run_first_failure(ctx: BenchContext, res: BenchResult) -> None:
 
 def _wait_for_issue(db: Path, since: float, timeout: float = 60.0) -> float:
     """Seconds from `since` until the demo site has an open issue (polled like the dashboard)."""
-    from retrospec.db import open_reader
-    from retrospec.issues import list_issues
+    from retrospec.issues.queries import list_issues
+    from retrospec.storage.db import open_reader
 
     async def poll() -> float:
         while time.monotonic() - since < timeout:

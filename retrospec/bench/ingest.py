@@ -257,7 +257,9 @@ def run_latency(ctx: BenchContext, res: BenchResult) -> None:
         side.join()
         ctx.log(_describe("jobs on", m))
         figures.append(("jobs", "jobs running", m))
-        jobs_ready = [n for n in ("clustering", "replays") if module_available(f"retrospec.{n}")]
+        jobs_ready = [
+            n for n in ("issues.clustering", "replay.queries") if module_available(f"retrospec.{n}")
+        ]
         res.notes.append(
             "jobs running: "
             + (

@@ -65,8 +65,8 @@ def _post(rs: RetrospecServer, body: bytes) -> int:
 
 async def _wait_visible(rs: RetrospecServer, token: str, limit_s: float) -> float | None:
     """Seconds until the issue list query finds the probe's issue (None on timeout)."""
-    from retrospec.db import open_reader
-    from retrospec.issues import list_issues
+    from retrospec.issues.queries import list_issues
+    from retrospec.storage.db import open_reader
 
     start = time.perf_counter()
     async with open_reader(rs.db_path) as conn:
@@ -80,8 +80,8 @@ async def _wait_visible(rs: RetrospecServer, token: str, limit_s: float) -> floa
 
 def run(ctx: BenchContext, res: BenchResult) -> None:
     """Probes of never-seen failures under background load; p50/p95/max to issue visible."""
-    require_module("retrospec.clustering", "the cluster job")
-    require_module("retrospec.issues", "the issue list query")
+    require_module("retrospec.issues.clustering", "the cluster job")
+    require_module("retrospec.issues.queries", "the issue list query")
     probes = 5 if ctx.quick else 40
     # promote_after=1: the first failure of a new bug makes the issue (with the default of 2
     # it is the second one; the pipeline is the same).

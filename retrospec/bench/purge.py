@@ -18,10 +18,10 @@ from retrospec.bench.runner import (
     running,
     start_retrospec,
 )
-from retrospec.blobs import BlobStore
-from retrospec.db import DirectWriter, connect
-from retrospec.jobs import JobContext, run_job
+from retrospec.jobs.context import JobContext, run_job
 from retrospec.settings import load_settings
+from retrospec.storage.blobs import BlobStore
+from retrospec.storage.db import DirectWriter, connect
 
 
 def run(ctx: BenchContext, res: BenchResult) -> None:
@@ -52,7 +52,10 @@ def run(ctx: BenchContext, res: BenchResult) -> None:
             blobs=BlobStore(settings.effective_blob_url),
             write=DirectWriter(conn).call,
         )
-        for name, module in (("replays", "retrospec.replays"), ("cluster", "retrospec.clustering")):
+        for name, module in (
+            ("replays", "retrospec.replay.queries"),
+            ("cluster", "retrospec.issues.clustering"),
+        ):
             if module_available(module):
                 t0 = time.monotonic()
                 result = run_job(job, name)

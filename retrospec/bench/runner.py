@@ -25,9 +25,9 @@ from typing import Any
 import psutil
 
 from retrospec import __version__, console
-from retrospec.db import DirectWriter, connect
-from retrospec.migrations import prepare_database
 from retrospec.sites import Site, create_site
+from retrospec.storage.db import DirectWriter, connect
+from retrospec.storage.migrations import prepare_database
 
 # name -> "module:function"; the order is the order `retrospec bench` runs them in.
 BENCHMARKS: dict[str, str] = {

@@ -26,12 +26,12 @@ from retrospec.bench.runner import (
     running,
     start_retrospec,
 )
-from retrospec.blobs import BlobStore
 from retrospec.chromium import CHROMIUM_ARGS, chromium_path
-from retrospec.db import DirectWriter, connect
-from retrospec.jobs import JobContext, run_job
+from retrospec.jobs.context import JobContext, run_job
 from retrospec.paths import assets_dir
 from retrospec.settings import load_settings
+from retrospec.storage.blobs import BlobStore
+from retrospec.storage.db import DirectWriter, connect
 
 TARGET_BYTES_PER_MIN = 60_000.0
 # What a person does on each page: elements to click and fields to type into.
@@ -177,7 +177,7 @@ def _build_and_measure(data_dir: Path, wall: dict[str, float]) -> list[Recorded]
     settings = load_settings(None, env={}, overrides={"data_dir": str(data_dir)}).settings
     conn = connect(settings.db_path)
     try:
-        if module_available("retrospec.replays"):
+        if module_available("retrospec.replay.queries"):
             job = JobContext(
                 settings=settings,
                 blobs=BlobStore(settings.effective_blob_url),

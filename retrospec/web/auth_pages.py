@@ -10,7 +10,7 @@ from litestar import Request, Response, get, post
 
 from retrospec import auth
 from retrospec.errors import BadRequest, Conflict, Forbidden
-from retrospec.guards import retry_after_header
+from retrospec.ingest.guards import retry_after_header
 from retrospec.web.access import (
     clear_session_cookie,
     client_ip,

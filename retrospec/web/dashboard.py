@@ -7,8 +7,8 @@ from typing import Any
 from litestar import Router
 
 from retrospec import auth
-from retrospec.db import DirectWriter, connect
 from retrospec.runtime import Runtime
+from retrospec.storage.db import DirectWriter, connect
 from retrospec.web import auth_pages, issue_pages, session_pages, site_pages
 from retrospec.web.access import EXCEPTION_HANDLERS, login_guard
 

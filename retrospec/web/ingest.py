@@ -10,7 +10,6 @@ from urllib.parse import unquote_plus
 
 import msgspec
 
-from retrospec import batches, ingest
 from retrospec.clock import now_ms
 from retrospec.errors import (
     BadRequest,
@@ -22,11 +21,13 @@ from retrospec.errors import (
     RetrospecError,
     UnsupportedMediaType,
 )
-from retrospec.guards import retry_after_header
+from retrospec.ingest import prepare as ingest
+from retrospec.ingest import write as batches
+from retrospec.ingest.guards import retry_after_header
 from retrospec.runtime import Runtime
 from retrospec.sites import Site, site_for_key_async
 
-log = logging.getLogger("retrospec.ingest")
+log = logging.getLogger("retrospec.ingest.prepare")
 
 # sendBeacon can only send CORS-safelisted types without a preflight, hence text/plain.
 _ACCEPTED_TYPES = {"", "application/json", "text/plain", "application/octet-stream"}

@@ -8,9 +8,9 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
-from retrospec import issues
 from retrospec.errors import BadRequest, NotFound
-from retrospec.models import FAILURE_KINDS
+from retrospec.ingest.envelope import FAILURE_KINDS
+from retrospec.issues import queries as issues
 from retrospec.sites import Site, list_sites
 from retrospec.web.access import redirect, runtime
 from retrospec.web.render import is_fragment_request, page

@@ -11,10 +11,10 @@ from typing import Any
 from litestar import Request, Response, get
 from litestar.params import FromPath
 
-from retrospec import replays
-from retrospec.blobs import validate_id
 from retrospec.errors import InvalidBlobKey, NotFound
+from retrospec.replay import queries as replays
 from retrospec.sites import list_sites
+from retrospec.storage.blobs import validate_id
 from retrospec.web.access import runtime
 from retrospec.web.render import SECURITY_HEADERS, is_fragment_request, page
 from retrospec.web.sync_reads import in_pool, sync_read

@@ -7,8 +7,8 @@ import sqlite3
 from collections.abc import Callable
 from typing import TypeVar
 
-from retrospec.db import connect
 from retrospec.runtime import Runtime
+from retrospec.storage.db import connect
 
 T = TypeVar("T")
 

@@ -27,7 +27,7 @@ BatchFn = Callable[[sqlite3.Connection, list[Any]], list[Any]]
 # one value per item: the item to hand to the batch function, or an Exception (that item is
 # answered with it and not written).
 StageFn = Callable[[sqlite3.Connection, list[Any]], list[Any]]
-log = logging.getLogger("retrospec.db")
+log = logging.getLogger("retrospec.storage.db")
 
 BUSY_TIMEOUT_MS = 30_000
 CHECKPOINT_INTERVAL_S = 0.5

@@ -14,19 +14,19 @@ import errno
 import logging
 import sqlite3
 
-from retrospec.blobs import BlobStore, segment_key
 from retrospec.clock import now_ms
-from retrospec.db import transaction
 from retrospec.errors import Forbidden, InsufficientStorage, StorageFailed
-from retrospec.ingest import (
+from retrospec.ingest.prepare import (
     _FAILURE_INSERT,
     _SESSION_UPSERT,
     PendingChunk,
     PreparedBatch,
     StoredChunk,
 )
+from retrospec.storage.blobs import BlobStore, segment_key
+from retrospec.storage.db import transaction
 
-log = logging.getLogger("retrospec.ingest")
+log = logging.getLogger("retrospec.ingest.prepare")
 
 _CHUNK_INSERT = """
 INSERT INTO chunks (

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from retrospec.replay_dom import Add, AttrChange, Dom, Remove, SNode, TextChange
+from retrospec.replay.dom import Add, AttrChange, Dom, Remove, SNode, TextChange
 
 # rrweb EventType
 FULL_SNAPSHOT, INCREMENTAL, META, CUSTOM = 2, 3, 4, 5

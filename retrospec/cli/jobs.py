@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from retrospec import console
-from retrospec.cli_common import ago, fit_table, human_bytes, load, require_db
+from retrospec.cli.common import ago, fit_table, human_bytes, load, require_db
 from retrospec.clock import iso, now_ms
 from retrospec.errors import RetrospecError, UsageError
 from retrospec.settings import Settings, parse_duration
@@ -48,9 +48,9 @@ class JobError(RetrospecError):
 @contextlib.contextmanager
 def _job_context(settings: Settings, **options: Any) -> Iterator[Any]:
     """A JobContext writing through its own short transactions; Ctrl-C/SIGTERM stop it cleanly."""
-    from retrospec.blobs import BlobStore
-    from retrospec.db import DirectWriter, connect
-    from retrospec.jobs import JobContext
+    from retrospec.jobs.context import JobContext
+    from retrospec.storage.blobs import BlobStore
+    from retrospec.storage.db import DirectWriter, connect
 
     require_db(settings)
     conn = connect(settings.db_path, synchronous=settings.sqlite_synchronous)
@@ -83,7 +83,7 @@ def _job_context(settings: Settings, **options: Any) -> Iterator[Any]:
 
 def _run(ctx: Any, name: str) -> tuple[str, Any]:
     """run_job with its outcome as (status, JobResult); a failed run raises JobError."""
-    from retrospec.jobs import JobFailed, JobResult, run_job
+    from retrospec.jobs.context import JobFailed, JobResult, run_job
 
     try:
         result: JobResult = run_job(ctx, name)
@@ -139,7 +139,7 @@ def jobs_list(
     """Recent job runs, newest first (scheduler and CLI runs alike)."""
     import sqlite_utils
 
-    from retrospec.db import connect
+    from retrospec.storage.db import connect
 
     settings = load().settings
     require_db(settings)

@@ -1,6 +1,6 @@
 """Issues: the read API over clusters (list, daily counts, evidence) and the lifecycle actions.
 
-A cluster is a `candidate` until the cluster job promotes it (see retrospec.clustering); from
+A cluster is a `candidate` until the cluster job promotes it (see retrospec.issues.clustering); from
 then on it is an issue (same id) that moves open -> resolved | ignored -> open. Async functions
 take an aiosqlite connection (the dashboard's ReadPool or the CLI's open_reader); change_status
 is sync and runs on the writer. Reads only touch clusters and their small side tables, never
@@ -19,7 +19,7 @@ import aiosqlite
 from retrospec.clock import day_of
 from retrospec.clock import now_ms as _now_ms
 from retrospec.errors import BadRequest, NotFound
-from retrospec.evidence import (
+from retrospec.issues.evidence import (
     AffectedSession,
     Confidence,
     Evidence,
@@ -29,7 +29,7 @@ from retrospec.evidence import (
     confidence_for,
     gather_evidence,
 )
-from retrospec.reports import evidence_json, evidence_markdown, replay_url
+from retrospec.issues.reports import evidence_json, evidence_markdown, replay_url
 
 __all__ = [
     "ACTIONS",

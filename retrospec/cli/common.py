@@ -26,14 +26,14 @@ TITLE_CHARS = 120  # before rich fits the title column to the terminal with an e
 
 def load() -> LoadedSettings:
     """Settings for this invocation (root --config, environment, file, defaults)."""
-    from retrospec.cli import settings_from_cli
+    from retrospec.cli.main import settings_from_cli
 
     return settings_from_cli()
 
 
 def require_db(settings: Settings) -> None:
     """Fail with a hint instead of creating an empty database in the wrong directory."""
-    from retrospec.migrations import prepare_database
+    from retrospec.storage.migrations import prepare_database
 
     if not settings.db_path.exists():
         raise NotFound(
@@ -45,7 +45,7 @@ def require_db(settings: Settings) -> None:
 
 def read(settings: Settings, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
     """Run an async read query on one read connection."""
-    from retrospec.db import open_reader
+    from retrospec.storage.db import open_reader
 
     require_db(settings)
 

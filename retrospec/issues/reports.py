@@ -6,10 +6,10 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from retrospec.clock import iso
-from retrospec.evidence import DAY_MS, FACETS, AffectedSession, Evidence
+from retrospec.issues.evidence import DAY_MS, FACETS, AffectedSession, Evidence
 
 if TYPE_CHECKING:
-    from retrospec.issues import IssueSummary
+    from retrospec.issues.queries import IssueSummary
 
 SCHEMA_VERSION = 1
 

@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from retrospec.clock import now_ms
-from retrospec.db import connect, transaction
+from retrospec.storage.db import connect, transaction
 
 # Conventions: every *_at column is INTEGER epoch milliseconds UTC; ids a client chooses are
 # validated TEXT; JSON columns are TEXT holding compact JSON.

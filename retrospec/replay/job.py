@@ -26,19 +26,19 @@ from typing import Any
 
 import msgspec
 
-from retrospec.blobs import BlobStore, replay_key
 from retrospec.clock import now_ms
-from retrospec.jobs import JobContext, JobResult
-from retrospec.replay_build import (
+from retrospec.jobs.context import JobContext, JobResult
+from retrospec.replay.build import (
     MAX_SESSION_RAW_BYTES,
     Built,
     ChunkRef,
     Work,
     build_from_url,
 )
-from retrospec.replay_markers import FailureRow
+from retrospec.replay.markers import FailureRow
+from retrospec.storage.blobs import BlobStore, replay_key
 
-log = logging.getLogger("retrospec.replays")
+log = logging.getLogger("retrospec.replay.queries")
 
 # Work bound for one run (besides settings.job_batch_size sessions); one session always runs.
 MAX_RUN_RAW_BYTES = 128 * 1024 * 1024

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from retrospec import console
-from retrospec.cli_common import (
+from retrospec.cli.common import (
     JsonOpt,
     SiteOpt,
     ago,
@@ -30,7 +30,7 @@ from retrospec.clock import iso, now_ms
 from retrospec.errors import UsageError
 
 if TYPE_CHECKING:
-    from retrospec.evidence import Evidence
+    from retrospec.issues.evidence import Evidence
 
 T = TypeVar("T")
 
@@ -68,7 +68,7 @@ def _actor() -> str:
 
 def issue_json(issue: Any, base_url: str) -> dict[str, Any]:
     """One row of `issues list --json`."""
-    from retrospec.reports import summary_json
+    from retrospec.issues.reports import summary_json
 
     return {**summary_json(issue), "url": f"{base_url}/issues/{issue.id}"}
 
@@ -83,7 +83,7 @@ def issues_list(
     json_out: JsonOpt = False,
 ) -> None:
     """Issues, most recently seen first."""
-    from retrospec import issues
+    from retrospec.issues import queries as issues
 
     settings = load().settings
     items, total = read(
@@ -145,7 +145,7 @@ def issues_show(
     ] = False,
 ) -> None:
     """An issue's evidence: message, stack, steps before the failure, replay link, where."""
-    from retrospec import issues
+    from retrospec.issues import queries as issues
 
     if json_out and markdown:
         raise UsageError("choose one of --json and --markdown")
@@ -162,7 +162,7 @@ def issues_show(
 
 def replay_line(ev: Evidence, base: str) -> str:
     """Where to watch the failure, or why there is nothing to watch (expired is not an error)."""
-    from retrospec import issues
+    from retrospec.issues import queries as issues
 
     rep = ev.representative
     if rep is None:
@@ -291,8 +291,8 @@ def _print_evidence(ev: Evidence, base: str) -> None:
 
 
 def _change(issue_id: int, action: str) -> None:
-    from retrospec import issues
-    from retrospec.cli import with_db
+    from retrospec.cli.main import with_db
+    from retrospec.issues import queries as issues
 
     loaded = load()
     require_db(loaded.settings)

@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import aiosqlite
 import msgspec
 
-from retrospec.fingerprint import path_template
-from retrospec.models import PAYLOAD_DECODER
+from retrospec.ingest.envelope import PAYLOAD_DECODER
+from retrospec.issues.fingerprint import path_template
 
 if TYPE_CHECKING:
-    from retrospec.issues import IssueSummary
+    from retrospec.issues.queries import IssueSummary
 
 FACETS = ("browser", "os", "url", "release")
 TOP_N = 5

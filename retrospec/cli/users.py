@@ -41,7 +41,7 @@ def users_add(
     ] = False,
 ) -> None:
     """Create a dashboard account (asks for the password twice, without echo)."""
-    from retrospec.cli import settings_from_cli, with_db
+    from retrospec.cli.main import settings_from_cli, with_db
 
     name = auth.validate_username(username)
     password = _read_password(password_stdin)
@@ -61,7 +61,7 @@ def users_list(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List dashboard accounts."""
-    from retrospec.cli import settings_from_cli, with_db
+    from retrospec.cli.main import settings_from_cli, with_db
     from retrospec.clock import iso
 
     users = with_db(settings_from_cli(), auth.list_users)

@@ -17,8 +17,7 @@ from typing import Any
 import msgspec
 import zstandard
 
-from retrospec.blobs import BlobStore, CorruptBlob, decompress, read_frame, replay_key
-from retrospec.replay_markers import (
+from retrospec.replay.markers import (
     FULL_SNAPSHOT,
     META,
     FailureRow,
@@ -26,6 +25,7 @@ from retrospec.replay_markers import (
     Timeline,
     url_host,
 )
+from retrospec.storage.blobs import BlobStore, CorruptBlob, decompress, read_frame, replay_key
 
 # Memory bound for one build (peak memory is about 2.5x the raw bytes read): chunks past this
 # many raw bytes are left out of the artifact. 48 MB is about four hours of a typical page.

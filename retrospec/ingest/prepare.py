@@ -1,6 +1,6 @@
 """Ingest: decode the envelope, compress the events, turn a batch into rows.
 
-The writer then stores a group of batches: see retrospec.batches (segments, then rows).
+The writer then stores a group of batches: see retrospec.ingest.write (segments, then rows).
 """
 
 from __future__ import annotations
@@ -12,22 +12,22 @@ from dataclasses import dataclass
 
 import msgspec
 
-from retrospec.blobs import BlobStore, chunk_key, compress
 from retrospec.errors import (
     BadRequest,
     PayloadTooLarge,
 )
-from retrospec.models import (
+from retrospec.ingest.envelope import (
     ENVELOPE_DECODER,
     PAYLOAD_ENCODER,
     Envelope,
     Failure,
     FailurePayload,
 )
+from retrospec.ingest.useragent import parse as parse_user_agent
 from retrospec.sites import Site
-from retrospec.useragent import parse as parse_user_agent
+from retrospec.storage.blobs import BlobStore, chunk_key, compress
 
-log = logging.getLogger("retrospec.ingest")
+log = logging.getLogger("retrospec.ingest.prepare")
 
 MESSAGE_SUMMARY_CHARS = 2000
 # Events up to this size are compressed on the event loop (~40 µs for a typical 10 KB batch):

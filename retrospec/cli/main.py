@@ -15,11 +15,11 @@ import typer
 
 from retrospec import __version__, console
 from retrospec.clock import iso
-from retrospec.db import DirectWriter, connect
 from retrospec.errors import Conflict, RetrospecError
-from retrospec.migrations import latest_version, prepare_database
 from retrospec.paths import example_config
 from retrospec.settings import FIELDS, LoadedSettings, load_settings
+from retrospec.storage.db import DirectWriter, connect
+from retrospec.storage.migrations import latest_version, prepare_database
 
 T = TypeVar("T")
 
@@ -341,8 +341,8 @@ def main() -> None:
 
 
 # --- command modules register here (one line each) ---
-__import__("retrospec.cli_bench").cli_bench.register(app)
-__import__("retrospec.cli_issues").cli_issues.register(app)
-__import__("retrospec.cli_sessions").cli_sessions.register(app)
-__import__("retrospec.cli_ops").cli_ops.register(app)
-__import__("retrospec.cli_users").cli_users.register(app)
+__import__("retrospec.cli.bench").cli.bench.register(app)
+__import__("retrospec.cli.issues").cli.issues.register(app)
+__import__("retrospec.cli.sessions").cli.sessions.register(app)
+__import__("retrospec.cli.jobs").cli.jobs.register(app)
+__import__("retrospec.cli.users").cli.users.register(app)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from retrospec import console
-from retrospec.cli_common import (
+from retrospec.cli.common import (
     JsonOpt,
     SiteOpt,
     ago,
@@ -69,7 +69,7 @@ def sessions_list(
     json_out: JsonOpt = False,
 ) -> None:
     """Recorded sessions, most recently active first."""
-    from retrospec import replays
+    from retrospec.replay import queries as replays
 
     settings = load().settings
     items, total = read(

@@ -18,18 +18,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from retrospec.blobs import BlobStore
 from retrospec.clock import now_ms
-from retrospec.db import connect
 from retrospec.settings import Settings
+from retrospec.storage.blobs import BlobStore
+from retrospec.storage.db import connect
 
 T = TypeVar("T")
-log = logging.getLogger("retrospec.jobs")
+log = logging.getLogger("retrospec.jobs.context")
 
 # name -> "module:function"; each function takes a JobContext and returns a JobResult.
 JOBS: dict[str, str] = {
-    "replays": "retrospec.replays:run",
-    "cluster": "retrospec.clustering:run",
+    "replays": "retrospec.replay.queries:run",
+    "cluster": "retrospec.issues.clustering:run",
     "purge": "retrospec.retention:run",
 }
 

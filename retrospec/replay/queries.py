@@ -14,16 +14,16 @@ from typing import Any
 
 import aiosqlite
 
-from retrospec.blobs import BlobStore
 from retrospec.errors import NotFound
-from retrospec.replay_job import MAX_FAILURE_MARKERS, run
-from retrospec.replay_markers import (
+from retrospec.replay.job import MAX_FAILURE_MARKERS, run
+from retrospec.replay.markers import (
     FailureRow,
     MarkerRow,
     failure_label,
     merge_failure_markers,
     url_host,
 )
+from retrospec.storage.blobs import BlobStore
 
 __all__ = [
     "FailureView",

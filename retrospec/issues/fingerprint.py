@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from retrospec.stackframes import Frame, parse_stack, split_url, template_segment
+from retrospec.issues.stackframes import Frame, parse_stack, split_url, template_segment
 
 __all__ = [
     "FailureInput",

@@ -38,11 +38,11 @@ from urllib.parse import urlsplit
 import msgspec
 
 from retrospec.clock import day_of, now_ms
-from retrospec.fingerprint import FailureInput, Fingerprint, fingerprint, path_template
-from retrospec.jobs import JobContext, JobResult
-from retrospec.models import PAYLOAD_DECODER
+from retrospec.ingest.envelope import PAYLOAD_DECODER
+from retrospec.issues.fingerprint import FailureInput, Fingerprint, fingerprint, path_template
+from retrospec.jobs.context import JobContext, JobResult
 
-log = logging.getLogger("retrospec.clustering")
+log = logging.getLogger("retrospec.issues.clustering")
 
 FAMILY = {"unhandledrejection": "error", "custom": "error"}  # other kinds are their own family
 FACET_VALUE_CHARS = 300

@@ -1,0 +1,1 @@
+"""The `retrospec` command: the root app and one module per command group."""

@@ -1,0 +1,1 @@
+"""Ingest: the wire envelope, rows from a batch, the batched write, guards, the pipeline."""

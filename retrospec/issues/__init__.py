@@ -1,0 +1,1 @@
+"""Failures into issues: stack frames, fingerprints, clustering, queries, evidence, reports."""

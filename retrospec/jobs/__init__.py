@@ -1,0 +1,1 @@
+"""What every background job shares: context and result, run records, the compute process."""

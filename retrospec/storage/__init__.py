@@ -1,0 +1,1 @@
+"""Where data lives: database connections and the single writer, migrations, the blob store."""
