@@ -10,12 +10,11 @@ from typing import Any
 from litestar import Litestar
 from litestar.handlers import asgi
 
-from retrospec.jobs.context import JobContext, Scheduler, mark_interrupted_runs
+from retrospec import startup
+from retrospec.jobs.context import JobContext
 from retrospec.runtime import Runtime
+from retrospec.scheduler import Scheduler
 from retrospec.settings import Settings
-from retrospec.sites import ensure_demo_site
-from retrospec.storage.db import DirectWriter, connect
-from retrospec.storage.migrations import prepare_database
 from retrospec.web import dashboard, sdk
 from retrospec.web.assets import AssetIndex, serve_asset
 from retrospec.web.health import healthz
@@ -27,18 +26,9 @@ INGEST_PATH = "/api/v1/ingest"
 
 def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
     """Prepare the database and build the app; resources open and jobs start in the lifespan."""
-    prepare_database(settings.db_path, synchronous=settings.sqlite_synchronous)
-    rt = Runtime.build(settings)
-    conn = connect(settings.db_path)
-    try:
-        writer = DirectWriter(conn)
-        if start_jobs and settings.jobs:
-            writer.call(mark_interrupted_runs)
-        if settings.demo:
-            writer.call(lambda c: ensure_demo_site(c, rt.secret))
-    finally:
-        conn.close()
-    handler = IngestHandler(rt)
+    run_jobs = start_jobs and settings.jobs
+    rt = Runtime.build(settings, startup.start(settings, jobs=run_jobs))
+    handler = IngestHandler(rt.pipeline)
 
     @asgi(INGEST_PATH, is_mount=False, copy_scope=False)
     async def ingest_endpoint(scope: Any, receive: Any, send: Any) -> None:
@@ -48,7 +38,7 @@ def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         rt.writer.start()
         await rt.reads.open()
-        if start_jobs and settings.jobs:
+        if run_jobs:
 
             def make_ctx(name: str) -> JobContext:
                 return JobContext(settings=settings, blobs=rt.blobs, write=rt.writer.call)
@@ -72,7 +62,7 @@ def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
             healthz,
             serve_asset,
             *sdk.routes(rt),
-            *dashboard.routes(rt),
+            *dashboard.routes(),
         ],
         lifespan=[lifespan],
         openapi_config=None,

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
-import aiosqlite
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -143,18 +142,12 @@ def list_users(conn: sqlite3.Connection) -> list[User]:
     return [_row_to_user(r) for r in rows]
 
 
-async def count_users_async(conn: aiosqlite.Connection) -> int:
-    """count_users on an async read connection."""
-    rows = list(await conn.execute_fetchall("SELECT count(*) FROM users"))
-    return int(rows[0][0])
-
-
-async def get_credentials(conn: aiosqlite.Connection, username: str) -> tuple[int, str, str] | None:
+def get_credentials(conn: sqlite3.Connection, username: str) -> tuple[int, str, str] | None:
     """(user id, canonical username, password hash) for a username, any letter case."""
     rows = list(
-        await conn.execute_fetchall(
+        conn.execute(
             "SELECT id, username, password_hash FROM users WHERE username = ?", (username.strip(),)
-        )
+        ).fetchall()
     )
     if not rows:
         return None
@@ -189,14 +182,14 @@ def start_session(conn: sqlite3.Connection, user_id: int, hours: float) -> tuple
     return token, Login(user_id, str(row[0]), csrf, expires)
 
 
-async def load_session(conn: aiosqlite.Connection, token: str) -> Login | None:
+def load_session(conn: sqlite3.Connection, token: str) -> Login | None:
     """The live login for a session token, or None when unknown or expired."""
     rows = list(
-        await conn.execute_fetchall(
+        conn.execute(
             "SELECT s.user_id, u.username, s.csrf_token, s.expires_at FROM auth_sessions s "
             "JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ?",
             (token_digest(token), now_ms()),
-        )
+        ).fetchall()
     )
     if not rows:
         return None
@@ -347,15 +340,15 @@ def issue_setup_token(conn: sqlite3.Connection) -> str | None:
     return token
 
 
-async def setup_token_valid(conn: aiosqlite.Connection, token: str | None) -> bool:
+def setup_token_valid(conn: sqlite3.Connection, token: str | None) -> bool:
     """Whether token is the live setup token (and there is still no account)."""
     if not token:
         return False
     rows = list(
-        await conn.execute_fetchall(
+        conn.execute(
             "SELECT value, (SELECT count(*) FROM users) FROM meta WHERE key = ?",
             (SETUP_META_KEY,),
-        )
+        ).fetchall()
     )
     if not rows or int(rows[0][1]):
         return False

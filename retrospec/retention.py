@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retrospec.clock import iso, now_ms
-from retrospec.jobs.context import JobContext, JobResult, prune_job_runs
+from retrospec.jobs.context import JobContext, JobResult
+from retrospec.jobs.runs import prune_job_runs
 from retrospec.settings import Settings
 from retrospec.sites import list_sites
 
-log = logging.getLogger("retrospec.retention")
+log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
 # In-flight ingests write the blob before committing the row (and the replay job writes a new

@@ -12,8 +12,6 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import aiosqlite
-
 from retrospec.clock import now_ms
 from retrospec.errors import BadRequest, Conflict, NotFound
 
@@ -177,12 +175,6 @@ def site_for_key(conn: sqlite3.Connection, key: str) -> Site | None:
     """The site an active key belongs to, or None."""
     row = conn.execute(_SITE_FOR_KEY, (hash_key(key),)).fetchone()
     return None if row is None else _row_to_site(row)
-
-
-async def site_for_key_async(conn: aiosqlite.Connection, key: str) -> Site | None:
-    """site_for_key on an async read connection (the ingest path)."""
-    rows = list(await conn.execute_fetchall(_SITE_FOR_KEY, (hash_key(key),)))
-    return _row_to_site(rows[0]) if rows else None
 
 
 def ensure_demo_site(conn: sqlite3.Connection, secret: bytes) -> Site:

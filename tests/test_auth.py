@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from retrospec.app import create_app
 from retrospec.cli.main import app as cli_app
 from retrospec.errors import BadRequest, Conflict, Forbidden
 from retrospec.settings import Settings
-from retrospec.storage.db import DirectWriter, connect, open_reader
+from retrospec.storage.db import DirectWriter, connect, reading
 from retrospec.web.access import safe_next
 from tests.conftest import make_settings
 
@@ -130,18 +129,18 @@ def test_login_sessions_store_only_a_hash_and_expire(settings: Settings) -> None
     assert stored == [auth.token_digest(token)]
     assert token not in stored
 
-    async def load(tok: str) -> auth.Login | None:
-        async with open_reader(settings.db_path) as c:
-            return await auth.load_session(c, tok)
+    def load(tok: str) -> auth.Login | None:
+        with reading(settings.db_path) as c:
+            return auth.load_session(c, tok)
 
-    found = asyncio.run(load(token))
+    found = load(token)
     assert found is not None and found.username == "alice"
     assert found.csrf_token == login_.csrf_token
-    assert asyncio.run(load("forged")) is None
+    assert load("forged") is None
     expired, _ = write(settings, lambda c: auth.start_session(c, user.id, -1.0))  # type: ignore[misc]
-    assert asyncio.run(load(expired)) is None
+    assert load(expired) is None
     write(settings, lambda c: auth.end_session(c, token))
-    assert asyncio.run(load(token)) is None
+    assert load(token) is None
 
 
 def test_throttle_doubles_the_wait_after_five_failures_per_user_and_ip() -> None:
@@ -173,17 +172,17 @@ def test_setup_token_exists_only_while_there_is_no_account(settings: Settings) -
     newer = write(settings, auth.issue_setup_token)
     assert isinstance(newer, str) and newer != token
 
-    async def valid(tok: str) -> bool:
-        async with open_reader(settings.db_path) as c:
-            return await auth.setup_token_valid(c, tok)
+    def valid(tok: str) -> bool:
+        with reading(settings.db_path) as c:
+            return auth.setup_token_valid(c, tok)
 
-    assert not asyncio.run(valid(token))  # each start replaces the previous link
-    assert asyncio.run(valid(newer))
+    assert not valid(token)  # each start replaces the previous link
+    assert valid(newer)
     digest = auth.hash_password(PASSWORD)
     with pytest.raises(Forbidden):
         write(settings, lambda c: auth.create_first_user(c, token, "eve", digest))
     write(settings, lambda c: auth.create_first_user(c, newer, "alice", digest))
-    assert not asyncio.run(valid(newer))  # burnt
+    assert not valid(newer)  # burnt
     with pytest.raises(Forbidden):
         write(settings, lambda c: auth.create_first_user(c, newer, "mallory", digest))
     assert write(settings, auth.issue_setup_token) is None
@@ -317,10 +316,10 @@ def test_wrong_passwords_are_refused_then_throttled(
 
 def test_setup_link_creates_the_first_account_once(settings: Settings) -> None:
     app = create_app(settings, start_jobs=False)
-    lines = app.state.rt.extras["startup_lines"]
-    assert len(lines) == 1 and "/setup?token=" in lines[0]
-    url: str = app.state.rt.extras["setup_url"]
-    token = url.split("token=")[1]
+    boot = app.state.rt.startup
+    lines = [line for line in boot.lines(settings) if "/setup?token=" in line]
+    assert len(lines) == 1 and boot.setup_url in lines[0]
+    token = boot.setup_url.split("token=")[1]
     with TestClient(app) as c:
         login_page = c.get("/login")
         assert "No account exists yet" in login_page.text
@@ -345,7 +344,8 @@ def test_setup_link_creates_the_first_account_once(settings: Settings) -> None:
         assert c.get(f"/setup?token={token}").status_code == 403  # burnt
         assert c.post("/setup", data=form).status_code == 403
     again = create_app(settings, start_jobs=False)
-    assert "startup_lines" not in again.state.rt.extras
+    assert again.state.rt.startup.setup_url is None
+    assert not any("/setup?token=" in line for line in again.state.rt.startup.lines(settings))
 
 
 def test_users_add_cli_reads_the_password_from_stdin(tmp_path: Path) -> None:

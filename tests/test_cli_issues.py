@@ -26,11 +26,13 @@ from typer.testing import CliRunner, Result
 from retrospec.app import create_app
 from retrospec.cli import main as cli
 from retrospec.errors import UsageError
-from retrospec.issues import queries as issues
-from retrospec.jobs.context import JobContext, run_job
+from retrospec.issues.evidence import get_evidence
+from retrospec.issues.reports import evidence_json
+from retrospec.jobs.context import JobContext
+from retrospec.scheduler import run_job
 from retrospec.settings import Settings
 from retrospec.storage.blobs import BlobStore
-from retrospec.storage.db import DirectWriter, connect, open_reader
+from retrospec.storage.db import DirectWriter, connect, reading
 from tests.conftest import REPO, add_site, make_settings
 
 UA = (
@@ -338,18 +340,14 @@ def test_issues_show_prints_the_evidence_and_the_replay_link(shop: Shop) -> None
 
 
 def test_issues_show_json_is_the_evidence_schema(shop: Shop) -> None:
-    import asyncio
 
     result = invoke(shop, "issues", "show", "1", "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
 
-    async def expected() -> dict[str, Any]:
-        async with open_reader(shop.settings.db_path) as conn:
-            ev = await issues.get_evidence(conn, 1)
-        return issues.evidence_json(ev, "http://127.0.0.1:8080")
-
-    assert doc == json.loads(json.dumps(asyncio.run(expected())))
+    with reading(shop.settings.db_path) as conn:
+        expected = evidence_json(get_evidence(conn, 1), "http://127.0.0.1:8080")
+    assert doc == json.loads(json.dumps(expected))
     assert doc["schema_version"] == 1 and doc["id"] == 1
     rep = doc["representative"]
     assert rep["expired"] is False and rep["replay_status"] == "ready"

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from retrospec import scheduler
 from retrospec.cli import main as cli
 from retrospec.errors import ConfigError
-from retrospec.jobs import context as jobs
 from retrospec.jobs.context import JobContext, JobResult
 from tests.conftest import REPO, add_site, make_settings
 from tests.test_cli_issues import DAY_MS, Shop, age_sessions, envelope, ingest, make_shop, run_cli
@@ -91,11 +91,11 @@ def test_jobs_run_each_job(tmp_path: Path) -> None:
 
 def test_jobs_run_failures_exit_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shop = fresh_shop(tmp_path)
-    monkeypatch.setitem(jobs.JOBS, "cluster", "tests.test_cli_ops:explode")
+    monkeypatch.setitem(scheduler.JOBS, "cluster", explode)
     failed = invoke(shop, "jobs", "run", "cluster")
     assert failed.exit_code == 1
     assert "job cluster failed: RuntimeError: kaboom" in str(failed.exception)
-    monkeypatch.setitem(jobs.JOBS, "replays", "tests.test_cli_ops:half_broken")
+    monkeypatch.setitem(scheduler.JOBS, "replays", half_broken)
     partial = invoke(shop, "jobs", "run", "replays")
     assert partial.exit_code == 1 and "partial, 3 items, 1 errors" in partial.stdout
     assert "finished with 1 errors" in str(partial.exception)

@@ -22,7 +22,8 @@ from retrospec.ingest.write import write_batch
 from retrospec.issues import clustering
 from retrospec.issues.fingerprint import fingerprint
 from retrospec.issues.queries import change_status
-from retrospec.jobs.context import JobContext, JobResult, run_job
+from retrospec.jobs.context import JobContext, JobResult
+from retrospec.scheduler import run_job
 from retrospec.settings import Settings
 from retrospec.sites import Site
 from retrospec.storage.blobs import BlobStore

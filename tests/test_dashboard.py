@@ -21,7 +21,8 @@ import pytest
 from litestar.testing import TestClient
 
 from retrospec.app import create_app
-from retrospec.jobs.context import JobContext, run_job
+from retrospec.jobs.context import JobContext
+from retrospec.scheduler import run_job
 from retrospec.settings import Settings
 from retrospec.storage.blobs import BlobStore
 from retrospec.storage.db import DirectWriter, connect

@@ -6,7 +6,6 @@ the issue list, issue page and replay page go to tests/artifacts/ for a human to
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import http.server
 import subprocess
@@ -14,7 +13,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,9 +21,10 @@ import httpx
 import pytest
 
 from retrospec.issues import queries as issues
+from retrospec.issues.evidence import get_evidence
 from retrospec.replay import queries as replays
 from retrospec.settings import Settings
-from retrospec.storage.db import open_reader
+from retrospec.storage.db import reading
 from tests.conftest import (
     REPO,
     ServerProcess,
@@ -84,14 +83,9 @@ SHOP_PAGE = """<!doctype html>
 
 
 def read(settings: Settings, fn: Callable[[Any], Any]) -> Any:
-    """Run an async read API call (playwright's sync API owns this thread's event loop)."""
-
-    async def go() -> Any:
-        async with open_reader(settings.db_path) as conn:
-            return await fn(conn)
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(lambda: asyncio.run(go())).result()
+    """Run a read query function on a read-only connection."""
+    with reading(settings.db_path) as conn:
+        return fn(conn)
 
 
 def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 30.0) -> T:
@@ -172,7 +166,7 @@ def world(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
         found = wait_for("the SDK's failures to become an issue", issue)
 
         def evidence() -> Any:
-            ev = read(settings, lambda c: issues.get_evidence(c, found.id))
+            ev = read(settings, lambda c: get_evidence(c, found.id))
             rep = ev.representative
             ready = rep and rep.replay_status == "ready" and rep.offset_ms
             return ev if ready and found.session_count >= 2 else None

@@ -9,18 +9,11 @@ from typing import Any
 import pytest
 
 from retrospec.errors import NotFound
-from retrospec.issues.queries import (
-    Evidence,
-    LastStepAgreement,
-    change_status,
-    confidence_for,
-    evidence_json,
-    evidence_markdown,
-    get_evidence,
-    replay_url,
-)
+from retrospec.issues.evidence import Evidence, LastStepAgreement, confidence_for, get_evidence
+from retrospec.issues.queries import change_status
+from retrospec.issues.reports import evidence_json, evidence_markdown, replay_url
 from retrospec.settings import Settings
-from retrospec.storage.db import DirectWriter, open_reader
+from retrospec.storage.db import DirectWriter, reading
 from tests.conftest import ServerProcess, StaticSite, add_site
 from tests.test_clustering import (
     CHROME_UA,
@@ -29,7 +22,6 @@ from tests.test_clustering import (
     Feed,
     error,
     make_feed,
-    run_async,
 )
 from tests.test_sdk_browser import query, sdk_page, wait_for
 
@@ -46,13 +38,9 @@ def feed(settings: Settings) -> Iterator[Feed]:
 
 
 def evidence(feed: Feed, issue_id: int) -> Evidence:
-    """get_evidence through an aiosqlite reader."""
-
-    async def go() -> Evidence:
-        async with open_reader(feed.settings.db_path) as conn:
-            return await get_evidence(conn, issue_id)
-
-    return run_async(go())
+    """get_evidence on a read-only connection."""
+    with reading(feed.settings.db_path) as conn:
+        return get_evidence(conn, issue_id)
 
 
 def replay(
@@ -386,11 +374,8 @@ def test_two_sdk_sessions_hitting_one_bug_make_one_issue_with_evidence(
     wait_for(ready, what="two replays containing the failure and one open issue")
     [(issue_id,)] = query(db, "SELECT id FROM clusters")
 
-    async def read() -> Evidence:
-        async with open_reader(db) as conn:
-            return await get_evidence(conn, issue_id)
-
-    ev = run_async(read())
+    with reading(db) as conn:
+        ev = get_evidence(conn, issue_id)
     assert (ev.issue.failure_count, ev.issue.session_count, ev.issue.user_count) == (2, 2, 2)
     assert "reading 'total'" in ev.issue.title
     assert ev.issue.culprit is not None and "payNow" in ev.issue.culprit

@@ -26,8 +26,6 @@ from retrospec.errors import (
     StorageFailed,
 )
 from retrospec.ingest.prepare import (
-    PendingChunk,
-    PreparedBatch,
     compress_events,
     decode_envelope,
     event_bytes,
@@ -35,7 +33,14 @@ from retrospec.ingest.prepare import (
     prepare,
     store_events,
 )
-from retrospec.ingest.write import stage_batches, store_batches, write_batch, write_batches
+from retrospec.ingest.write import (
+    PendingChunk,
+    PreparedBatch,
+    stage_batches,
+    store_batches,
+    write_batch,
+    write_batches,
+)
 from retrospec.settings import Settings
 from retrospec.sites import Site
 from retrospec.storage.blobs import BlobStore, is_segment_key, read_chunk, split_frames

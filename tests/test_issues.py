@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+import sqlite3
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-import aiosqlite
 import pytest
 
 from retrospec.clock import day_of
 from retrospec.errors import BadRequest, NotFound
 from retrospec.issues.queries import IssueSummary, daily_counts, get_issue, list_issues
 from retrospec.settings import Settings
-from retrospec.storage.db import open_reader
+from retrospec.storage.db import reading
 from tests.test_clustering import (
     CHROME_V1,
     COUPON_CHROME,
@@ -21,7 +21,6 @@ from tests.test_clustering import (
     error,
     make_feed,
     network,
-    run_async,
     sid,
 )
 
@@ -36,14 +35,10 @@ def feed(settings: Settings) -> Iterator[Feed]:
     f.conn.close()
 
 
-def read(feed: Feed, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-    """Run an async read against the feed's database, as the CLI does."""
-
-    async def go() -> T:
-        async with open_reader(feed.settings.db_path) as conn:
-            return await fn(conn)
-
-    return run_async(go())
+def read(feed: Feed, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run a read query against the feed's database, as the CLI does."""
+    with reading(feed.settings.db_path) as conn:
+        return fn(conn)
 
 
 def issues(feed: Feed, **kw: Any) -> tuple[list[IssueSummary], int]:

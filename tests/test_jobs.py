@@ -15,8 +15,11 @@ import pytest
 from retrospec.ingest.prepare import decode_envelope, prepare, store_events
 from retrospec.ingest.write import write_batch
 from retrospec.issues import clustering
-from retrospec.jobs.context import ComputePool, JobContext, mark_interrupted_runs, run_job
-from retrospec.replay import queries as replays
+from retrospec.jobs.compute import ComputePool
+from retrospec.jobs.context import JobContext
+from retrospec.jobs.runs import mark_interrupted_runs
+from retrospec.replay import job as replay_job
+from retrospec.scheduler import run_job
 from retrospec.settings import Settings
 from retrospec.sites import Site
 from retrospec.storage.blobs import BlobStore
@@ -82,7 +85,7 @@ def test_jobs_in_the_compute_process_match_inline_runs(settings: Settings) -> No
             write=DirectWriter(conn).call,
             compute=pool.run,
         )
-        assert replays.run(ctx).items == 3
+        assert replay_job.run(ctx).items == 3
         assert clustering.run(ctx).items == 3
     finally:
         conn.close()

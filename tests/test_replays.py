@@ -6,11 +6,9 @@ Also home of the rrweb event builders the other replay tests use.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,22 +17,22 @@ import pytest
 
 from retrospec.errors import NotFound
 from retrospec.ingest.prepare import (
-    PreparedBatch,
     compress_events,
     decode_envelope,
     event_bytes,
     prepare,
     store_events,
 )
-from retrospec.ingest.write import store_batches, write_batch
-from retrospec.jobs.context import JobContext, JobFailed, JobResult, run_job
+from retrospec.ingest.write import PreparedBatch, store_batches, write_batch
+from retrospec.jobs.context import JobContext, JobResult
 from retrospec.replay import job as replay_job
 from retrospec.replay import queries as replays
 from retrospec.replay.job import THROTTLE_FROM_BYTES, dirty_sessions
+from retrospec.scheduler import JobFailed, run_job
 from retrospec.settings import Settings
 from retrospec.sites import Site
 from retrospec.storage.blobs import BlobStore, compress, replay_key
-from retrospec.storage.db import DirectWriter, connect, open_reader
+from retrospec.storage.db import DirectWriter, connect, reading
 from retrospec.storage.migrations import prepare_database
 from tests.conftest import add_site, make_settings
 
@@ -191,7 +189,7 @@ class Env:
         )
 
     def run(self, **options: Any) -> JobResult:
-        return replays.run(self.ctx(**options))
+        return replay_job.run(self.ctx(**options))
 
     def session(self, session_id: str) -> sqlite3.Row:
         row = self.conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
@@ -203,9 +201,7 @@ class Env:
         return list(json.loads(replays.load_events(self.blobs, key)))
 
     def markers(self, session_id: str) -> list[tuple[str, str | None, int]]:
-        return [
-            (m.kind, m.label, m.offset_ms) for m in replays.list_markers_sync(self.conn, session_id)
-        ]
+        return [(m.kind, m.label, m.offset_ms) for m in replays.list_markers(self.conn, session_id)]
 
     def chunk_key(self, session_id: str, seq: int) -> str:
         row = self.conn.execute(
@@ -236,15 +232,9 @@ def sid(n: int) -> str:
 
 
 def read(env: Env, fn: Callable[[Any], Any]) -> Any:
-    """Run an async read API call on a fresh aiosqlite connection."""
-
-    async def go() -> Any:
-        async with open_reader(env.settings.db_path) as conn:
-            return await fn(conn)
-
-    # In its own thread: playwright's sync API (browser tests) keeps a loop running in this one.
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, go()).result()
+    """Run a read query function on a read-only connection."""
+    with reading(env.settings.db_path) as conn:
+        return fn(conn)
 
 
 # --- ordering and duplicates ------------------------------------------------------------------
@@ -663,7 +653,7 @@ def test_http_ingest_then_the_job_on_the_server_writer(tmp_path: Path) -> None:
             "SELECT replay_status, replay_events, clicks, rage_clicks FROM sessions"
         ).fetchone()
         assert tuple(row) == ("ready", 6, 3, 1)
-        kinds = [m.kind for m in replays.list_markers_sync(conn, s)]
+        kinds = [m.kind for m in replays.list_markers(conn, s)]
         assert kinds == ["navigation", "click", "rage_click", "click", "click"]
     finally:
         conn.close()

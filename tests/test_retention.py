@@ -27,7 +27,8 @@ from retrospec import retention
 from retrospec.clock import now_ms
 from retrospec.ingest.prepare import compress_events, decode_envelope, event_bytes, prepare
 from retrospec.ingest.write import store_batches
-from retrospec.jobs.context import JobContext, JobFailed, run_job
+from retrospec.jobs.context import JobContext
+from retrospec.scheduler import JobFailed, run_job
 from retrospec.settings import Settings
 from retrospec.sites import Site
 from retrospec.storage.blobs import (

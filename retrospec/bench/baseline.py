@@ -29,11 +29,11 @@ from typing import Any
 import msgspec
 import zstandard
 
-from retrospec.ingest.prepare import _FAILURE_INSERT, _SESSION_UPSERT, INLINE_COMPRESS_BYTES
-from retrospec.ingest.write import _CHUNK_INSERT
+from retrospec.ingest.prepare import INLINE_COMPRESS_BYTES
+from retrospec.ingest.write import CHUNK_INSERT, FAILURE_INSERT, SESSION_UPSERT
 
 # The statements ingest runs, in the order it runs them.
-_ORDER = (_SESSION_UPSERT, _CHUNK_INSERT, _FAILURE_INSERT)
+_ORDER = (SESSION_UPSERT, CHUNK_INSERT, FAILURE_INSERT)
 
 
 class _Session(msgspec.Struct):
@@ -269,9 +269,9 @@ def _rows(env: _Envelope, now: int, frame: _Frame | None) -> _Writes:
     ]
     chunk_row = (s.id, env.seq, "bench", now, raw, stored, len(env.failures), None, None, None)
     writes: _Writes = [
-        (_SESSION_UPSERT, [session]),
-        (_CHUNK_INSERT, [chunk_row]),
-        (_FAILURE_INSERT, failures),
+        (SESSION_UPSERT, [session]),
+        (CHUNK_INSERT, [chunk_row]),
+        (FAILURE_INSERT, failures),
     ]
     if frame is not None:
         writes.append(frame)

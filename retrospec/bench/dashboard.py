@@ -339,21 +339,15 @@ def run(ctx: BenchContext, res: BenchResult) -> None:
 
 
 def _time_queries(ctx: BenchContext, res: BenchResult, db: Path, reps: int) -> None:
-    import asyncio
-
     from retrospec.issues.queries import list_issues
-    from retrospec.storage.db import open_reader
+    from retrospec.storage.db import reading
 
-    async def go() -> list[float]:
-        times = []
-        async with open_reader(db) as conn:
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                await list_issues(conn)
-                times.append((time.perf_counter() - t0) * 1000)
-        return times
-
-    times = asyncio.run(go())
+    times = []
+    with reading(db) as conn:
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            list_issues(conn)
+            times.append((time.perf_counter() - t0) * 1000)
     res.add(
         Figure(
             "list_query_p95_ms",

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -152,18 +150,13 @@ def run_first_failure(ctx: BenchContext, res: BenchResult) -> None:
 def _wait_for_issue(db: Path, since: float, timeout: float = 60.0) -> float:
     """Seconds from `since` until the demo site has an open issue (polled like the dashboard)."""
     from retrospec.issues.queries import list_issues
-    from retrospec.storage.db import open_reader
+    from retrospec.storage.db import reading
 
-    async def poll() -> float:
-        while time.monotonic() - since < timeout:
-            # The database exists: the server answered /healthz after migrating it.
-            async with open_reader(db) as conn:
-                _items, total = await list_issues(conn, site="demo", status="open", limit=1)
-            if total:
-                return time.monotonic() - since
-            await asyncio.sleep(0.05)
-        raise RuntimeError("no issue appeared within a minute of the demo click")
-
-    # playwright's sync API holds this thread's event loop, so poll from another thread.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, poll()).result()
+    while time.monotonic() - since < timeout:
+        # The database exists: the server answered /healthz after migrating it.
+        with reading(db) as conn:
+            _items, total = list_issues(conn, site="demo", status="open", limit=1)
+        if total:
+            return time.monotonic() - since
+        time.sleep(0.05)
+    raise RuntimeError("no issue appeared within a minute of the demo click")

@@ -66,12 +66,12 @@ def _post(rs: RetrospecServer, body: bytes) -> int:
 async def _wait_visible(rs: RetrospecServer, token: str, limit_s: float) -> float | None:
     """Seconds until the issue list query finds the probe's issue (None on timeout)."""
     from retrospec.issues.queries import list_issues
-    from retrospec.storage.db import open_reader
+    from retrospec.storage.db import reading
 
     start = time.perf_counter()
-    async with open_reader(rs.db_path) as conn:
+    with reading(rs.db_path) as conn:
         while time.perf_counter() - start < limit_s:
-            items, _ = await list_issues(conn, q=f"Probe{token}Error", status="all", limit=5)
+            items, _ = list_issues(conn, q=f"Probe{token}Error", status="all", limit=5)
             if items:
                 return time.perf_counter() - start
             await asyncio.sleep(0.01)

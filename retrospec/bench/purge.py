@@ -18,7 +18,8 @@ from retrospec.bench.runner import (
     running,
     start_retrospec,
 )
-from retrospec.jobs.context import JobContext, run_job
+from retrospec.jobs.context import JobContext
+from retrospec.scheduler import run_job
 from retrospec.settings import load_settings
 from retrospec.storage.blobs import BlobStore
 from retrospec.storage.db import DirectWriter, connect

@@ -27,8 +27,9 @@ from retrospec.bench.runner import (
     start_retrospec,
 )
 from retrospec.chromium import CHROMIUM_ARGS, chromium_path
-from retrospec.jobs.context import JobContext, run_job
+from retrospec.jobs.context import JobContext
 from retrospec.paths import assets_dir
+from retrospec.scheduler import run_job
 from retrospec.settings import load_settings
 from retrospec.storage.blobs import BlobStore
 from retrospec.storage.db import DirectWriter, connect

@@ -1,34 +1,63 @@
-"""Helpers the terminal commands share: settings, database reads, time and size, fitted tables."""
+"""What the terminal commands share: config state, options, database access, fitted tables.
+
+Command modules import this one (never cli/main.py): main.py imports them and calls their
+register(app), so the root knows its groups and no group knows the root.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from retrospec import console
 from retrospec.clock import iso, now_ms
 from retrospec.errors import NotFound
-from retrospec.settings import LoadedSettings, Settings
-
-if TYPE_CHECKING:
-    import aiosqlite
+from retrospec.settings import LoadedSettings, Settings, load_settings
 
 T = TypeVar("T")
 
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="Config file (else $RETROSPEC_CONFIG, else ./retrospec.toml)."),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (schema in the README).")]
 SiteOpt = Annotated[str | None, typer.Option("--site", help="Only this site (name or id).")]
 WIDE = 110  # terminal width from which tables show whole session ids
 TITLE_CHARS = 120  # before rich fits the title column to the terminal with an ellipsis
 
 
-def load() -> LoadedSettings:
-    """Settings for this invocation (root --config, environment, file, defaults)."""
-    from retrospec.cli.main import settings_from_cli
+class State:
+    """Options of the root command (set by its callback), read by every subcommand."""
 
-    return settings_from_cli()
+    config: Path | None = None
+
+
+state = State()
+
+
+def load(**overrides: Any) -> LoadedSettings:
+    """Effective settings for this invocation (flags beat env beat file beat defaults)."""
+    return load_settings(state.config, overrides=overrides)
+
+
+def with_db(loaded: LoadedSettings, fn: Callable[[Any], T], *, write: bool = False) -> T:
+    """Open the database (migrating it if needed), run fn(conn) and close it."""
+    from retrospec.storage.db import DirectWriter, connect
+    from retrospec.storage.migrations import prepare_database
+
+    settings = loaded.settings
+    prepare_database(settings.db_path, synchronous=settings.sqlite_synchronous)
+    conn = connect(settings.db_path, readonly=not write)
+    try:
+        if write:
+            return DirectWriter(conn).call(fn)
+        return fn(conn)
+    finally:
+        conn.close()
 
 
 def require_db(settings: Settings) -> None:
@@ -43,17 +72,13 @@ def require_db(settings: Settings) -> None:
     prepare_database(settings.db_path, synchronous=settings.sqlite_synchronous)
 
 
-def read(settings: Settings, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-    """Run an async read query on one read connection."""
-    from retrospec.storage.db import open_reader
+def read(settings: Settings, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run a read query function (the dashboard's own) on one read-only connection."""
+    from retrospec.storage.db import reading
 
     require_db(settings)
-
-    async def go() -> T:
-        async with open_reader(settings.db_path) as conn:
-            return await fn(conn)
-
-    return asyncio.run(go())
+    with reading(settings.db_path) as conn:
+        return fn(conn)
 
 
 def ago(ms: int | None, now: int | None = None) -> str:

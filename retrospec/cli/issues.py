@@ -1,7 +1,7 @@
 """`retrospec issues ...`: the dashboard's issue list and evidence in a terminal.
 
-Reads go through the same async query functions the dashboard uses (issues.py, replays.py) on
-one aiosqlite connection; status changes go through issues.change_status on a short write
+Reads call the same query functions the dashboard awaits (issues/queries.py, issues/evidence.py)
+on one read-only connection; status changes go through change_status in a short write
 transaction, which is safe while `retrospec serve` runs (WAL plus a busy timeout).
 """
 
@@ -145,24 +145,25 @@ def issues_show(
     ] = False,
 ) -> None:
     """An issue's evidence: message, stack, steps before the failure, replay link, where."""
-    from retrospec.issues import queries as issues
+    from retrospec.issues.evidence import get_evidence
+    from retrospec.issues.reports import evidence_json, evidence_markdown
 
     if json_out and markdown:
         raise UsageError("choose one of --json and --markdown")
     settings = load().settings
-    ev = read(settings, lambda c: issues.get_evidence(c, issue_id))
+    ev = read(settings, lambda c: get_evidence(c, issue_id))
     base = settings.base_url
     if json_out:
-        console.print_json(issues.evidence_json(ev, base))
+        console.print_json(evidence_json(ev, base))
     elif markdown:
-        console.print_markdown_source(issues.evidence_markdown(ev, base))
+        console.print_markdown_source(evidence_markdown(ev, base))
     else:
         _print_evidence(ev, base)
 
 
 def replay_line(ev: Evidence, base: str) -> str:
     """Where to watch the failure, or why there is nothing to watch (expired is not an error)."""
-    from retrospec.issues import queries as issues
+    from retrospec.issues.reports import replay_url
 
     rep = ev.representative
     if rep is None:
@@ -172,7 +173,7 @@ def replay_line(ev: Evidence, base: str) -> str:
             f"expired — session {rep.session_id} is older than the retention period "
             "(the issue, its counts and the failure summaries are kept)"
         )
-    url = issues.replay_url(ev, base)
+    url = replay_url(ev, base)
     if url is None:
         return f"not playable (replay {rep.replay_status}); session {rep.session_id}"
     at = f" ({duration(rep.offset_ms)} into the session)" if rep.offset_ms is not None else ""
@@ -291,7 +292,7 @@ def _print_evidence(ev: Evidence, base: str) -> None:
 
 
 def _change(issue_id: int, action: str) -> None:
-    from retrospec.cli.main import with_db
+    from retrospec.cli.common import with_db
     from retrospec.issues import queries as issues
 
     loaded = load()

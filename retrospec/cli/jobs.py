@@ -83,7 +83,8 @@ def _job_context(settings: Settings, **options: Any) -> Iterator[Any]:
 
 def _run(ctx: Any, name: str) -> tuple[str, Any]:
     """run_job with its outcome as (status, JobResult); a failed run raises JobError."""
-    from retrospec.jobs.context import JobFailed, JobResult, run_job
+    from retrospec.jobs.context import JobResult
+    from retrospec.scheduler import JobFailed, run_job
 
     try:
         result: JobResult = run_job(ctx, name)

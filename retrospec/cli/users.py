@@ -41,13 +41,13 @@ def users_add(
     ] = False,
 ) -> None:
     """Create a dashboard account (asks for the password twice, without echo)."""
-    from retrospec.cli.main import settings_from_cli, with_db
+    from retrospec.cli.common import load, with_db
 
     name = auth.validate_username(username)
     password = _read_password(password_stdin)
     auth.validate_password(password)
     password_hash = auth.hash_password(password)
-    loaded = settings_from_cli()
+    loaded = load()
 
     def write(conn: Any) -> auth.User:
         return auth.create_user(conn, name, password_hash)
@@ -61,10 +61,10 @@ def users_list(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List dashboard accounts."""
-    from retrospec.cli.main import settings_from_cli, with_db
+    from retrospec.cli.common import load, with_db
     from retrospec.clock import iso
 
-    users = with_db(settings_from_cli(), auth.list_users)
+    users = with_db(load(), auth.list_users)
     if json_out:
         console.print_json(
             [

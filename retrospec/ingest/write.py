@@ -13,22 +13,95 @@ import dataclasses
 import errno
 import logging
 import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from retrospec.clock import now_ms
 from retrospec.errors import Forbidden, InsufficientStorage, StorageFailed
-from retrospec.ingest.prepare import (
-    _FAILURE_INSERT,
-    _SESSION_UPSERT,
-    PendingChunk,
-    PreparedBatch,
-    StoredChunk,
-)
 from retrospec.storage.blobs import BlobStore, segment_key
 from retrospec.storage.db import transaction
 
-log = logging.getLogger("retrospec.ingest.prepare")
+log = logging.getLogger(__name__)
 
-_CHUNK_INSERT = """
+# prepare.prepare() builds rows in the column order of these statements.
+SESSION_UPSERT = """
+INSERT INTO sessions (
+    id, site_id, started_at, last_seen_at, user_id, user_email, user_name, anonymous_id,
+    user_key, user_agent, browser, os, entry_url, last_url, release, environment, sdk,
+    batches, chunks, failures, raw_bytes, stored_bytes, replay_status
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    last_seen_at = max(sessions.last_seen_at, excluded.last_seen_at),
+    started_at = min(sessions.started_at, excluded.started_at),
+    user_id = coalesce(excluded.user_id, sessions.user_id),
+    user_email = coalesce(excluded.user_email, sessions.user_email),
+    user_name = coalesce(excluded.user_name, sessions.user_name),
+    anonymous_id = coalesce(sessions.anonymous_id, excluded.anonymous_id),
+    user_key = coalesce(excluded.user_key, sessions.user_key),
+    user_agent = coalesce(sessions.user_agent, excluded.user_agent),
+    browser = coalesce(sessions.browser, excluded.browser),
+    os = coalesce(sessions.os, excluded.os),
+    last_url = coalesce(excluded.last_url, sessions.last_url),
+    release = coalesce(excluded.release, sessions.release),
+    environment = coalesce(excluded.environment, sessions.environment),
+    sdk = coalesce(excluded.sdk, sessions.sdk),
+    batches = sessions.batches + 1,
+    chunks = sessions.chunks + excluded.chunks,
+    failures = sessions.failures + excluded.failures,
+    raw_bytes = sessions.raw_bytes + excluded.raw_bytes,
+    stored_bytes = sessions.stored_bytes + excluded.stored_bytes,
+    replay_status = CASE
+        WHEN excluded.chunks > 0 AND sessions.replay_status = 'none' THEN 'pending'
+        ELSE sessions.replay_status END
+WHERE sessions.site_id = excluded.site_id
+"""
+
+FAILURE_INSERT = """
+INSERT INTO failures (
+    site_id, session_id, seq, kind, type, message, url, ts, received_at, method, request_url,
+    status, duration_ms, release, environment, browser, os, user_key, payload
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    """Where a batch's events went: a range of a segment, or (offset None) a whole blob."""
+
+    key: str
+    raw_bytes: int
+    stored_bytes: int
+    offset: int | None = None
+    length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChunk:
+    """A batch's events compressed (one zstd frame), not yet written: the writer places it."""
+
+    frame: bytes
+    raw_bytes: int
+
+    @property
+    def stored_bytes(self) -> int:
+        """Compressed size, as it will be stored."""
+        return len(self.frame)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """Everything the write needs, computed before taking the write lock."""
+
+    site_id: str
+    session_id: str
+    seq: int
+    received_at: int
+    session_row: tuple[object, ...]
+    failure_rows: Sequence[tuple[object, ...]]
+    chunk: StoredChunk | PendingChunk | None
+
+
+CHUNK_INSERT = """
 INSERT INTO chunks (
     session_id, seq, site_id, received_at, raw_bytes, stored_bytes, failure_count, blob_key,
     blob_offset, blob_length
@@ -107,11 +180,11 @@ def write_batches(conn: sqlite3.Connection, batches: list[PreparedBatch]) -> lis
         accepted.append(batch)
         results.append(True)
     if accepted:
-        conn.executemany(_SESSION_UPSERT, [b.session_row for b in accepted])
-        conn.executemany(_CHUNK_INSERT, [_chunk_row(b) for b in accepted])
+        conn.executemany(SESSION_UPSERT, [b.session_row for b in accepted])
+        conn.executemany(CHUNK_INSERT, [_chunk_row(b) for b in accepted])
         rows = [row for b in accepted for row in b.failure_rows]
         if rows:
-            conn.executemany(_FAILURE_INSERT, rows)
+            conn.executemany(FAILURE_INSERT, rows)
     return results
 
 

@@ -42,7 +42,7 @@ from retrospec.ingest.envelope import PAYLOAD_DECODER
 from retrospec.issues.fingerprint import FailureInput, Fingerprint, fingerprint, path_template
 from retrospec.jobs.context import JobContext, JobResult
 
-log = logging.getLogger("retrospec.issues.clustering")
+log = logging.getLogger(__name__)
 
 FAMILY = {"unhandledrejection": "error", "custom": "error"}  # other kinds are their own family
 FACET_VALUE_CHARS = 300

@@ -25,24 +25,25 @@ Confidence (the rule is fixed so users can reason about it):
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
-import aiosqlite
 import msgspec
 
+from retrospec.clock import day_of
+from retrospec.clock import now_ms as _now_ms
 from retrospec.ingest.envelope import PAYLOAD_DECODER
 from retrospec.issues.fingerprint import path_template
-
-if TYPE_CHECKING:
-    from retrospec.issues.queries import IssueSummary
+from retrospec.issues.queries import IssueSummary, daily_counts, get_issue
 
 FACETS = ("browser", "os", "url", "release")
 TOP_N = 5
 MAX_STEPS = 8
 MAX_SESSIONS = 50
 AGREEMENT_SESSIONS = 200
+EVIDENCE_DAYS = 14  # days of daily counts on the issue page
 ACTION_KINDS = ("click", "rage_click", "navigation", "input")
 LAST_STEP_KINDS = ("click", "rage_click", "navigation")
 DAY_MS = 86_400_000
@@ -130,8 +131,8 @@ class Evidence:
     daily_first_day: int = 0  # UTC day number (days since the epoch) of daily[0]
 
 
-async def _rows(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
-    return list(await conn.execute_fetchall(sql, params))
+def _rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    return list(conn.execute(sql, params).fetchall())
 
 
 def _is_expired(status: str | None, expired_at: int | None) -> bool:
@@ -164,12 +165,12 @@ LIMIT 1
 RECENT_SESSIONS = 1000
 
 
-async def _representative(
-    conn: aiosqlite.Connection, cid: int, session_count: int
+def _representative(
+    conn: sqlite3.Connection, cid: int, session_count: int
 ) -> Representative | None:
-    rows = await _rows(conn, _REPRESENTATIVE, (cid, RECENT_SESSIONS))
+    rows = _rows(conn, _REPRESENTATIVE, (cid, RECENT_SESSIONS))
     if rows and rows[0][6] != 0 and session_count > RECENT_SESSIONS:
-        rows = await _rows(conn, _REPRESENTATIVE, (cid, -1)) or rows  # LIMIT -1: no limit
+        rows = _rows(conn, _REPRESENTATIVE, (cid, -1)) or rows  # LIMIT -1: no limit
     if not rows:
         return None
     sid, fid, ts, status, expired_at, start, tier = rows[0]
@@ -185,10 +186,10 @@ async def _representative(
     )
 
 
-async def _steps(conn: aiosqlite.Connection, rep: Representative) -> list[Step]:
+def _steps(conn: sqlite3.Connection, rep: Representative) -> list[Step]:
     marks = ",".join("?" * len(ACTION_KINDS))
     # Fetch more than shown: runs of one repeated action collapse into one step below.
-    rows = await _rows(
+    rows = _rows(
         conn,
         f"SELECT kind, label, offset_ms, ts FROM replay_markers WHERE session_id = ? "
         f"AND ts <= ? AND kind IN ({marks}) ORDER BY ts DESC, id DESC LIMIT 100",
@@ -242,10 +243,8 @@ SELECT m.kind, m.label, x.session_id FROM (
 """
 
 
-async def _agreement(
-    conn: aiosqlite.Connection, cid: int, steps: list[Step]
-) -> LastStepAgreement | None:
-    rows = await _rows(conn, _LAST_STEPS, (cid, AGREEMENT_SESSIONS))
+def _agreement(conn: sqlite3.Connection, cid: int, steps: list[Step]) -> LastStepAgreement | None:
+    rows = _rows(conn, _LAST_STEPS, (cid, AGREEMENT_SESSIONS))
     if not rows:
         return None
     keys = [step_key(str(kind), label) if kind is not None else None for kind, label, _ in rows]
@@ -295,8 +294,8 @@ def confidence_for(sessions: int, users: int, agreement: LastStepAgreement | Non
     return Confidence(label=label, reasons=reasons)
 
 
-async def _sessions(conn: aiosqlite.Connection, cid: int) -> list[AffectedSession]:
-    rows = await _rows(
+def _sessions(conn: sqlite3.Connection, cid: int) -> list[AffectedSession]:
+    rows = _rows(
         conn,
         "SELECT cs.session_id, coalesce(s.user_email, s.user_name, s.user_id), s.browser, s.os, "
         "cs.failures, f.ts, s.replay_start_ts, cs.last_seen_at, s.replay_status, s.expired_at "
@@ -321,12 +320,12 @@ async def _sessions(conn: aiosqlite.Connection, cid: int) -> list[AffectedSessio
     ]
 
 
-async def gather_evidence(
-    conn: aiosqlite.Connection, issue: IssueSummary, daily: list[int], daily_first_day: int
+def gather_evidence(
+    conn: sqlite3.Connection, issue: IssueSummary, daily: list[int], daily_first_day: int
 ) -> Evidence:
-    """Collect the evidence of a known issue (used by issues.get_evidence)."""
+    """Collect the evidence of a known issue (used by get_evidence)."""
     cid = issue.id
-    head = await _rows(
+    head = _rows(
         conn,
         "SELECT coalesce(cf.frames, c.frames), f.message, f.payload FROM clusters c "
         "LEFT JOIN cluster_frames cf ON cf.cluster_id = c.id "
@@ -342,7 +341,7 @@ async def gather_evidence(
         except msgspec.DecodeError:
             stack = None
     top: dict[str, list[tuple[str, int]]] = {facet: [] for facet in FACETS}
-    for facet, value, count in await _rows(
+    for facet, value, count in _rows(
         conn,
         "SELECT facet, value, count FROM (SELECT facet, value, count, row_number() OVER "
         "(PARTITION BY facet ORDER BY count DESC, value) AS n FROM cluster_facets "
@@ -350,12 +349,12 @@ async def gather_evidence(
         (cid, TOP_N),
     ):
         top.setdefault(str(facet), []).append((str(value), int(count)))
-    rep = await _representative(conn, cid, issue.session_count)
-    steps = await _steps(conn, rep) if rep is not None else []
-    agreement = await _agreement(conn, cid, steps)
+    rep = _representative(conn, cid, issue.session_count)
+    steps = _steps(conn, rep) if rep is not None else []
+    agreement = _agreement(conn, cid, steps)
     history = [
         HistoryEntry(int(at), str(action), actor)
-        for at, action, actor in await _rows(
+        for at, action, actor in _rows(
             conn,
             "SELECT at, action, actor FROM issue_events WHERE cluster_id = ? ORDER BY at, id",
             (cid,),
@@ -371,8 +370,16 @@ async def gather_evidence(
         steps=steps,
         last_step_agreement=agreement,
         confidence=confidence_for(issue.session_count, issue.user_count, agreement),
-        sessions=await _sessions(conn, cid),
+        sessions=_sessions(conn, cid),
         history=history,
         daily=daily,
         daily_first_day=daily_first_day,
     )
+
+
+def get_evidence(conn: sqlite3.Connection, issue_id: int, *, now_ms: int | None = None) -> Evidence:
+    """Everything the issue page, `issues show` and the markdown report need (NotFound)."""
+    issue = get_issue(conn, issue_id)
+    now = _now_ms() if now_ms is None else now_ms
+    daily = (daily_counts(conn, [issue.id], days=EVIDENCE_DAYS, now_ms=now))[issue.id]
+    return gather_evidence(conn, issue, daily, day_of(now) - EVIDENCE_DAYS + 1)

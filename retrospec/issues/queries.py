@@ -1,9 +1,9 @@
-"""Issues: the read API over clusters (list, daily counts, evidence) and the lifecycle actions.
+"""Issues: the read API over clusters (list, one issue, daily counts) and the lifecycle actions.
 
-A cluster is a `candidate` until the cluster job promotes it (see retrospec.issues.clustering); from
-then on it is an issue (same id) that moves open -> resolved | ignored -> open. Async functions
-take an aiosqlite connection (the dashboard's ReadPool or the CLI's open_reader); change_status
-is sync and runs on the writer. Reads only touch clusters and their small side tables, never
+A cluster is a `candidate` until the cluster job promotes it (see issues/clustering.py); from
+then on it is an issue (same id) that moves open -> resolved | ignored -> open. Reads are plain
+functions of a connection (the dashboard awaits them through its ReadPool, the CLI calls them);
+change_status runs on the writer. Reads only touch clusters and their small side tables, never
 COUNT over failures, so the list stays fast at 10,000 issues and 1,000,000 failures.
 """
 
@@ -14,44 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from retrospec.clock import day_of
 from retrospec.clock import now_ms as _now_ms
 from retrospec.errors import BadRequest, NotFound
-from retrospec.issues.evidence import (
-    AffectedSession,
-    Confidence,
-    Evidence,
-    LastStepAgreement,
-    Representative,
-    Step,
-    confidence_for,
-    gather_evidence,
-)
-from retrospec.issues.reports import evidence_json, evidence_markdown, replay_url
-
-__all__ = [
-    "ACTIONS",
-    "SORTS",
-    "STATUSES",
-    "AffectedSession",
-    "Confidence",
-    "Evidence",
-    "IssueSummary",
-    "LastStepAgreement",
-    "Representative",
-    "Step",
-    "change_status",
-    "confidence_for",
-    "daily_counts",
-    "evidence_json",
-    "evidence_markdown",
-    "get_evidence",
-    "get_issue",
-    "list_issues",
-    "replay_url",
-]
 
 STATUSES = ("open", "resolved", "ignored", "candidate", "all")
 ISSUE_STATUSES = ("open", "resolved", "ignored")  # "all" = every promoted issue
@@ -62,7 +27,6 @@ SORTS = {
     "first_seen": "c.first_seen_at DESC, c.id DESC",
 }
 MAX_LIMIT = 1000
-EVIDENCE_DAYS = 14
 
 # action -> (statuses it applies to, new status, issue_events action)
 ACTIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -115,12 +79,12 @@ def _summary(row: Any) -> IssueSummary:
     )
 
 
-async def _site_id(conn: aiosqlite.Connection, site: str) -> str:
+def _site_id(conn: sqlite3.Connection, site: str) -> str:
     rows = list(
-        await conn.execute_fetchall(
+        conn.execute(
             "SELECT id FROM sites WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1",
             (site, site, site),
-        )
+        ).fetchall()
     )
     if not rows:
         raise NotFound(f"no site with id or name {site!r}")
@@ -132,8 +96,8 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-async def list_issues(
-    conn: aiosqlite.Connection,
+def list_issues(
+    conn: sqlite3.Connection,
     *,
     site: str | None = None,
     status: str = "open",
@@ -154,7 +118,7 @@ async def list_issues(
     params: list[Any] = []
     if site:
         where.append("c.site_id = ?")
-        params.append(await _site_id(conn, site))
+        params.append(_site_id(conn, site))
     if status == "all":
         where.append("c.status IN ('open', 'resolved', 'ignored')")
     else:
@@ -170,40 +134,40 @@ async def list_issues(
     clause = " AND ".join(where)
     # Late row lookup: pick the page's ids from the (status, sort key) indexes first, then read
     # only those rows, so sorting and offsets never drag every issue's full row along.
-    rows = await conn.execute_fetchall(
+    rows = conn.execute(
         f"SELECT {_SUMMARY_COLUMNS} FROM (SELECT c.id FROM clusters c WHERE {clause} "
         f"ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?) page "
         f"JOIN clusters c ON c.id = page.id JOIN sites s ON s.id = c.site_id "
         f"ORDER BY {SORTS[sort]}",
         (*params, limit, offset),
-    )
+    ).fetchall()
     items = [_summary(r) for r in rows]
     if len(items) < limit and (items or offset == 0):
         total = offset + len(items)  # the last page tells the total: skip the count query
     else:
         count = list(
-            await conn.execute_fetchall(f"SELECT count(*) FROM clusters c WHERE {clause}", params)
+            conn.execute(f"SELECT count(*) FROM clusters c WHERE {clause}", params).fetchall()
         )
         total = int(count[0][0])
     return items, total
 
 
-async def get_issue(conn: aiosqlite.Connection, issue_id: int) -> IssueSummary:
+def get_issue(conn: sqlite3.Connection, issue_id: int) -> IssueSummary:
     """One issue or candidate by id (errors.NotFound)."""
     rows = list(
-        await conn.execute_fetchall(
+        conn.execute(
             f"SELECT {_SUMMARY_COLUMNS} FROM clusters c JOIN sites s ON s.id = c.site_id "
             "WHERE c.id = ?",
             (int(issue_id),),
-        )
+        ).fetchall()
     )
     if not rows:
         raise NotFound(f"no issue {issue_id}")
     return _summary(rows[0])
 
 
-async def daily_counts(
-    conn: aiosqlite.Connection, ids: Iterable[int], *, days: int = 7, now_ms: int | None = None
+def daily_counts(
+    conn: sqlite3.Connection, ids: Iterable[int], *, days: int = 7, now_ms: int | None = None
 ) -> dict[int, list[int]]:
     """Failures per UTC day for each issue, oldest first and today last (for sparklines)."""
     wanted = sorted({int(i) for i in ids})
@@ -214,23 +178,13 @@ async def daily_counts(
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
         marks = ",".join("?" * len(chunk))
-        for cid, day, count in await conn.execute_fetchall(
+        for cid, day, count in conn.execute(
             f"SELECT cluster_id, day, count FROM cluster_days WHERE cluster_id IN ({marks}) "
             "AND day BETWEEN ? AND ?",
             (*chunk, first, today),
-        ):
+        ).fetchall():
             out[int(cid)][int(day) - first] = int(count)
     return out
-
-
-async def get_evidence(
-    conn: aiosqlite.Connection, issue_id: int, *, now_ms: int | None = None
-) -> Evidence:
-    """Everything the issue page, `issues show` and the markdown report need (NotFound)."""
-    issue = await get_issue(conn, issue_id)
-    now = _now_ms() if now_ms is None else now_ms
-    daily = (await daily_counts(conn, [issue.id], days=EVIDENCE_DAYS, now_ms=now))[issue.id]
-    return await gather_evidence(conn, issue, daily, day_of(now) - EVIDENCE_DAYS + 1)
 
 
 def change_status(

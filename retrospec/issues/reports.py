@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from retrospec.clock import iso
 from retrospec.issues.evidence import DAY_MS, FACETS, AffectedSession, Evidence
-
-if TYPE_CHECKING:
-    from retrospec.issues.queries import IssueSummary
+from retrospec.issues.queries import IssueSummary
 
 SCHEMA_VERSION = 1
 

@@ -38,7 +38,7 @@ from retrospec.replay.build import (
 from retrospec.replay.markers import FailureRow
 from retrospec.storage.blobs import BlobStore, replay_key
 
-log = logging.getLogger("retrospec.replay.queries")
+log = logging.getLogger(__name__)
 
 # Work bound for one run (besides settings.job_batch_size sessions); one session always runs.
 MAX_RUN_RAW_BYTES = 128 * 1024 * 1024

@@ -1,7 +1,7 @@
-"""Session replays: the job entry point, the artifact reader and the session read API.
+"""Session replays: the artifact reader and the session read API (dashboard and CLI).
 
-The build itself lives in replay_build (job), replay_markers (summary and markers) and
-replay_dom (element names); this module is what the dashboard, CLI and clustering import.
+The build lives in replay/build.py (run by replay/job.py), markers and the summary in
+replay/markers.py, element names in replay/dom.py.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from retrospec.errors import NotFound
-from retrospec.replay.job import MAX_FAILURE_MARKERS, run
+from retrospec.replay.job import MAX_FAILURE_MARKERS
 from retrospec.replay.markers import (
     FailureRow,
     MarkerRow,
@@ -24,19 +22,6 @@ from retrospec.replay.markers import (
     url_host,
 )
 from retrospec.storage.blobs import BlobStore
-
-__all__ = [
-    "FailureView",
-    "Marker",
-    "SessionView",
-    "get_session",
-    "list_markers",
-    "list_markers_sync",
-    "list_session_failures",
-    "list_sessions",
-    "load_events",
-    "run",
-]
 
 
 def load_events(blobs: BlobStore, replay_key: str) -> bytes:
@@ -200,28 +185,18 @@ def _markers(
     ]
 
 
-async def get_session(conn: aiosqlite.Connection, session_id: str) -> SessionView:
+def get_session(conn: sqlite3.Connection, session_id: str) -> SessionView:
     """One session (NotFound if there is none with this id)."""
-    rows = await conn.execute_fetchall(
+    rows = conn.execute(
         f"SELECT {_SESSION_COLUMNS} {_SESSION_FROM} WHERE s.id = ?", (session_id,)
-    )
+    ).fetchall()
     for row in rows:
         return _session(row)
     raise NotFound(f"no session {session_id}")
 
 
-async def list_markers(conn: aiosqlite.Connection, session_id: str) -> list[Marker]:
+def list_markers(conn: sqlite3.Connection, session_id: str) -> list[Marker]:
     """Timeline markers in time order; failure markers always reflect the failures table."""
-    start = list(await conn.execute_fetchall(_START_SQL, (session_id,)))
-    if not start:
-        raise NotFound(f"no session {session_id}")
-    stored = await conn.execute_fetchall(_MARKER_SQL, (session_id,))
-    failures = await conn.execute_fetchall(_MARKER_FAILURES_SQL, (session_id, MAX_FAILURE_MARKERS))
-    return _markers(start[0], list(stored), list(failures))
-
-
-def list_markers_sync(conn: sqlite3.Connection, session_id: str) -> list[Marker]:
-    """list_markers for a plain sqlite3 connection (jobs, CLI)."""
     start = conn.execute(_START_SQL, (session_id,)).fetchone()
     if start is None:
         raise NotFound(f"no session {session_id}")
@@ -230,16 +205,16 @@ def list_markers_sync(conn: sqlite3.Connection, session_id: str) -> list[Marker]
     return _markers(start, stored, failures)
 
 
-async def list_session_failures(conn: aiosqlite.Connection, session_id: str) -> list[FailureView]:
+def list_session_failures(conn: sqlite3.Connection, session_id: str) -> list[FailureView]:
     """A session's failures in time order with their offset in the replay."""
-    start = list(await conn.execute_fetchall(_START_SQL, (session_id,)))
+    start = list(conn.execute(_START_SQL, (session_id,)).fetchall())
     if not start:
         raise NotFound(f"no session {session_id}")
     replay_start = start[0][0]
-    rows = await conn.execute_fetchall(
+    rows = conn.execute(
         f"SELECT {_FAILURE_COLUMNS} FROM failures WHERE session_id = ? ORDER BY ts, id",
         (session_id,),
-    )
+    ).fetchall()
     return [
         FailureView(
             id=r["id"],
@@ -259,8 +234,8 @@ async def list_session_failures(conn: aiosqlite.Connection, session_id: str) -> 
     ]
 
 
-async def list_sessions(
-    conn: aiosqlite.Connection,
+def list_sessions(
+    conn: sqlite3.Connection,
     *,
     site: str | None = None,
     with_failures: bool = False,
@@ -273,10 +248,10 @@ async def list_sessions(
     params: list[Any] = []
     if site is not None:
         found = list(
-            await conn.execute_fetchall(
+            conn.execute(
                 "SELECT id FROM sites WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1",
                 (site, site, site),
-            )
+            ).fetchall()
         )
         if not found:
             raise NotFound(f"no site {site}")
@@ -291,12 +266,10 @@ async def list_sessions(
         )
         params.extend([user, user, user, user])
     clause = (" WHERE " + " AND ".join(where)) if where else ""
-    total_rows = list(
-        await conn.execute_fetchall(f"SELECT count(*) FROM sessions s{clause}", params)
-    )
-    rows = await conn.execute_fetchall(
+    total_rows = list(conn.execute(f"SELECT count(*) FROM sessions s{clause}", params).fetchall())
+    rows = conn.execute(
         f"SELECT {_SESSION_COLUMNS} {_SESSION_FROM}{clause} "
         "ORDER BY s.last_seen_at DESC, s.id DESC LIMIT ? OFFSET ?",
         [*params, max(0, int(limit)), max(0, int(offset))],
-    )
+    ).fetchall()
     return [_session(r) for r in rows], int(total_rows[0][0])

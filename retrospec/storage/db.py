@@ -1,23 +1,23 @@
-"""SQLite access: one writer thread with group commit, async readers, sync helpers for CLI/jobs."""
+"""SQLite access: one writer thread with group commit, a pool of read connections, helpers."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import Future
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-
-import aiosqlite
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 T = TypeVar("T")
+P = ParamSpec("P")
 WriteFn = Callable[[sqlite3.Connection], T]
 # A batch function writes many queued items of one kind with a few executemany calls and
 # returns one result per item (an Exception instance for an item it refused, untouched).
@@ -27,7 +27,7 @@ BatchFn = Callable[[sqlite3.Connection, list[Any]], list[Any]]
 # one value per item: the item to hand to the batch function, or an Exception (that item is
 # answered with it and not written).
 StageFn = Callable[[sqlite3.Connection, list[Any]], list[Any]]
-log = logging.getLogger("retrospec.storage.db")
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
 CHECKPOINT_INTERVAL_S = 0.5
@@ -383,50 +383,55 @@ def _begin_immediate(conn: sqlite3.Connection) -> None:
 
 
 class ReadPool:
-    """A few aiosqlite connections for the web layer's read queries (WAL: readers never block)."""
+    """Read-only connections for the web layer, each used by one thread at a time.
+
+    Every query is a plain sync function taking a connection (the same one the CLI and jobs
+    call directly); `await reads.run(fn, *args)` borrows a connection and runs fn on the pool's
+    threads, so the event loop never waits on SQLite.
+    """
 
     def __init__(self, path: Path | str, size: int = 4) -> None:
         self._path = path
         self._size = size
-        self._idle: asyncio.Queue[aiosqlite.Connection] | None = None
-        self._all: list[aiosqlite.Connection] = []
+        self._idle: asyncio.Queue[sqlite3.Connection] | None = None
+        self._all: list[sqlite3.Connection] = []
+        self._threads: ThreadPoolExecutor | None = None
 
     async def open(self) -> None:
         """Open the connections (inside the running event loop)."""
         self._idle = asyncio.Queue()
+        self._threads = ThreadPoolExecutor(self._size, thread_name_prefix="retrospec-read")
         for _ in range(self._size):
-            conn = await aiosqlite.connect(str(self._path), isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await conn.execute("PRAGMA query_only = ON")
+            conn = connect(self._path, readonly=True)
             self._all.append(conn)
             self._idle.put_nowait(conn)
 
     async def close(self) -> None:
         """Close every connection."""
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
+            self._threads = None
         for conn in self._all:
-            await conn.close()
+            conn.close()
         self._all.clear()
 
-    @contextlib.asynccontextmanager
-    async def acquire(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Borrow a read connection."""
-        if self._idle is None:
+    async def run(self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: Any) -> T:
+        """fn(conn, *args) on a borrowed read connection, off the event loop."""
+        if self._idle is None or self._threads is None:
             raise RuntimeError("read pool is not open")
         conn = await self._idle.get()
         try:
-            yield conn
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._threads, functools.partial(fn, conn, *args))
         finally:
             self._idle.put_nowait(conn)
 
 
-@contextlib.asynccontextmanager
-async def open_reader(path: Path | str) -> AsyncIterator[aiosqlite.Connection]:
-    """One read connection, for CLI commands that reuse the web layer's async queries."""
-    conn = await aiosqlite.connect(str(path), isolation_level=None)
-    conn.row_factory = sqlite3.Row
+@contextlib.contextmanager
+def reading(path: Path | str) -> Iterator[sqlite3.Connection]:
+    """One read-only connection, closed afterwards (CLI commands, tools, tests)."""
+    conn = connect(path, readonly=True)
     try:
-        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         yield conn
     finally:
-        await conn.close()
+        conn.close()

@@ -17,7 +17,7 @@ from retrospec.errors import RetrospecError
 from retrospec.runtime import Runtime
 from retrospec.web.render import SECURITY_HEADERS, page
 
-log = logging.getLogger("retrospec.web")
+log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "retrospec_session"
 FORM_COOKIE = "retrospec_form"
@@ -53,8 +53,7 @@ async def current_login(connection: ASGIConnection[Any, Any, Any, Any]) -> auth.
     token = auth.unsign(rt.secret, _SESSION_PURPOSE, connection.cookies.get(SESSION_COOKIE))
     if token is None:
         return None  # forged or absent: no database lookup at all
-    async with rt.reads.acquire() as conn:
-        return await auth.load_session(conn, token)
+    return await rt.reads.run(auth.load_session, token)
 
 
 def session_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:

@@ -24,10 +24,10 @@ from retrospec.web.access import (
     set_form_cookie,
     set_session_cookie,
 )
+from retrospec.web.offload import in_pool
 from retrospec.web.render import page
-from retrospec.web.sync_reads import in_pool
 
-log = logging.getLogger("retrospec.web")
+log = logging.getLogger(__name__)
 PUBLIC = {"public": True}
 
 
@@ -38,9 +38,8 @@ def _field(form: Any, name: str) -> str:
 
 
 def throttle(request: Request[Any, Any, Any]) -> auth.LoginThrottle:
-    """The server's login throttle (created by dashboard.routes)."""
-    value: auth.LoginThrottle = runtime(request).extras["login_throttle"]
-    return value
+    """The server's login throttle."""
+    return runtime(request).login_throttle
 
 
 def _login_page(
@@ -74,8 +73,7 @@ def _login_page(
 
 
 async def _no_users(request: Request[Any, Any, Any]) -> bool:
-    async with runtime(request).reads.acquire() as conn:
-        return await auth.count_users_async(conn) == 0
+    return await runtime(request).reads.run(auth.count_users) == 0
 
 
 @get("/login", opt=PUBLIC, name="login")
@@ -124,8 +122,7 @@ async def login_submit(request: Request[Any, Any, Any]) -> Response[str]:
             status_code=429,
             headers={"retry-after": retry_after_header(wait)},
         )
-    async with rt.reads.acquire() as conn:
-        found = await auth.get_credentials(conn, username)
+    found = await rt.reads.run(auth.get_credentials, username)
     stored = found[2] if found else None
     ok = await in_pool(rt, partial(auth.verify_password, stored, password))
     if not ok or found is None:
@@ -217,8 +214,7 @@ async def setup_form(request: Request[Any, Any, Any]) -> Response[str]:
     """Create-the-first-account form, only with the live setup token."""
     rt = runtime(request)
     token = request.query_params.get("token") or ""
-    async with rt.reads.acquire() as conn:
-        valid = await auth.setup_token_valid(conn, token)
+    valid = await rt.reads.run(auth.setup_token_valid, token)
     if not valid:
         return _setup_used(request)
     return _setup_page(request, token)
@@ -237,9 +233,8 @@ async def setup_submit(request: Request[Any, Any, Any]) -> Response[str]:
         return _setup_page(
             request, token, error="The form expired. Please try again.", status_code=403
         )
-    async with rt.reads.acquire() as conn:
-        if not await auth.setup_token_valid(conn, token):
-            return _setup_used(request)
+    if not await rt.reads.run(auth.setup_token_valid, token):
+        return _setup_used(request)
     try:
         username = auth.validate_username(username)
         auth.validate_password(password)

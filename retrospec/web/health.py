@@ -9,19 +9,19 @@ from litestar import Request, get
 
 from retrospec import __version__
 from retrospec.runtime import Runtime
+from retrospec.storage.migrations import current_version
 
 
 @get("/healthz", include_in_schema=False)
 async def healthz(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """200 {"status": "ok", ...}; disk.low tells whether replay data is being refused."""
     rt: Runtime = request.app.state.rt
-    async with rt.reads.acquire() as conn:
-        rows = list(await conn.execute_fetchall("SELECT max(version) FROM schema_migrations"))
+    schema = await rt.reads.run(current_version)
     free = rt.disk.free_bytes()
     return {
         "status": "ok",
         "version": __version__,
-        "schema": int(rows[0][0] or 0),
+        "schema": schema,
         "uptime_s": round(time.time() - rt.started_at, 1),
         "jobs": rt.scheduler is not None,
         "disk": {

@@ -1,9 +1,7 @@
-"""POST /api/v1/ingest as a raw ASGI handler: streamed size caps, CORS, then the writer."""
+"""POST /api/v1/ingest as a raw ASGI handler: streamed size caps and CORS around ingest.pipeline."""
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 from typing import Any
 from urllib.parse import unquote_plus
@@ -12,29 +10,19 @@ import msgspec
 
 from retrospec.clock import now_ms
 from retrospec.errors import (
-    BadRequest,
-    Forbidden,
-    InsufficientStorage,
-    InvalidKey,
     PayloadTooLarge,
-    RateLimited,
     RetrospecError,
     UnsupportedMediaType,
 )
-from retrospec.ingest import prepare as ingest
-from retrospec.ingest import write as batches
-from retrospec.ingest.guards import retry_after_header
-from retrospec.runtime import Runtime
-from retrospec.sites import Site, site_for_key_async
+from retrospec.ingest import prepare
+from retrospec.ingest.pipeline import Pipeline
 
-log = logging.getLogger("retrospec.ingest.prepare")
+log = logging.getLogger(__name__)
 
 # sendBeacon can only send CORS-safelisted types without a preflight, hence text/plain.
 _ACCEPTED_TYPES = {"", "application/json", "text/plain", "application/octet-stream"}
 _ALLOWED_HEADERS = "content-type, content-encoding, x-retrospec-key"
 _JSON = msgspec.json.Encoder()
-# Failure-only batches are still taken when disk is low, as long as they are this small.
-SMALL_BATCH_BYTES = 65_536
 
 
 class _ClientGone(Exception):
@@ -113,22 +101,10 @@ async def _read_body(receive: Any, limit: int) -> bytes:
 
 
 class IngestHandler:
-    """The ingest endpoint; one instance per app, holding the runtime."""
+    """The ingest endpoint's HTTP shell (headers, body, CORS) around the shared pipeline."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        # One object for every request, so the writer stages a group's batches together.
-        self._stage = functools.partial(batches.stage_batches, rt.blobs)
-
-    async def lookup(self, key: str) -> Site | None:
-        """Site for a key, through the short-lived cache."""
-        hit, site = self.rt.keys.get(key)
-        if hit:
-            return site
-        async with self.rt.reads.acquire() as conn:
-            site = await site_for_key_async(conn, key)
-        self.rt.keys.put(key, site)
-        return site
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         headers = _headers(scope)
@@ -162,7 +138,7 @@ class IngestHandler:
 
     async def _preflight(self, send: Any, key: str, origin: str | None) -> None:
         if key:
-            site = await self.lookup(key)
+            site = await self.pipeline.lookup(key)
             if site is not None and not site.allows_origin(origin):
                 await _send_json(send, 403, {"error": "origin not allowed"}, origin=None)
                 return
@@ -186,8 +162,7 @@ class IngestHandler:
         key: str,
         origin: str | None,
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        rt = self.rt
-        settings = rt.settings
+        settings = self.pipeline.settings
         ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if ctype not in _ACCEPTED_TYPES:
             raise UnsupportedMediaType(
@@ -196,48 +171,17 @@ class IngestHandler:
         encoding = headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity", "gzip"):
             raise UnsupportedMediaType(f"content encoding {encoding!r} is not supported; use gzip")
-        if not key:
-            raise InvalidKey("missing ingest key: pass ?key= or the X-Retrospec-Key header")
-        site = await self.lookup(key)
-        if site is None:
-            raise InvalidKey("unknown or revoked ingest key")
-        if not site.allows_origin(origin):
-            raise Forbidden(f"origin {origin} is not allowed for site {site.name}")
-        wait = rt.limiter.check(site.id)
-        if wait > 0:
-            raise RateLimited(
-                f"rate limit for site {site.name} exceeded; retry later",
-                headers={"retry-after": retry_after_header(wait)},
-            )
+        site = await self.pipeline.admit(key, origin)
         declared = headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
             raise PayloadTooLarge(f"body is over the {settings.max_body_bytes}-byte limit")
         body = await _read_body(receive, settings.max_body_bytes)
-        if encoding == "gzip" or body[:2] == ingest.GZIP_MAGIC:
-            body = ingest.gunzip_capped(body, settings.max_decompressed_bytes)
+        if encoding == "gzip" or body[:2] == prepare.GZIP_MAGIC:
+            body = prepare.gunzip_capped(body, settings.max_decompressed_bytes)
         elif len(body) > settings.max_decompressed_bytes:
             raise PayloadTooLarge(
                 f"body is over the {settings.max_decompressed_bytes}-byte decoded limit"
             )
-        env = ingest.decode_envelope(body)
-        if env.site and env.site not in (site.id, site.name):
-            raise InvalidKey(f"this key belongs to site {site.name!r}, not {env.site!r}")
-        if len(env.failures) > settings.max_failures_per_batch:
-            raise BadRequest(
-                f"a batch may carry at most {settings.max_failures_per_batch} failures"
-            )
-        events = ingest.event_bytes(env)
-        if (events is not None or len(body) > SMALL_BATCH_BYTES) and rt.disk.low():
-            raise InsufficientStorage(
-                "the server is low on disk; replay data is refused, failures are still taken"
-            )
-        chunk = None
-        if events is not None and len(events) <= ingest.INLINE_COMPRESS_BYTES:
-            chunk = ingest.compress_events(events)
-        elif events is not None:
-            loop = asyncio.get_running_loop()
-            chunk = await loop.run_in_executor(rt.io_pool, ingest.compress_events, events)
-        batch = ingest.prepare(site, env, chunk, now_ms())
-        # The writer writes the group's chunks as one segment per site, then the rows.
-        stored = await rt.writer.run_batched(batches.write_batches, batch, stage=self._stage)
+        env = prepare.decode_envelope(body)
+        stored = await self.pipeline.accept(site, env, now_ms(), body_bytes=len(body))
         return 202, {"ok": True, "seq": env.seq, "duplicate": not stored}, {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,10 +12,11 @@ from litestar.params import FromPath
 from retrospec.errors import BadRequest, NotFound
 from retrospec.ingest.envelope import FAILURE_KINDS
 from retrospec.issues import queries as issues
+from retrospec.issues.evidence import get_evidence
+from retrospec.issues.reports import evidence_markdown, replay_url
 from retrospec.sites import Site, list_sites
 from retrospec.web.access import redirect, runtime
 from retrospec.web.render import is_fragment_request, page
-from retrospec.web.sync_reads import sync_read
 
 PAGE_SIZE = 50
 STATUS_TABS = (
@@ -89,7 +91,7 @@ class IssueFilters:
 
 
 async def _sites(request: Request[Any, Any, Any]) -> list[Site]:
-    return await sync_read(runtime(request), list_sites)
+    return await runtime(request).reads.run(list_sites)
 
 
 @get("/", name="issues")
@@ -98,11 +100,11 @@ async def issue_list(request: Request[Any, Any, Any]) -> Response[str]:
     rt = runtime(request)
     f = IssueFilters.parse(request.query_params)
     offset = (f.page - 1) * PAGE_SIZE
-    anything = True
-    candidates = 0
-    async with rt.reads.acquire() as conn:
+
+    def read(conn: sqlite3.Connection) -> tuple[list[Any], int, dict[int, list[int]], bool, int]:
+        anything, candidates = True, 0
         try:
-            items, total = await issues.list_issues(
+            items, total = issues.list_issues(
                 conn,
                 site=f.site or None,
                 status=f.status,
@@ -114,12 +116,15 @@ async def issue_list(request: Request[Any, Any, Any]) -> Response[str]:
             )
         except NotFound:  # a site filter for a site that was renamed or never existed
             items, total = [], 0
-        daily = await issues.daily_counts(conn, [i.id for i in items], days=7)
+        daily = issues.daily_counts(conn, [i.id for i in items], days=7)
         if not items:
             # Empty states differ: a brand-new install, a quiet week, or over-narrow filters.
-            _, issue_total = await issues.list_issues(conn, status="all", limit=1)
-            _, candidates = await issues.list_issues(conn, status="candidate", limit=1)
+            _, issue_total = issues.list_issues(conn, status="all", limit=1)
+            _, candidates = issues.list_issues(conn, status="candidate", limit=1)
             anything = bool(issue_total or candidates)
+        return items, total, daily, anything, candidates
+
+    items, total, daily, anything, candidates = await rt.reads.run(read)
     # The poller's fragment has no site picker; only its onboarding state needs the sites.
     sites = [] if is_fragment_request(request) and items else await _sites(request)
     context = {
@@ -159,16 +164,15 @@ def _status_context(issue: issues.IssueSummary) -> dict[str, Any]:
 async def issue_page(request: Request[Any, Any, Any], issue_id: FromPath[int]) -> Response[str]:
     """All the evidence of one issue."""
     rt = runtime(request)
-    async with rt.reads.acquire() as conn:
-        ev = await issues.get_evidence(conn, issue_id)
+    ev = await rt.reads.run(get_evidence, issue_id)
     base = _base_url(request)
     frames = ev.frames
     in_app = sum(1 for fr in frames if fr.get("in_app"))
     context = {
         "section": "issues",
         "ev": ev,
-        "markdown": issues.evidence_markdown(ev, base),
-        "replay_link": issues.replay_url(ev, ""),
+        "markdown": evidence_markdown(ev, base),
+        "replay_link": replay_url(ev, ""),
         "in_app_count": in_app,
         "kind_labels": KIND_LABELS,
         **_status_context(ev.issue),
@@ -188,8 +192,7 @@ async def issue_status(request: Request[Any, Any, Any], issue_id: FromPath[int])
     await rt.writer.run(lambda c: issues.change_status(c, issue_id, action, actor=actor))
     if request.headers.get("hx-request") != "true":
         return redirect(f"/issues/{issue_id}")
-    async with rt.reads.acquire() as conn:
-        issue = await issues.get_issue(conn, issue_id)
+    issue = await rt.reads.run(issues.get_issue, issue_id)
     context = {**_status_context(issue), "changed": action}
     return page(
         request,

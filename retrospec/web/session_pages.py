@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import sqlite3
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -16,8 +17,8 @@ from retrospec.replay import queries as replays
 from retrospec.sites import list_sites
 from retrospec.storage.blobs import validate_id
 from retrospec.web.access import runtime
+from retrospec.web.offload import in_pool
 from retrospec.web.render import SECURITY_HEADERS, is_fragment_request, page
-from retrospec.web.sync_reads import in_pool, sync_read
 
 PAGE_SIZE = 50
 # Replays are JSON with long runs of repeated structure: level 5 gets ~90% of level 9's
@@ -61,15 +62,26 @@ class SessionFilters:
         return {k: v for k, v in values.items() if v}
 
 
+def _replay_page_data(
+    conn: sqlite3.Connection, sid: str
+) -> tuple[replays.SessionView, list[replays.Marker], list[replays.FailureView]]:
+    return (
+        replays.get_session(conn, sid),
+        replays.list_markers(conn, sid),
+        replays.list_session_failures(conn, sid),
+    )
+
+
 @get("/sessions", name="sessions")
 async def session_list(request: Request[Any, Any, Any]) -> Response[str]:
     """Recorded sessions, newest activity first."""
     rt = runtime(request)
     f = SessionFilters.parse(request.query_params)
     offset = (f.page - 1) * PAGE_SIZE
-    async with rt.reads.acquire() as conn:
+
+    def read(conn: sqlite3.Connection) -> tuple[list[Any], int]:
         try:
-            items, total = await replays.list_sessions(
+            return replays.list_sessions(
                 conn,
                 site=f.site or None,
                 with_failures=f.failures,
@@ -78,8 +90,10 @@ async def session_list(request: Request[Any, Any, Any]) -> Response[str]:
                 offset=offset,
             )
         except NotFound:
-            items, total = [], 0
-    sites = [] if is_fragment_request(request) else await sync_read(rt, list_sites)
+            return [], 0
+
+    items, total = await rt.reads.run(read)
+    sites = [] if is_fragment_request(request) else await rt.reads.run(list_sites)
     context = {
         "section": "sessions",
         "f": f,
@@ -113,10 +127,7 @@ async def replay_page(request: Request[Any, Any, Any], session_id: FromPath[str]
     """The replay with its markers and captured failures; ?t=<ms> opens at that offset."""
     rt = runtime(request)
     sid = _session_id(session_id)
-    async with rt.reads.acquire() as conn:
-        session = await replays.get_session(conn, sid)
-        markers = await replays.list_markers(conn, sid)
-        failures = await replays.list_session_failures(conn, sid)
+    session, markers, failures = await rt.reads.run(_replay_page_data, sid)
     start_at = _offset_param(request.query_params.get("t"))
     playable = session.replay_key is not None and not session.expired
     marker_data = [
@@ -142,8 +153,7 @@ async def replay_state(request: Request[Any, Any, Any], session_id: FromPath[str
     """Polled by a replay page still waiting for its artifact: reload once it changed."""
     rt = runtime(request)
     sid = _session_id(session_id)
-    async with rt.reads.acquire() as conn:
-        session = await replays.get_session(conn, sid)
+    session = await rt.reads.run(replays.get_session, sid)
     seen = request.query_params.get("key") or ""
     current = session.replay_key or session.replay_status
     headers = dict(SECURITY_HEADERS)
@@ -180,8 +190,7 @@ async def replay_events(
     """The replay's rrweb events as a JSON array (gzip when the browser accepts it)."""
     rt = runtime(request)
     sid = _session_id(session_id)
-    async with rt.reads.acquire() as conn:
-        session = await replays.get_session(conn, sid)
+    session = await rt.reads.run(replays.get_session, sid)
     key = session.replay_key
     if key is None or session.expired:
         raise NotFound("this session has no replay to play")

@@ -13,7 +13,6 @@ from retrospec import sites
 from retrospec.errors import BadRequest, Conflict
 from retrospec.web.access import redirect, runtime
 from retrospec.web.render import page
-from retrospec.web.sync_reads import sync_read
 
 KEY_PLACEHOLDER = "YOUR_INGEST_KEY"
 
@@ -75,7 +74,7 @@ def _page(
 @get("/sites", name="sites")
 async def site_list(request: Request[Any, Any, Any]) -> Response[str]:
     """Every site with its snippet (key placeholder: keys are only shown once)."""
-    return _page(request, await sync_read(runtime(request), _cards))
+    return _page(request, await runtime(request).reads.run(_cards))
 
 
 @post("/sites", status_code=200)
@@ -90,7 +89,7 @@ async def site_add(request: Request[Any, Any, Any]) -> Response[str]:
             lambda c: sites.create_site(c, name, _origins(origins_text))
         )
     except (BadRequest, Conflict) as exc:
-        cards = await sync_read(rt, _cards)
+        cards = await rt.reads.run(_cards)
         return _page(
             request,
             cards,
@@ -99,7 +98,7 @@ async def site_add(request: Request[Any, Any, Any]) -> Response[str]:
             status_code=exc.http_status,
         )
     rt.keys.clear()
-    cards = await sync_read(rt, _cards)
+    cards = await rt.reads.run(_cards)
     cards = [
         SiteCard(c.site, c.key_prefixes, key, c.is_demo) if c.site.id == site.id else c
         for c in cards
@@ -129,14 +128,14 @@ async def site_origins(request: Request[Any, Any, Any], site_id: FromPath[str]) 
     try:
         await rt.writer.run(lambda c: sites.set_origins(c, site_id, origins))
     except BadRequest as exc:
-        card = await sync_read(rt, lambda c: _card(c, site_id))
+        card = await rt.reads.run(_card, site_id)
         if request.headers.get("hx-request") != "true":
             raise
         return _card_response(request, card, error=exc.message)
     rt.keys.clear()
     if request.headers.get("hx-request") != "true":
         return redirect("/sites")
-    card = await sync_read(rt, lambda c: _card(c, site_id))
+    card = await rt.reads.run(_card, site_id)
     return _card_response(request, card, notice="Allowed origins saved.")
 
 
@@ -148,9 +147,9 @@ async def site_rotate(request: Request[Any, Any, Any], site_id: FromPath[str]) -
         raise BadRequest("the demo site's key is derived from the instance secret")
     key = await rt.writer.run(lambda c: sites.rotate_key(c, site_id))
     rt.keys.clear()
-    card = await sync_read(rt, lambda c: _card(c, site_id, key))
+    card = await rt.reads.run(_card, site_id, key)
     if request.headers.get("hx-request") != "true":
-        cards = await sync_read(rt, _cards)
+        cards = await rt.reads.run(_cards)
         return _page(request, [card if c.site.id == site_id else c for c in cards])
     return _card_response(
         request, card, notice="New key issued. The old one stopped working just now."

@@ -1,0 +1,128 @@
+"""`retrospec serve`, `init`, `settings` and `migrate`: run and set up one server."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from retrospec import console
+from retrospec.cli.common import JsonOpt, load
+from retrospec.errors import Conflict, RetrospecError
+from retrospec.paths import example_config
+from retrospec.settings import FIELDS
+
+if TYPE_CHECKING:
+    from retrospec.runtime import Runtime
+
+
+def register(app: typer.Typer) -> None:
+    """Add serve, init, settings and migrate to the root CLI."""
+    app.command()(serve)
+    app.command()(init)
+    app.command("settings")(show_settings)
+    app.command()(migrate)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port [default: 8080].")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="Data directory.")] = None,
+    no_jobs: Annotated[bool, typer.Option("--no-jobs", help="Do not run background jobs.")] = False,
+) -> None:
+    """Run the server: ingest API, dashboard and background jobs, on one port."""
+    import uvicorn
+
+    from retrospec.app import ServeApp, create_app
+
+    loaded = load(host=host, port=port, data_dir=data_dir, jobs=False if no_jobs else None)
+    settings = loaded.settings
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # APScheduler logs every tick at INFO; the job_runs table is the record we keep.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # Jobs run Python in threads; a 1 ms GIL switch interval (default 5 ms) lets the event loop
+    # take the interpreter back quickly, which keeps ingest latency low while jobs work.
+    sys.setswitchinterval(float(os.environ.get("RETROSPEC_SWITCH_INTERVAL", "0.001")))
+    app_ = create_app(settings, start_jobs=settings.jobs)
+    # Everything imported so far lives as long as the process: keep it out of the collector's
+    # full passes, which otherwise show up as latency spikes under load.
+    gc.collect()
+    gc.freeze()
+    rt: Runtime = app_.state.rt
+    for line in rt.startup.lines(settings):
+        console.print_text(line)
+    config = uvicorn.Config(
+        ServeApp(app_),
+        host=settings.host,
+        port=settings.port,
+        workers=1,
+        lifespan="on",
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=15,
+        server_header=False,
+        proxy_headers=False,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        raise RetrospecError(f"could not listen on {settings.host}:{settings.port}")
+
+
+def init(
+    path: Annotated[Path, typer.Option(help="Where to write the config.")] = Path("retrospec.toml"),
+) -> None:
+    """Write retrospec.toml with a generated secret (refuses to overwrite)."""
+    if path.exists():
+        raise Conflict(f"{path} already exists; edit it or remove it first")
+    text = example_config().read_text(encoding="utf-8")
+    secret = secrets.token_urlsafe(48)
+    text = text.replace('# secret = ""', f'secret = "{secret}"', 1)
+    if f'secret = "{secret}"' not in text:
+        raise RetrospecError("the example config has no secret line; reinstall RetroSpec")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    console.success(f"wrote {path} (with a new secret; keep it private)")
+
+
+def show_settings(json_out: JsonOpt = False) -> None:
+    """Print the effective settings and where each value came from."""
+    loaded = load()
+    rows = []
+    for name in FIELDS:
+        value = getattr(loaded.settings, name)
+        if name == "secret" and value:
+            value = "(set)"
+        rows.append((name, value, loaded.sources[name]))
+    if json_out:
+        console.print_json(
+            {
+                "config_file": str(loaded.config_path) if loaded.config_path else None,
+                "settings": {n: {"value": v, "source": src} for n, v, src in rows},
+            }
+        )
+        return
+    where = loaded.config_path or "none (defaults and environment only)"
+    console.print_text(f"config file: {where}")
+    console.print_table(["setting", "value", "source"], rows)
+
+
+def migrate() -> None:
+    """Create the data directory and apply pending database migrations, then exit."""
+    from retrospec.storage.migrations import latest_version, prepare_database
+
+    settings = load().settings
+    applied = prepare_database(settings.db_path, synchronous=settings.sqlite_synchronous)
+    if applied:
+        console.success(f"applied migrations {', '.join(map(str, applied))} to {settings.db_path}")
+    else:
+        console.print_text(f"{settings.db_path} is up to date (schema {latest_version()})")

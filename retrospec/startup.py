@@ -1,0 +1,94 @@
+"""Every start-up write in one place: secret, migrations, interrupted runs, demo site, setup link.
+
+create_app calls start() once, before anything serves; it writes on one connection in one short
+transaction (after the migrations, which commit one by one) and returns what it did as a typed
+record that `retrospec serve` prints and the runtime keeps.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+from dataclasses import dataclass
+
+from retrospec import __version__
+from retrospec.auth import issue_setup_token
+from retrospec.jobs.runs import mark_interrupted_runs
+from retrospec.settings import Settings
+from retrospec.sites import Site, ensure_demo_site
+from retrospec.storage.db import DirectWriter, connect
+from retrospec.storage.migrations import prepare_database
+
+
+def instance_secret(settings: Settings) -> bytes:
+    """The signing secret: from settings, else generated once into <data_dir>/secret (0600)."""
+    if settings.secret:
+        return settings.secret.encode("utf-8")
+    path = settings.data_path / "secret"
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48).encode("ascii")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race; use its secret
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Startup:
+    """What start() did."""
+
+    secret: bytes
+    migrations: tuple[int, ...]
+    interrupted_runs: int
+    demo_site: Site | None
+    setup_url: str | None
+
+    def lines(self, settings: Settings) -> list[str]:
+        """What `retrospec serve` prints before it starts listening."""
+        lines = [
+            f"RetroSpec {__version__} — data in {settings.data_path}",
+            f"Dashboard: {settings.base_url}/",
+        ]
+        if self.demo_site is not None:
+            lines.append(f"Demo page: {settings.base_url}/demo")
+        if self.setup_url is not None:
+            lines.append(
+                f"No dashboard account yet. Create the first one (link works once): "
+                f"{self.setup_url}"
+            )
+        return lines
+
+
+def start(settings: Settings, *, jobs: bool) -> Startup:
+    """Prepare the data directory and database for a server about to start."""
+    secret = instance_secret(settings)
+    applied = prepare_database(settings.db_path, synchronous=settings.sqlite_synchronous)
+    conn = connect(settings.db_path, synchronous=settings.sqlite_synchronous)
+    try:
+
+        def write(c: sqlite3.Connection) -> tuple[int, Site | None, str | None]:
+            # Runs left 'running' by a crash are only ours to close when this process runs jobs.
+            interrupted = mark_interrupted_runs(c) if jobs else 0
+            demo = ensure_demo_site(c, secret) if settings.demo else None
+            # Each start issues a new link while no account exists (the old one stops working).
+            return interrupted, demo, issue_setup_token(c)
+
+        interrupted, demo, token = DirectWriter(conn).call(write)
+    finally:
+        conn.close()
+    setup_url = None if token is None else f"{settings.base_url}/setup?token={token}"
+    return Startup(
+        secret=secret,
+        migrations=tuple(applied),
+        interrupted_runs=interrupted,
+        demo_site=demo,
+        setup_url=setup_url,
+    )
