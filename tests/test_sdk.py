@@ -13,11 +13,11 @@ from litestar.testing import TestClient
 
 from retrospec.app import create_app
 from retrospec.paths import assets_dir
-from retrospec.startup import instance_secret
 from retrospec.sdk import GZIP_BUDGET, build, bundles, compact, module_snippet, script_snippet
 from retrospec.sdk_build import DIST_NAME, header, sources_digest
 from retrospec.settings import Settings, load_settings
 from retrospec.sites import demo_key
+from retrospec.startup import instance_secret
 from tests.conftest import make_settings
 
 
