@@ -19,7 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from retrospec.clock import now_ms
 from retrospec.errors import BadRequest, Conflict, Forbidden, NotFound
 
-USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
+USERNAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}\Z")
 MIN_PASSWORD = 8
 # argon2 hashes any length, but an attacker-chosen megabyte password would cost us CPU.
 MAX_PASSWORD = 512

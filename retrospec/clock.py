@@ -23,6 +23,16 @@ def iso(ms: int | None) -> str | None:
     return to_datetime(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def replay_clock(ms: int | float | None) -> str:
+    """An offset into a replay as m:ss, h:mm:ss past an hour ('-:--' when unknown)."""
+    if ms is None:
+        return "-:--"
+    seconds = max(0, int(ms // 1000))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 def day_of(ms: int) -> int:
     """UTC day number (days since the epoch) of a timestamp, for daily counters."""
     return ms // 86_400_000

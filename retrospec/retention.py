@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retrospec.clock import iso, now_ms
+from retrospec.ingest.guards import DiskGuard, DiskStatus
 from retrospec.jobs.context import JobContext, JobResult
 from retrospec.jobs.runs import prune_job_runs
 from retrospec.settings import Settings
@@ -178,25 +178,9 @@ class PurgeReport:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class DiskStatus:
-    """Free space under the data directory against the ingest floor (see guards.DiskGuard)."""
-
-    free_bytes: int
-    floor_bytes: int
-
-    @property
-    def low(self) -> bool:
-        """Whether the server is refusing replay data right now."""
-        return self.free_bytes < self.floor_bytes
-
-
 def disk_status(settings: Settings) -> DiskStatus:
-    """Free disk on the data directory's filesystem and the configured floor."""
-    path = settings.data_path
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return DiskStatus(shutil.disk_usage(path).free, settings.min_free_disk_mb * 1024 * 1024)
+    """Free disk on the data directory's filesystem and the configured floor, read now."""
+    return DiskGuard(settings.data_path, settings.min_free_disk_mb, interval=0).status()
 
 
 def run(ctx: JobContext) -> JobResult:

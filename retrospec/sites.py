@@ -18,7 +18,7 @@ from retrospec.errors import BadRequest, Conflict, NotFound
 KEY_PREFIX = "rsk_"
 DEMO_SITE_ID = "demo"
 DEMO_SITE_NAME = "demo"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}$")
+_NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}\Z")
 
 
 @dataclass(frozen=True, slots=True)

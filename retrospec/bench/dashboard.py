@@ -27,8 +27,6 @@ from retrospec.bench.runner import (
     Figure,
     RetrospecServer,
     at_most,
-    module_available,
-    require_module,
     running,
     start_retrospec,
 )
@@ -278,18 +276,12 @@ def _timed_gets(port: int, cookie: str, paths: list[str]) -> list[float]:
 
 def run(ctx: BenchContext, res: BenchResult) -> None:
     """Generate the database, log in, then time the issue list and issue pages."""
-    require_module("retrospec.issues.queries", "the issue queries")
-    web = module_available("retrospec.web.dashboard") and module_available("retrospec.auth")
     issues, failures = (1_000, 20_000) if ctx.quick else (10_000, 1_000_000)
     reps = 30 if ctx.quick else 200
     data = ctx.scratch("dashboard") / "data"
     t0 = time.monotonic()
     generate(data / "retrospec.sqlite3", issues, failures)
     ctx.log(f"generated {issues:,} issues / {failures:,} failures in {time.monotonic() - t0:.0f} s")
-    if not web:
-        res.notes.append("dashboard or auth module missing: only the query functions were timed")
-        _time_queries(ctx, res, data / "retrospec.sqlite3", reps)
-        return
     _add_user(data / "retrospec.sqlite3")
     rng = random.Random(5)
     with running(start_retrospec(ctx, "dashboard", jobs=False, data_dir=data)) as rs:
@@ -335,26 +327,4 @@ def run(ctx: BenchContext, res: BenchResult) -> None:
         f"{issues:,} issues / {failures:,} failures generated; logged in through /login; "
         f"{reps} sequential keep-alive GETs per page (whole response, server on loopback); "
         "issue pages drawn from the 10% most frequent issues."
-    )
-
-
-def _time_queries(ctx: BenchContext, res: BenchResult, db: Path, reps: int) -> None:
-    from retrospec.issues.queries import list_issues
-    from retrospec.storage.db import reading
-
-    times = []
-    with reading(db) as conn:
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            list_issues(conn)
-            times.append((time.perf_counter() - t0) * 1000)
-    res.add(
-        Figure(
-            "list_query_p95_ms",
-            "issues.list_issues, p95",
-            percentile(times, 95),
-            "ms",
-            target=at_most(TARGET_P95_MS),
-            higher_is_better=False,
-        )
     )

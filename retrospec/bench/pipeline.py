@@ -19,7 +19,6 @@ from retrospec.bench.runner import (
     Figure,
     RetrospecServer,
     at_most,
-    require_module,
     running,
     start_retrospec,
 )
@@ -80,8 +79,6 @@ async def _wait_visible(rs: RetrospecServer, token: str, limit_s: float) -> floa
 
 def run(ctx: BenchContext, res: BenchResult) -> None:
     """Probes of never-seen failures under background load; p50/p95/max to issue visible."""
-    require_module("retrospec.issues.clustering", "the cluster job")
-    require_module("retrospec.issues.queries", "the issue list query")
     probes = 5 if ctx.quick else 40
     # promote_after=1: the first failure of a new bug makes the issue (with the default of 2
     # it is the second one; the pipeline is the same).

@@ -13,8 +13,6 @@ from retrospec.bench.runner import (
     Figure,
     RetrospecServer,
     at_most,
-    module_available,
-    require_module,
     running,
     start_retrospec,
 )
@@ -27,7 +25,6 @@ from retrospec.storage.db import DirectWriter, connect
 
 def run(ctx: BenchContext, res: BenchResult) -> None:
     """Ingest chunks and failures, build replays and clusters, then purge everything as expired."""
-    require_module("retrospec.retention", "the purge job")
     seconds = 1.0 if ctx.quick else 10.0
     with running(start_retrospec(ctx, "purge", jobs=False)) as rs:
         assert isinstance(rs, RetrospecServer)
@@ -53,14 +50,10 @@ def run(ctx: BenchContext, res: BenchResult) -> None:
             blobs=BlobStore(settings.effective_blob_url),
             write=DirectWriter(conn).call,
         )
-        for name, module in (
-            ("replays", "retrospec.replay.queries"),
-            ("cluster", "retrospec.issues.clustering"),
-        ):
-            if module_available(module):
-                t0 = time.monotonic()
-                result = run_job(job, name)
-                ctx.log(f"{name} job: {result.items:,} items in {time.monotonic() - t0:.1f} s")
+        for name in ("replays", "cluster"):
+            t0 = time.monotonic()
+            result = run_job(job, name)
+            ctx.log(f"{name} job: {result.items:,} items in {time.monotonic() - t0:.1f} s")
         chunks = conn.execute("SELECT count(*) FROM chunks WHERE blob_key IS NOT NULL").fetchone()[
             0
         ]

@@ -45,21 +45,21 @@ BENCHMARKS: dict[str, str] = {
 
 
 class Unavailable(Exception):
-    """A benchmark cannot run yet (a module it measures is missing); reported, not a failure."""
+    """A benchmark cannot run here (a browser or an optional package is missing); reported."""
 
 
 def module_available(name: str) -> bool:
-    """Whether a RetroSpec module exists (the benchmarks for later features check this)."""
+    """Whether an optional package (playwright, an extra's library) can be imported."""
     try:
         return importlib.util.find_spec(name) is not None
     except ModuleNotFoundError:
         return False
 
 
-def require_module(name: str, what: str) -> None:
-    """Raise Unavailable when module name is not written yet."""
+def require_module(name: str, install: str) -> None:
+    """Raise Unavailable, naming what to install, when an optional package is missing."""
     if not module_available(name):
-        raise Unavailable(f"not available yet: {name} ({what}) does not exist")
+        raise Unavailable(f"needs {name}: pip install {install}")
 
 
 @dataclass(frozen=True, slots=True)

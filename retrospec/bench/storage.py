@@ -22,7 +22,6 @@ from retrospec.bench.runner import (
     Unavailable,
     at_most,
     http_get,
-    module_available,
     running,
     start_retrospec,
 )
@@ -121,8 +120,6 @@ def _pages_dir(ctx: BenchContext, rs: RetrospecServer) -> Path:
 
 def run(ctx: BenchContext, res: BenchResult) -> None:
     """Record each page in chromium, build the replays, then size chunks and artifacts."""
-    if not module_available("retrospec.web.sdk"):
-        raise Unavailable("not available yet: the SDK (retrospec.web.sdk) does not exist")
     chromium = chromium_path()
     if chromium is None:
         raise Unavailable("chromium is not installed (apt-get install chromium)")
@@ -178,13 +175,12 @@ def _build_and_measure(data_dir: Path, wall: dict[str, float]) -> list[Recorded]
     settings = load_settings(None, env={}, overrides={"data_dir": str(data_dir)}).settings
     conn = connect(settings.db_path)
     try:
-        if module_available("retrospec.replay.queries"):
-            job = JobContext(
-                settings=settings,
-                blobs=BlobStore(settings.effective_blob_url),
-                write=DirectWriter(conn).call,
-            )
-            run_job(job, "replays")
+        job = JobContext(
+            settings=settings,
+            blobs=BlobStore(settings.effective_blob_url),
+            write=DirectWriter(conn).call,
+        )
+        run_job(job, "replays")
         conn.row_factory = sqlite3.Row
         rows = conn.execute(
             "SELECT entry_url, raw_bytes, stored_bytes, coalesce(replay_bytes, 0) AS artifact, "

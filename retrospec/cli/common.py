@@ -109,16 +109,6 @@ def human_bytes(n: int) -> str:
     return f"{size:.1f} GB"
 
 
-def duration(ms: int | None) -> str:
-    """65000 -> '1:05' (replay clock)."""
-    if ms is None:
-        return ""
-    seconds = max(0, int(ms)) // 1000
-    if seconds >= 3600:
-        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
 def short_id(value: str) -> str:
     """A session id as tables show it: whole on wide terminals, its first 8 characters at 80."""
     return value if int(console.out.width) >= WIDE or len(value) <= 13 else value[:8]

@@ -18,7 +18,6 @@ from retrospec.cli.common import (
     JsonOpt,
     SiteOpt,
     ago,
-    duration,
     fit_table,
     load,
     one_line,
@@ -26,7 +25,7 @@ from retrospec.cli.common import (
     require_db,
     short_id,
 )
-from retrospec.clock import iso, now_ms
+from retrospec.clock import iso, now_ms, replay_clock
 from retrospec.errors import UsageError
 
 if TYPE_CHECKING:
@@ -176,16 +175,8 @@ def replay_line(ev: Evidence, base: str) -> str:
     url = replay_url(ev, base)
     if url is None:
         return f"not playable (replay {rep.replay_status}); session {rep.session_id}"
-    at = f" ({duration(rep.offset_ms)} into the session)" if rep.offset_ms is not None else ""
+    at = f" ({replay_clock(rep.offset_ms)} into the session)" if rep.offset_ms is not None else ""
     return url + at
-
-
-_STEP_VERBS = {
-    "click": "clicked",
-    "rage_click": "rage-clicked",
-    "navigation": "went to",
-    "input": "typed into",
-}
 
 
 def _print_evidence(ev: Evidence, base: str) -> None:
@@ -215,7 +206,7 @@ def _print_evidence(ev: Evidence, base: str) -> None:
     console.print_text("Steps before the failure", style="bold")
     if ev.steps:
         for n, step in enumerate(ev.steps, 1):
-            verb = _STEP_VERBS.get(step.kind, step.kind)
+            verb = step.verb
             console.print_text(
                 f"  {n}. {verb} {one_line(step.label, 200)} ({step.seconds_before:g} s before)"
             )
@@ -272,7 +263,7 @@ def _print_evidence(ev: Evidence, base: str) -> None:
                 s.user or "",
                 " · ".join(x for x in (s.browser, s.os) if x),
                 s.failures,
-                duration(s.offset_ms),
+                replay_clock(s.offset_ms) if s.offset_ms is not None else "",
                 "expired" if s.expired else s.replay_status,
                 ago(s.last_seen_at, now),
             )

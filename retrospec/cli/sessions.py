@@ -11,14 +11,13 @@ from retrospec.cli.common import (
     JsonOpt,
     SiteOpt,
     ago,
-    duration,
     fit_table,
     load,
     one_line,
     read,
     short_id,
 )
-from retrospec.clock import iso, now_ms
+from retrospec.clock import iso, now_ms, replay_clock
 
 sessions_app = typer.Typer(help="Recorded browser sessions.", no_args_is_help=True)
 
@@ -105,7 +104,7 @@ def sessions_list(
                 short_id(s.id),
                 s.user_email or s.user_name or s.user_id or "anonymous",
                 " · ".join(x for x in (s.browser, s.os) if x),
-                duration(s.duration_ms),
+                replay_clock(s.duration_ms) if s.duration_ms is not None else "",
                 s.failures,
                 "expired" if s.expired else s.replay_status,
                 ago(s.last_seen_at, now),

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from retrospec.ids import SESSION_ID_PATTERN
+
 FailureKind = Literal["error", "unhandledrejection", "network", "console", "custom"]
 FAILURE_KINDS: tuple[str, ...] = ("error", "unhandledrejection", "network", "console", "custom")
 
@@ -13,7 +15,7 @@ Short = Annotated[str, msgspec.Meta(max_length=256)]
 Text = Annotated[str, msgspec.Meta(max_length=4096)]
 Url = Annotated[str, msgspec.Meta(max_length=4096)]
 Stack = Annotated[str, msgspec.Meta(max_length=65536)]
-SessionId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$")]
+SessionId = Annotated[str, msgspec.Meta(pattern=SESSION_ID_PATTERN)]
 Millis = Annotated[int, msgspec.Meta(ge=0, le=32503680000000)]  # up to year 3000
 
 

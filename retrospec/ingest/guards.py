@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -35,6 +36,19 @@ def retry_after_header(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
+@dataclass(frozen=True, slots=True)
+class DiskStatus:
+    """Free space under the data directory against the ingest floor."""
+
+    free_bytes: int
+    floor_bytes: int
+
+    @property
+    def low(self) -> bool:
+        """Whether the server is refusing replay data right now."""
+        return self.free_bytes < self.floor_bytes
+
+
 class DiskGuard:
     """Free space under the data directory, re-read at most every `interval` seconds."""
 
@@ -49,9 +63,16 @@ class DiskGuard:
         """Free bytes on the data directory's filesystem (cached briefly)."""
         now = time.monotonic()
         if now - self._checked >= self.interval:
-            self._free = shutil.disk_usage(self.path).free
+            path = self.path
+            while not path.exists() and path != path.parent:  # not created yet: its filesystem
+                path = path.parent
+            self._free = shutil.disk_usage(path).free
             self._checked = now
         return self._free
+
+    def status(self) -> DiskStatus:
+        """Free bytes and the floor, as one value."""
+        return DiskStatus(self.free_bytes(), self.floor_bytes)
 
     def low(self) -> bool:
         """Whether replay data should be refused."""

@@ -43,6 +43,12 @@ TOP_N = 5
 MAX_STEPS = 8
 MAX_SESSIONS = 50
 AGREEMENT_SESSIONS = 200
+STEP_VERBS = {
+    "click": "clicked",
+    "rage_click": "rage-clicked",
+    "navigation": "opened",
+    "input": "typed into",
+}
 EVIDENCE_DAYS = 14  # days of daily counts on the issue page
 ACTION_KINDS = ("click", "rage_click", "navigation", "input")
 LAST_STEP_KINDS = ("click", "rage_click", "navigation")
@@ -70,6 +76,11 @@ class Step:
     label: str
     offset_ms: int
     seconds_before: float
+
+    @property
+    def verb(self) -> str:
+        """How reports say it: 'clicked', 'opened' (capitalise at the start of a line)."""
+        return STEP_VERBS.get(self.kind, self.kind)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from typing import Any
 from retrospec.clock import day_of
 from retrospec.clock import now_ms as _now_ms
 from retrospec.errors import BadRequest, NotFound
+from retrospec.sites import get_site
 
 STATUSES = ("open", "resolved", "ignored", "candidate", "all")
 ISSUE_STATUSES = ("open", "resolved", "ignored")  # "all" = every promoted issue
@@ -79,18 +80,6 @@ def _summary(row: Any) -> IssueSummary:
     )
 
 
-def _site_id(conn: sqlite3.Connection, site: str) -> str:
-    rows = list(
-        conn.execute(
-            "SELECT id FROM sites WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1",
-            (site, site, site),
-        ).fetchall()
-    )
-    if not rows:
-        raise NotFound(f"no site with id or name {site!r}")
-    return str(rows[0][0])
-
-
 def _like(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -118,7 +107,7 @@ def list_issues(
     params: list[Any] = []
     if site:
         where.append("c.site_id = ?")
-        params.append(_site_id(conn, site))
+        params.append(get_site(conn, site).id)
     if status == "all":
         where.append("c.status IN ('open', 'resolved', 'ignored')")
     else:

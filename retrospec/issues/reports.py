@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from retrospec.clock import iso
+from retrospec.clock import iso, replay_clock
 from retrospec.issues.evidence import DAY_MS, FACETS, AffectedSession, Evidence
 from retrospec.issues.queries import IssueSummary
 
@@ -143,12 +143,6 @@ def _session_url(base: str, s: AffectedSession) -> str | None:
 # --- markdown --------------------------------------------------------------------------------
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#~|&])")
-_STEP_VERBS = {
-    "click": "Clicked",
-    "rage_click": "Rage-clicked",
-    "navigation": "Navigated to",
-    "input": "Typed into",
-}
 
 
 def _md(text: str | None) -> str:
@@ -173,11 +167,6 @@ def _block(text: str) -> str:
 
 def _when(ms: int) -> str:
     return (iso(ms) or "").replace("T", " ")[:16] + " UTC"
-
-
-def _clock(ms: int) -> str:
-    seconds = max(0, ms) // 1000
-    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def _frames_text(frames: list[dict[str, Any]]) -> str:
@@ -215,7 +204,7 @@ def evidence_markdown(ev: Evidence, base_url: str) -> str:
     out += ["", "### Steps before the failure", ""]
     if ev.steps:
         for n, step in enumerate(ev.steps, 1):
-            verb = _STEP_VERBS.get(step.kind, step.kind)
+            verb = step.verb.capitalize()
             out.append(f"{n}. {verb} {_code(step.label)} ({step.seconds_before:g} s before)")
         out.append(f"{len(ev.steps) + 1}. **The failure happens:** {_md(issue.title)}")
     else:
@@ -231,7 +220,7 @@ def evidence_markdown(ev: Evidence, base_url: str) -> str:
     url = replay_url(ev, base)
     rep = ev.representative
     if url and rep is not None:
-        at = f" ({_clock(rep.offset_ms)} in)" if rep.offset_ms is not None else ""
+        at = f" ({replay_clock(rep.offset_ms)} in)" if rep.offset_ms is not None else ""
         out.append(
             f"[Watch the replay at the failure]({url}) — session {_code(rep.session_id)}{at}"
         )

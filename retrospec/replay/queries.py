@@ -21,6 +21,7 @@ from retrospec.replay.markers import (
     merge_failure_markers,
     url_host,
 )
+from retrospec.sites import get_site
 from retrospec.storage.blobs import BlobStore
 
 
@@ -247,16 +248,8 @@ def list_sessions(
     where: list[str] = []
     params: list[Any] = []
     if site is not None:
-        found = list(
-            conn.execute(
-                "SELECT id FROM sites WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1",
-                (site, site, site),
-            ).fetchall()
-        )
-        if not found:
-            raise NotFound(f"no site {site}")
         where.append("s.site_id = ?")
-        params.append(found[0][0])
+        params.append(get_site(conn, site).id)
     if with_failures:
         where.append("s.failures > 0")
     if user:

@@ -17,16 +17,16 @@ import fsspec
 import zstandard
 
 from retrospec.errors import InvalidBlobKey
+from retrospec.ids import is_id, is_session_id
 
-# Ids that end up in keys: site ids we generate, session ids the SDK generates (UUID-like).
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SEGMENT_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 _TMP_MARK = ".tmp-"
 
 
 def validate_id(value: str, what: str = "id") -> str:
     """Return value if it is a safe id (no dots, slashes or other path syntax)."""
-    if not isinstance(value, str) or not ID_RE.match(value):
+    valid = is_session_id(value) if what == "session id" else is_id(value)
+    if not valid:
         raise InvalidBlobKey(f"invalid {what}: {value!r}")
     return value
 
@@ -54,7 +54,7 @@ def chunk_key(site_id: str, session_id: str, seq: int, payload: bytes) -> str:
 
 # Segment names: time of the write, a per-process counter and a random tag (two processes, the
 # server and a CLI, never pick the same name). Only generated parts, never client strings.
-SEGMENT_NAME_RE = re.compile(r"^\d{9}-\d{6,}-[0-9a-f]{6}\.seg$")
+SEGMENT_NAME_RE = re.compile(r"\A\d{9}-\d{6,}-[0-9a-f]{6}\.seg\Z")
 _segment_counter = itertools.count()
 
 

@@ -17,7 +17,7 @@ async def healthz(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """200 {"status": "ok", ...}; disk.low tells whether replay data is being refused."""
     rt: Runtime = request.app.state.rt
     schema = await rt.reads.run(current_version)
-    free = rt.disk.free_bytes()
+    disk = rt.disk.status()
     return {
         "status": "ok",
         "version": __version__,
@@ -25,9 +25,9 @@ async def healthz(request: Request[Any, Any, Any]) -> dict[str, Any]:
         "uptime_s": round(time.time() - rt.started_at, 1),
         "jobs": rt.scheduler is not None,
         "disk": {
-            "free_bytes": free,
-            "floor_bytes": rt.disk.floor_bytes,
-            "low": free < rt.disk.floor_bytes,
-            "replay_ingest": "refused" if free < rt.disk.floor_bytes else "accepted",
+            "free_bytes": disk.free_bytes,
+            "floor_bytes": disk.floor_bytes,
+            "low": disk.low,
+            "replay_ingest": "refused" if disk.low else "accepted",
         },
     }

@@ -13,7 +13,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from litestar import Request, Response
 from markupsafe import Markup, escape
 
-from retrospec.clock import iso
+from retrospec.clock import iso, replay_clock
 from retrospec.paths import templates_dir
 
 # No inline script anywhere, so script-src needs no 'unsafe-inline': injected markup cannot run.
@@ -113,16 +113,6 @@ def duration(ms: int | float | None) -> str:
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
-def clock(ms: int | float | None) -> str:
-    """A replay offset as m:ss (h:mm:ss past an hour)."""
-    if ms is None:
-        return "-:--"
-    seconds = max(0, int(ms // 1000))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
 def before(seconds: float | None) -> str:
     """How long before the failure a step happened: 'just before', '2.5 s before'."""
     if seconds is None:
@@ -215,7 +205,7 @@ def environment() -> Environment:
         short_date=short_date,
         duration=duration,
         before=before,
-        clock=clock,
+        clock=replay_clock,
         num=num,
         compact=compact,
         url_label=url_label,

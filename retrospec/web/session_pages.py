@@ -12,10 +12,10 @@ from typing import Any
 from litestar import Request, Response, get
 from litestar.params import FromPath
 
-from retrospec.errors import InvalidBlobKey, NotFound
+from retrospec.errors import NotFound
+from retrospec.ids import is_session_id
 from retrospec.replay import queries as replays
 from retrospec.sites import list_sites
-from retrospec.storage.blobs import validate_id
 from retrospec.web.access import runtime
 from retrospec.web.offload import in_pool
 from retrospec.web.render import SECURITY_HEADERS, is_fragment_request, page
@@ -116,10 +116,9 @@ def _offset_param(value: str | None) -> int:
 
 
 def _session_id(value: str) -> str:
-    try:
-        return validate_id(value)
-    except InvalidBlobKey:
-        raise NotFound("no such session") from None
+    if not is_session_id(value):
+        raise NotFound("no such session")
+    return value
 
 
 @get("/sessions/{session_id:str}")
