@@ -16,11 +16,11 @@ from retrospec.app import create_app
 from retrospec.cli.main import app as cli_app
 from retrospec.errors import BadRequest, Conflict, Forbidden
 from retrospec.settings import Settings
-from retrospec.storage.db import DirectWriter, connect, reading
+from retrospec.storage.db import reading
 from retrospec.web.access import safe_next
-from tests.conftest import make_settings
+from tests.support.accounts import PASSWORD, add_user, csrf_of, form_token, login, write
+from tests.support.data import make_settings
 
-PASSWORD = "correct horse battery"
 DASHBOARD_GETS = [
     "/",
     "/?status=resolved&q=x",
@@ -37,47 +37,6 @@ DASHBOARD_POSTS = [
     "/sites/demo/origins",
     "/sites/demo/rotate",
 ]
-
-
-def write(settings: Settings, fn: object) -> object:
-    conn = connect(settings.db_path)
-    try:
-        return DirectWriter(conn).call(fn)  # type: ignore[arg-type]
-    finally:
-        conn.close()
-
-
-def add_user(settings: Settings, name: str = "alice", password: str = PASSWORD) -> auth.User:
-    digest = auth.hash_password(password)
-    user = write(settings, lambda c: auth.create_user(c, name, digest))
-    assert isinstance(user, auth.User)
-    return user
-
-
-def form_token(client: TestClient[object], path: str = "/login") -> str:
-    page = client.get(path)
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert found, page.text
-    return found.group(1)
-
-
-def login(client: TestClient[object], name: str = "alice", password: str = PASSWORD) -> str:
-    """Sign in through the form; returns the dashboard CSRF token."""
-    token = form_token(client)
-    res = client.post(
-        "/login",
-        data={"csrf_token": token, "username": name, "password": password},
-        follow_redirects=False,
-    )
-    assert res.status_code == 303, res.text
-    return csrf_of(client)
-
-
-def csrf_of(client: TestClient[object]) -> str:
-    page = client.get("/sites")
-    found = re.search(r'"X-CSRF-Token": "([^"]+)"', page.text)
-    assert found, page.text[:500]
-    return found.group(1)
 
 
 @pytest.fixture

@@ -7,219 +7,33 @@ jobs, so these tests read exactly what a user's terminal would show.
 from __future__ import annotations
 
 import json
-import os
 import re
-import sqlite3
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from litestar.testing import TestClient
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
-from retrospec.app import create_app
 from retrospec.cli import main as cli
 from retrospec.errors import UsageError
 from retrospec.issues.evidence import get_evidence
 from retrospec.issues.reports import evidence_json
-from retrospec.jobs.context import JobContext
-from retrospec.scheduler import run_job
-from retrospec.settings import Settings
-from retrospec.storage.blobs import BlobStore
-from retrospec.storage.db import DirectWriter, connect, reading
-from tests.conftest import REPO, add_site, make_settings
-
-UA = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/126.0.0.0 Safari/537.36"
+from retrospec.storage.db import reading
+from tests.support.data import add_site, make_settings
+from tests.support.envelopes import cart_batch
+from tests.support.shop import (
+    DAY_MS,
+    Shop,
+    age_sessions,
+    ingest,
+    invoke,
+    make_shop,
+    run_cli,
+    run_jobs,
 )
-DAY_MS = 86_400_000
+
 ANSI = re.compile(r"\x1b\[")
 TITLE = "TypeError: Cannot read properties of undefined (reading 'total')"
-
-
-# --- data through the real ingest path and jobs (shared with test_retention / test_cli_ops) ----
-
-
-def envelope(
-    session_id: str,
-    seq: int = 0,
-    *,
-    t0: int | None = None,
-    user: str = "u1",
-    events: bool = True,
-    failure: bool = True,
-    message: str = "Cannot read properties of undefined (reading 'total')",
-    pad: int = 0,
-) -> dict[str, Any]:
-    """One SDK batch: meta + full snapshot + a click on "Pay now" (seq 0), then a TypeError."""
-    t0 = int(time.time() * 1000) if t0 is None else t0
-    base = t0 + seq * 2000
-    body: dict[str, Any] = {
-        "v": 1,
-        "session": {
-            "id": session_id,
-            "started_at": t0,
-            "user_agent": UA,
-            "url": "https://shop.example/cart",
-            "release": "1.4.2",
-            "user": {"id": user, "email": f"{user}@example.com"},
-        },
-        "seq": seq,
-        "events": [],
-        "failures": [],
-    }
-    if events:
-        evs: list[dict[str, Any]] = []
-        if seq == 0:
-            button = {
-                "type": 2,
-                "tagName": "button",
-                "attributes": {"id": "pay"},
-                "childNodes": [{"type": 3, "textContent": "Pay now", "id": 5}],
-                "id": 4,
-            }
-            body_node = {
-                "type": 2,
-                "tagName": "body",
-                "attributes": {},
-                "childNodes": [button],
-                "id": 3,
-            }
-            html = {"type": 2, "tagName": "html", "attributes": {}, "childNodes": [body_node]}
-            evs += [
-                {
-                    "type": 4,
-                    "data": {"href": "https://shop.example/cart", "width": 1280, "height": 720},
-                    "timestamp": base,
-                },
-                {
-                    "type": 2,
-                    "data": {
-                        "node": {"type": 0, "childNodes": [{**html, "id": 2}], "id": 1},
-                        "initialOffset": {"left": 0, "top": 0},
-                    },
-                    "timestamp": base + 1,
-                },
-            ]
-        evs.append(
-            {
-                "type": 3,
-                "data": {"source": 2, "type": 2, "id": 4, "x": 10, "y": 10},
-                "timestamp": base + 500,
-            }
-        )
-        if pad:
-            evs.append({"type": 5, "data": {"tag": "pad", "payload": "x" * pad}, "timestamp": base})
-        body["events"] = evs
-    if failure:
-        body["failures"] = [
-            {
-                "kind": "error",
-                "ts": base + 1500,
-                "type": "TypeError",
-                "message": message,
-                "stack": "TypeError: x\n    at checkout (https://shop.example/app.3f9a1c2b.js:1:2)\n"
-                "    at onClick (https://shop.example/app.3f9a1c2b.js:9:4)",
-                "url": "https://shop.example/cart",
-                "context": {"cart": 3},
-                "tags": {"plan": "pro"},
-            }
-        ]
-    return body
-
-
-def run_jobs(settings: Settings, *names: str) -> None:
-    """Run jobs the way `retrospec jobs run` does (own connection, short transactions)."""
-    conn = connect(settings.db_path)
-    try:
-        ctx = JobContext(
-            settings=settings,
-            blobs=BlobStore(settings.effective_blob_url),
-            write=DirectWriter(conn).call,
-        )
-        for name in names:
-            run_job(ctx, name)
-    finally:
-        conn.close()
-
-
-def ingest(settings: Settings, key: str, bodies: Iterable[dict[str, Any]]) -> None:
-    """POST batches through the in-process ingest endpoint; every one must be acknowledged."""
-    with TestClient(create_app(settings, start_jobs=False)) as client:
-        for body in bodies:
-            r = client.post(f"/api/v1/ingest?key={key}", content=json.dumps(body))
-            assert r.status_code == 202, r.text
-
-
-def age_sessions(db: Path, session_ids: Iterable[str], ms: int) -> None:
-    """Move sessions (and their chunks and failures) ms into the past, as if received then."""
-    ids = list(session_ids)
-    with sqlite3.connect(db, timeout=30) as conn:
-        conn.executemany(
-            "UPDATE sessions SET started_at = started_at - ?, last_seen_at = last_seen_at - ? "
-            "WHERE id = ?",
-            [(ms, ms, s) for s in ids],
-        )
-        conn.executemany(
-            "UPDATE chunks SET received_at = received_at - ? WHERE session_id = ?",
-            [(ms, s) for s in ids],
-        )
-        conn.executemany(
-            "UPDATE failures SET received_at = received_at - ? WHERE session_id = ?",
-            [(ms, s) for s in ids],
-        )
-
-
-@dataclass
-class Shop:
-    """A populated data dir: one site, sessions with replays, one issue (id 1)."""
-
-    settings: Settings
-    key: str
-    sessions: list[str]
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {"RETROSPEC_DATA_DIR": str(self.settings.data_path), "RETROSPEC_DEMO": "false"}
-
-
-def make_shop(data_dir: Path, n: int = 4, name: str = "shop") -> Shop:
-    """n sessions by n users hitting the same TypeError, clustered and with built replays."""
-    settings = make_settings(data_dir, demo=False)
-    _, key = add_site(settings, name)
-    sessions = [str(uuid.uuid4()) for _ in range(n)]
-    ingest(settings, key, (envelope(s, user=f"user{i}") for i, s in enumerate(sessions)))
-    run_jobs(settings, "cluster", "replays")
-    return Shop(settings, key, sessions)
-
-
-def invoke(shop: Shop, *args: str) -> Result:
-    """Run the CLI in-process (typer's runner); usage errors give exit 2 here too."""
-    return CliRunner().invoke(cli.app, list(args), env=shop.env)
-
-
-def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the real `retrospec` entry point with stdout and stderr as pipes (not a terminal)."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("RETROSPEC_")}
-    clean.pop("COLUMNS", None)
-    clean.pop("FORCE_COLOR", None)
-    clean.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "retrospec", *args],
-        env=clean,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -276,7 +90,7 @@ def test_issues_list_filters_by_status_site_and_limit(tmp_path: Path) -> None:
     other = make_settings(tmp_path / "data", demo=False)
     _, key = add_site(other, "blog")
     sids = [str(uuid.uuid4()) for _ in range(2)]
-    ingest(other, key, (envelope(s, message="blog exploded") for s in sids))
+    ingest(other, key, (cart_batch(s, message="blog exploded") for s in sids))
     run_jobs(other, "cluster")
 
     def ids(*args: str) -> list[int]:
@@ -432,7 +246,7 @@ def test_resolve_ignore_reopen_change_the_status(tmp_path: Path) -> None:
 def test_sessions_list_table_and_json(tmp_path: Path) -> None:
     shop = make_shop(tmp_path / "data", n=2)
     quiet = str(uuid.uuid4())
-    ingest(shop.settings, shop.key, [envelope(quiet, failure=False, user="calm")])
+    ingest(shop.settings, shop.key, [cart_batch(quiet, failure=False, user="calm")])
     run_jobs(shop.settings, "replays")
 
     table = invoke(shop, "sessions", "list")

@@ -12,14 +12,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
 
 from retrospec import scheduler
-from retrospec.cli import main as cli
 from retrospec.errors import ConfigError
 from retrospec.jobs.context import JobContext, JobResult
-from tests.conftest import REPO, add_site, make_settings
-from tests.test_cli_issues import DAY_MS, Shop, age_sessions, envelope, ingest, make_shop, run_cli
+from tests.support.data import add_site, make_settings
+from tests.support.envelopes import cart_batch
+from tests.support.paths import REPO
+from tests.support.shop import DAY_MS, Shop, age_sessions, ingest, invoke, make_shop, run_cli
 
 HOUR = 3_600_000
 PURGE_KEYS = {
@@ -44,10 +44,6 @@ PURGE_KEYS = {
 }
 
 
-def invoke(shop: Shop, *args: str) -> Result:
-    return CliRunner().invoke(cli.app, list(args), env=shop.env)
-
-
 def explode(ctx: JobContext) -> JobResult:
     """A job that raises (registered over a real one with monkeypatch)."""
     raise RuntimeError("kaboom")
@@ -63,7 +59,7 @@ def fresh_shop(tmp_path: Path) -> Shop:
     settings = make_settings(tmp_path / "data", demo=False)
     _, key = add_site(settings)
     sessions = [str(uuid.uuid4()) for _ in range(2)]
-    ingest(settings, key, (envelope(s, user=f"u{i}") for i, s in enumerate(sessions)))
+    ingest(settings, key, (cart_batch(s, user=f"u{i}") for i, s in enumerate(sessions)))
     return Shop(settings, key, sessions)
 
 

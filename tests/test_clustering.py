@@ -4,174 +4,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import sqlite3
 import threading
-import uuid
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 from retrospec.clock import day_of, now_ms
-from retrospec.ingest.prepare import decode_envelope, prepare
-from retrospec.ingest.write import write_batch
 from retrospec.issues import clustering
 from retrospec.issues.fingerprint import fingerprint
-from retrospec.issues.queries import change_status
 from retrospec.jobs.context import JobContext, JobResult
 from retrospec.scheduler import run_job
 from retrospec.settings import Settings
-from retrospec.sites import Site
 from retrospec.storage.blobs import BlobStore
-from retrospec.storage.db import DirectWriter, Writer, connect
+from retrospec.storage.db import Writer
 from retrospec.storage.migrations import prepare_database
-from tests.conftest import add_site, make_settings
+from tests.support.data import make_settings
+from tests.support.envelopes import (
+    CHROME_V1,
+    CHROME_V2,
+    COUPON_CHROME,
+    COUPON_MSG,
+    FIREFOX_UA,
+    FIREFOX_V1,
+    FIREFOX_V2,
+    PRICE_CHROME,
+    PRICE_FIREFOX,
+    error,
+    network,
+)
+from tests.support.feeds import Feed, make_feed, sid
 
 T = TypeVar("T")
-
-CHROME_UA = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/126.0.0.0 Safari/537.36"
-)
-FIREFOX_UA = "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0"
-PAGE = "https://shop.example.com/cart?step=2"
-
-# One bug (a cart line without a product), from two deploys and two browsers.
-PRICE_CHROME = "Cannot read properties of undefined (reading 'price')"
-PRICE_FIREFOX = 'can\'t access property "price", item.product is undefined'
-CHROME_V1 = """TypeError: Cannot read properties of undefined (reading 'price')
-    at lineTotal (https://shop.example.com/static/js/main.3f9a1c2b.js:2:104455)
-    at Array.map (<anonymous>)
-    at CartSummary (https://shop.example.com/static/js/main.3f9a1c2b.js:2:104301)
-    at HTMLButtonElement.<anonymous> (https://shop.example.com/static/js/main.3f9a1c2b.js:2:9911)
-    at async refreshCart (https://shop.example.com/static/js/main.3f9a1c2b.js:2:7720)"""
-CHROME_V2 = (
-    CHROME_V1.replace("3f9a1c2b", "7d8e9f00")
-    .replace(":2:104", ":2:105")
-    .replace(":2:9911", ":3:12")
-)
-FIREFOX_V1 = """lineTotal@https://shop.example.com/static/js/main.3f9a1c2b.js:2:104461
-CartSummary@https://shop.example.com/static/js/main.3f9a1c2b.js:2:104310
-bindCart/<@https://shop.example.com/static/js/main.3f9a1c2b.js:2:9920
-async*refreshCart@https://shop.example.com/static/js/main.3f9a1c2b.js:2:7731
-"""
-FIREFOX_V2 = FIREFOX_V1.replace("3f9a1c2b", "7d8e9f00").replace(":2:1044", ":2:1051")
-# A different bug in the same bundle: the coupon form.
-COUPON_CHROME = """TypeError: Cannot read properties of null (reading 'value')
-    at applyCoupon (https://shop.example.com/static/js/main.3f9a1c2b.js:2:88210)
-    at HTMLFormElement.onSubmit (https://shop.example.com/static/js/main.3f9a1c2b.js:2:88002)"""
-COUPON_MSG = "Cannot read properties of null (reading 'value')"
-
-
-def error(
-    stack: str | None = CHROME_V1,
-    message: str | None = PRICE_CHROME,
-    type_: str = "TypeError",
-    ts: int = 1_732_560_005_000,
-    **extra: Any,
-) -> dict[str, Any]:
-    """An `error` failure as the SDK sends it."""
-    return {"kind": "error", "ts": ts, "type": type_, "message": message, "stack": stack, **extra}
-
-
-def network(
-    request_url: str, status: int, method: str = "GET", ts: int = 1_732_560_005_000
-) -> dict[str, Any]:
-    """A `network` failure as the SDK sends it."""
-    return {
-        "kind": "network",
-        "ts": ts,
-        "method": method,
-        "request_url": request_url,
-        "status": status,
-        "duration_ms": 31.5,
-    }
-
-
-@dataclass
-class Feed:
-    """Sends batches through the real ingest code and runs the cluster job on the same file."""
-
-    settings: Settings
-    conn: sqlite3.Connection
-    site: Site
-    seqs: dict[str, int] = field(default_factory=dict)
-
-    def send(
-        self,
-        session: str,
-        *failures: dict[str, Any],
-        user: str | None = None,
-        ua: str = CHROME_UA,
-        release: str | None = "1.4.2",
-        url: str = PAGE,
-        received_at: int | None = None,
-    ) -> None:
-        """One ingest batch (failures only) for session, as decode/prepare/write_batch store it."""
-        seq = self.seqs.get(session, 0)
-        self.seqs[session] = seq + 1
-        body = {
-            "v": 1,
-            "session": {
-                "id": session,
-                "started_at": 1_732_560_000_000,
-                "anonymous_id": f"anon-{session}",
-                "user": {"id": user} if user else None,
-                "user_agent": ua,
-                "url": url,
-                "release": release,
-            },
-            "seq": seq,
-            "failures": list(failures),
-        }
-        env = decode_envelope(json.dumps(body).encode())
-        batch = prepare(self.site, env, None, now_ms() if received_at is None else received_at)
-        assert DirectWriter(self.conn).call(lambda c: write_batch(c, batch))
-
-    def context(self, **options: Any) -> JobContext:
-        """A JobContext writing through a DirectWriter on this feed's connection."""
-        return JobContext(
-            settings=self.settings,
-            blobs=BlobStore(self.settings.effective_blob_url),
-            write=DirectWriter(self.conn).call,
-            options=options,
-        )
-
-    def cluster(self, **options: Any) -> JobResult:
-        """Run the cluster job once."""
-        return clustering.run(self.context(**options))
-
-    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Query as plain tuples."""
-        return [tuple(r) for r in self.conn.execute(sql, params).fetchall()]
-
-    def value(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        """One scalar."""
-        return self.conn.execute(sql, params).fetchone()[0]
-
-    def clusters(self) -> list[dict[str, Any]]:
-        """Every cluster as a dict, oldest first."""
-        return [dict(r) for r in self.conn.execute("SELECT * FROM clusters ORDER BY id")]
-
-    def frames(self, cid: int) -> list[dict[str, Any]]:
-        """The stored normalised frames of a cluster."""
-        text = self.value("SELECT frames FROM cluster_frames WHERE cluster_id = ?", (cid,))
-        frames: list[dict[str, Any]] = json.loads(text)
-        return frames
-
-    def set_status(self, cid: int, action: str) -> str:
-        """Resolve, ignore or reopen through the library call."""
-        return DirectWriter(self.conn).call(lambda c: change_status(c, cid, action, "tester"))
-
-
-def make_feed(settings: Settings, name: str = "shop") -> Feed:
-    """A Feed on a fresh site in settings' database."""
-    site, _key = add_site(settings, name, [])
-    return Feed(settings=settings, conn=connect(settings.db_path), site=site)
 
 
 @pytest.fixture
@@ -190,11 +56,6 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()
-
-
-def sid() -> str:
-    """A fresh SDK-style session id."""
-    return str(uuid.uuid4())
 
 
 # --- grouping, end to end through the job ----------------------------------------------------

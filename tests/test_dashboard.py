@@ -1,9 +1,9 @@
 """Dashboard pages in-process: issue list, issue page, status actions, replay page, sessions,
 sites, fragments versus full pages, and the security headers every page carries.
 
-The helpers at the top build realistic ingest batches (rrweb events of a small shop page plus
-failures); the browser tests import them for hostile recordings that the real SDK would never
-send but an attacker holding a public site key can.
+The data are realistic ingest batches from tests/support/checkout.py (rrweb events of a small
+shop page plus failures); the browser tests use them too, for hostile recordings that the real
+SDK would never send but an attacker holding a public site key can.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import json
 import re
 import sqlite3
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,217 +26,16 @@ from retrospec.settings import Settings
 from retrospec.storage.blobs import BlobStore
 from retrospec.storage.db import DirectWriter, connect
 from retrospec.web import issue_pages
-from tests.conftest import add_site
-from tests.test_auth import add_user, login
-
-PAGE = "https://shop.example.com/checkout"
-STACK = (
-    "TypeError: Cannot read properties of undefined (reading 'price')\n"
-    "    at applyCoupon (https://shop.example.com/static/app.3f9a1c2b.js:120:15)\n"
-    "    at HTMLButtonElement.onPay (https://shop.example.com/static/app.3f9a1c2b.js:88:9)\n"
-    "    at invokeGuarded (https://shop.example.com/static/vendor.11aa22bb.js:4:1200)"
+from tests.support.accounts import add_user, login
+from tests.support.checkout import (
+    Post,
+    checkout_batch,
+    new_session_id,
+    now_ms,
+    price_error,
+    send_checkout_session,
 )
-HOSTILE_SCRIPT = (
-    "window.__pwned = 'script'; document.title = 'pwned'; "
-    "fetch('/pwned-script'); parent.__pwned = 'script';"
-)
-HOSTILE_ONERROR = (
-    "window.__pwned = 'onerror'; new Image().src = '/pwned-onerror'; parent.__pwned = 'onerror';"
-)
-
-Post = Callable[[str, dict[str, Any]], Any]
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def new_session_id() -> str:
-    return uuid.uuid4().hex
-
-
-def el(node_id: int, tag: str, attrs: dict[str, Any] | None = None, *children: Any) -> Any:
-    return {
-        "type": 2,
-        "tagName": tag,
-        "attributes": attrs or {},
-        "childNodes": list(children),
-        "id": node_id,
-    }
-
-
-def txt(node_id: int, text: str) -> dict[str, Any]:
-    return {"type": 3, "textContent": text, "id": node_id}
-
-
-def shop_dom(*, hostile: bool = False) -> dict[str, Any]:
-    """The checkout page as rrweb serialises it; ids 1-40. hostile adds script and onerror."""
-    extra: list[Any] = []
-    if hostile:
-        extra = [
-            el(30, "script", {}, txt(31, HOSTILE_SCRIPT)),
-            el(32, "img", {"src": "/does-not-exist.png", "onerror": HOSTILE_ONERROR, "alt": "x"}),
-            el(33, "a", {"href": "javascript:window.__pwned='href'", "id": "evil"}, txt(34, "x")),
-        ]
-    body = el(
-        10,
-        "body",
-        {},
-        el(11, "h1", {"id": "heading"}, txt(12, "Checkout")),
-        el(13, "p", {"class": "lead"}, txt(14, "Review your basket and pay.")),
-        el(15, "input", {"id": "email", "type": "email", "value": ""}),
-        el(16, "input", {"id": "coupon", "name": "coupon", "type": "text", "value": ""}),
-        el(17, "button", {"id": "pay", "type": "button"}, txt(18, "Pay now")),
-        el(19, "div", {"id": "status"}),
-        *extra,
-    )
-    head = el(
-        4,
-        "head",
-        {},
-        el(5, "title", {}, txt(6, "Checkout · Shop")),
-        el(7, "style", {"_cssText": "body { font-family: sans-serif; margin: 24px; }"}),
-    )
-    html = el(3, "html", {"lang": "en"}, head, body)
-    return {
-        "type": 0,
-        "childNodes": [{"type": 1, "name": "html", "publicId": "", "systemId": "", "id": 2}, html],
-        "id": 1,
-    }
-
-
-def checkout_events(t0: int, *, hostile: bool = False, seconds: int = 20) -> list[dict[str, Any]]:
-    """A 20 s visit: load, type an email, click Pay now at +8 s, see an error, click again."""
-    inc = 3
-
-    def move(ts: int, x: int, y: int) -> dict[str, Any]:
-        pos = [{"x": x, "y": y, "id": 10, "timeOffset": 0}]
-        return {"type": inc, "timestamp": ts, "data": {"source": 1, "positions": pos}}
-
-    def click(ts: int, node: int) -> dict[str, Any]:
-        data = {"source": 2, "type": 2, "id": node, "x": 60, "y": 200}
-        return {"type": inc, "timestamp": ts, "data": data}
-
-    def typed(ts: int, node: int, text: str) -> dict[str, Any]:
-        data = {"source": 5, "text": text, "isChecked": False, "id": node}
-        return {"type": inc, "timestamp": ts, "data": data}
-
-    def status_text(ts: int, text: str, node: int) -> dict[str, Any]:
-        data = {
-            "source": 0,
-            "texts": [],
-            "attributes": [],
-            "removes": [],
-            "adds": [{"parentId": 19, "nextId": None, "node": txt(node, text)}],
-        }
-        return {"type": inc, "timestamp": ts, "data": data}
-
-    return [
-        {"type": 4, "timestamp": t0, "data": {"href": PAGE, "width": 1280, "height": 720}},
-        {
-            "type": 2,
-            "timestamp": t0 + 1,
-            "data": {"node": shop_dom(hostile=hostile), "initialOffset": {"top": 0, "left": 0}},
-        },
-        move(t0 + 1500, 200, 150),
-        click(t0 + 3000, 15),
-        typed(t0 + 3500, 15, "a"),
-        typed(t0 + 4200, 15, "ana@example.com"),
-        move(t0 + 6000, 80, 210),
-        click(t0 + 8000, 17),
-        status_text(t0 + 8150, "Payment failed: something went wrong", 40),
-        move(t0 + 12_000, 90, 215),
-        click(t0 + 15_000, 17),
-        move(t0 + seconds * 1000, 100, 220),
-    ]
-
-
-def price_error(ts: int) -> dict[str, Any]:
-    return {
-        "kind": "error",
-        "ts": ts,
-        "type": "TypeError",
-        "message": "Cannot read properties of undefined (reading 'price')",
-        "stack": STACK,
-        "url": PAGE,
-        "filename": "https://shop.example.com/static/app.3f9a1c2b.js",
-        "lineno": 120,
-        "colno": 15,
-    }
-
-
-def orders_502(ts: int) -> dict[str, Any]:
-    return {
-        "kind": "network",
-        "ts": ts,
-        "method": "POST",
-        "request_url": "https://shop.example.com/api/orders/1234",
-        "status": 502,
-        "duration_ms": 312.0,
-        "url": PAGE,
-        "message": "POST /api/orders/1234 → 502",
-    }
-
-
-def batch(
-    session_id: str,
-    seq: int,
-    t0: int,
-    events: list[dict[str, Any]],
-    failures: list[dict[str, Any]],
-    *,
-    user: dict[str, str] | None = None,
-    site: str | None = None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "v": 1,
-        "session": {
-            "id": session_id,
-            "started_at": t0,
-            "anonymous_id": "anon-" + session_id[:8],
-            "user_agent": (
-                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                "Chrome/131.0.0.0 Safari/537.36"
-            ),
-            "url": PAGE,
-            "release": "shop@1.4.2",
-            "environment": "production",
-            "sdk": "retrospec.js/test",
-        },
-        "seq": seq,
-        "events": events,
-        "failures": failures,
-    }
-    if user:
-        body["session"]["user"] = user
-    if site:
-        body["site"] = site
-    return body
-
-
-def send_checkout_session(
-    post: Post,
-    key: str,
-    *,
-    t0: int | None = None,
-    user: dict[str, str] | None = None,
-    hostile: bool = False,
-    network: bool = True,
-) -> str:
-    """One visit in two batches (like an SDK flushing twice); returns the session id."""
-    t0 = t0 or now_ms() - 30_000
-    sid = new_session_id()
-    events = checkout_events(t0, hostile=hostile)
-    first, second = events[:6], events[6:]
-    failures = [price_error(t0 + 8100)]
-    if network:
-        failures.append(orders_502(t0 + 15_200))
-    for seq, (evs, fails) in enumerate(((first, []), (second, failures))):
-        res = post(f"/api/v1/ingest?key={key}", batch(sid, seq, t0, evs, fails, user=user))
-        status = getattr(res, "status_code", None)
-        assert status == 202, (status, getattr(res, "text", ""))
-    return sid
-
+from tests.support.data import add_site
 
 # --- fixtures -----------------------------------------------------------------------------------
 
@@ -573,7 +371,7 @@ def test_sites_add_edit_origins_snippet_and_rotate(shop: Shop) -> None:
     )
     assert invalid.status_code == 200 and "origin must look like" in invalid.text
 
-    body = batch(new_session_id(), 0, now_ms(), [], [price_error(now_ms())])
+    body = checkout_batch(new_session_id(), 0, now_ms(), [], [price_error(now_ms())])
     assert shop.client.post(f"/api/v1/ingest?key={shop.key}", json=body).status_code == 202
     rotated = shop.client.post(f"/sites/{site_id}/rotate", headers=headers)
     assert rotated.status_code == 200 and "New key issued" in rotated.text
@@ -582,6 +380,6 @@ def test_sites_add_edit_origins_snippet_and_rotate(shop: Shop) -> None:
     # The key cache was cleared: the old key stops at once, the new one works.
     old = shop.client.post(f"/api/v1/ingest?key={shop.key}", json=body)
     assert old.status_code == 401
-    body = batch(new_session_id(), 0, now_ms(), [], [price_error(now_ms())])
+    body = checkout_batch(new_session_id(), 0, now_ms(), [], [price_error(now_ms())])
     assert shop.client.post(f"/api/v1/ingest?key={fresh.group(1)}", json=body).status_code == 202
     assert shop.client.post("/sites/demo/rotate", headers=headers).status_code == 400

@@ -6,11 +6,8 @@ the issue list, issue page and replay page go to tests/artifacts/ for a human to
 
 from __future__ import annotations
 
-import functools
-import http.server
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,21 +22,15 @@ from retrospec.issues.evidence import get_evidence
 from retrospec.replay import queries as replays
 from retrospec.settings import Settings
 from retrospec.storage.db import reading
-from tests.conftest import (
-    REPO,
-    ServerProcess,
-    StaticSite,
-    _QuietHandler,
-    add_site,
-    free_port,
-    server_env,
-)
-from tests.test_dashboard import send_checkout_session
+from tests.support.accounts import PASSWORD
+from tests.support.checkout import send_checkout_session
+from tests.support.data import add_site
+from tests.support.paths import REPO
+from tests.support.servers import ServerProcess, StaticSite, free_port, serve_static, server_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ARTIFACTS = REPO / "tests" / "artifacts"
-PASSWORD = "correct horse battery"
 T = TypeVar("T")
 
 SHOP_PAGE = """<!doctype html>
@@ -146,54 +137,49 @@ def world(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
     assert created.returncode == 0, created.stderr
     site_root = root / "site"
     site_root.mkdir()
-    handler = functools.partial(_QuietHandler, directory=str(site_root))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    site = StaticSite(root=site_root, port=int(httpd.server_address[1]))
-    server = ServerProcess(data_dir=data, port=free_port(), env=env)
-    server.start()
-    try:
-        settings = server.settings
-        _, key = add_site(settings, "shop", [site.origin])
-        url = site.write("shop.html", SHOP_PAGE.format(base=server.base_url, key=key))
-        for user in ("1", "2"):
-            record_with_sdk(browser, f"{url}?u={user}")
+    with serve_static(site_root) as site:
+        server = ServerProcess(data_dir=data, port=free_port(), env=env)
+        server.start()
+        try:
+            settings = server.settings
+            _, key = add_site(settings, "shop", [site.origin])
+            url = site.write("shop.html", SHOP_PAGE.format(base=server.base_url, key=key))
+            for user in ("1", "2"):
+                record_with_sdk(browser, f"{url}?u={user}")
 
-        def issue() -> Any:
-            items, _ = read(settings, lambda c: issues.list_issues(c, kind="error"))
-            return items[0] if items else None
+            def issue() -> Any:
+                items, _ = read(settings, lambda c: issues.list_issues(c, kind="error"))
+                return items[0] if items else None
 
-        found = wait_for("the SDK's failures to become an issue", issue)
+            found = wait_for("the SDK's failures to become an issue", issue)
 
-        def evidence() -> Any:
-            ev = read(settings, lambda c: get_evidence(c, found.id))
-            rep = ev.representative
-            ready = rep and rep.replay_status == "ready" and rep.offset_ms
-            return ev if ready and found.session_count >= 2 else None
+            def evidence() -> Any:
+                ev = read(settings, lambda c: get_evidence(c, found.id))
+                rep = ev.representative
+                ready = rep and rep.replay_status == "ready" and rep.offset_ms
+                return ev if ready and found.session_count >= 2 else None
 
-        ev = wait_for("a ready replay for the issue", evidence)
-        with httpx.Client(base_url=server.base_url) as client:
-            post = lambda path, body: client.post(path, json=body)  # noqa: E731
-            hostile = send_checkout_session(post, key, hostile=True, network=False)
+            ev = wait_for("a ready replay for the issue", evidence)
+            with httpx.Client(base_url=server.base_url) as client:
+                post = lambda path, body: client.post(path, json=body)  # noqa: E731
+                hostile = send_checkout_session(post, key, hostile=True, network=False)
 
-        def hostile_ready() -> bool:
-            s = read(settings, lambda c: replays.get_session(c, hostile))
-            return s.replay_status == "ready"
+            def hostile_ready() -> bool:
+                s = read(settings, lambda c: replays.get_session(c, hostile))
+                return s.replay_status == "ready"
 
-        wait_for("the hostile replay", hostile_ready)
-        yield World(
-            server=server,
-            site=site,
-            key=key,
-            sessions=[s.session_id for s in ev.sessions],
-            issue_id=found.id,
-            failure_offset=int(ev.representative.offset_ms),
-            hostile_session=hostile,
-        )
-    finally:
-        server.stop()
-        httpd.shutdown()
-        httpd.server_close()
+            wait_for("the hostile replay", hostile_ready)
+            yield World(
+                server=server,
+                site=site,
+                key=key,
+                sessions=[s.session_id for s in ev.sessions],
+                issue_id=found.id,
+                failure_offset=int(ev.representative.offset_ms),
+                hostile_session=hostile,
+            )
+        finally:
+            server.stop()
 
 
 @pytest.fixture

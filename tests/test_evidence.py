@@ -14,16 +14,11 @@ from retrospec.issues.queries import change_status
 from retrospec.issues.reports import evidence_json, evidence_markdown, replay_url
 from retrospec.settings import Settings
 from retrospec.storage.db import DirectWriter, reading
-from tests.conftest import ServerProcess, StaticSite, add_site
-from tests.test_clustering import (
-    CHROME_UA,
-    CHROME_V1,
-    FIREFOX_UA,
-    Feed,
-    error,
-    make_feed,
-)
-from tests.test_sdk_browser import query, sdk_page, wait_for
+from tests.support.browser import query, sdk_page, wait_for
+from tests.support.data import add_site
+from tests.support.envelopes import CHROME_UA, CHROME_V1, FIREFOX_UA, error
+from tests.support.feeds import Feed, make_feed
+from tests.support.servers import ServerProcess, StaticSite
 
 T = 1_732_560_000_000  # replay start of every session below (browser clock)
 BASE = "https://rs.example.org/"

@@ -45,39 +45,8 @@ from retrospec.settings import Settings
 from retrospec.sites import Site
 from retrospec.storage.blobs import BlobStore, is_segment_key, read_chunk, split_frames
 from retrospec.storage.db import Writer, connect, transaction
-from tests.conftest import add_site
-
-UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari"
-
-
-def batch(session_id: str | None = None, seq: int = 0, **extra: Any) -> dict[str, Any]:
-    """A realistic batch: two rrweb events and one error."""
-    body: dict[str, Any] = {
-        "v": 1,
-        "session": {
-            "id": session_id or str(uuid.uuid4()),
-            "user_agent": UA,
-            "url": "https://shop.example/cart",
-            "release": "1.4.2",
-            "user": {"id": "u-42", "email": "ada@example.com"},
-        },
-        "seq": seq,
-        "events": [
-            {"type": 4, "data": {"href": "https://shop.example/cart"}, "timestamp": 1000},
-            {"type": 2, "data": {"node": {"type": 0, "childNodes": []}}, "timestamp": 1001},
-        ],
-        "failures": [
-            {
-                "kind": "error",
-                "ts": 1500,
-                "type": "TypeError",
-                "message": "Cannot read properties of undefined (reading 'total')",
-                "stack": "TypeError: x\n    at checkout (https://shop.example/app.js:1:2)",
-            }
-        ],
-    }
-    body.update(extra)
-    return body
+from tests.support.data import add_site
+from tests.support.envelopes import batch
 
 
 def test_gunzip_stops_a_bomb_while_decompressing() -> None:

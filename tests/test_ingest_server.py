@@ -17,8 +17,9 @@ import httpx
 import pytest
 
 from retrospec.storage.blobs import BlobStore, read_chunk
-from tests.conftest import ServerProcess, add_site
-from tests.test_ingest import batch
+from tests.support.data import add_site
+from tests.support.envelopes import batch
+from tests.support.servers import ServerProcess
 
 pytestmark = pytest.mark.slow
 

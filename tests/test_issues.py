@@ -13,16 +13,8 @@ from retrospec.errors import BadRequest, NotFound
 from retrospec.issues.queries import IssueSummary, daily_counts, get_issue, list_issues
 from retrospec.settings import Settings
 from retrospec.storage.db import reading
-from tests.test_clustering import (
-    CHROME_V1,
-    COUPON_CHROME,
-    COUPON_MSG,
-    Feed,
-    error,
-    make_feed,
-    network,
-    sid,
-)
+from tests.support.envelopes import CHROME_V1, COUPON_CHROME, COUPON_MSG, error, network
+from tests.support.feeds import Feed, make_feed, sid
 
 T = TypeVar("T")
 

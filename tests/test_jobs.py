@@ -24,7 +24,7 @@ from retrospec.settings import Settings
 from retrospec.sites import Site
 from retrospec.storage.blobs import BlobStore
 from retrospec.storage.db import DirectWriter, connect
-from tests.conftest import add_site
+from tests.support.data import add_site
 
 STACK = "TypeError: x\n    at checkout (https://shop.example/static/app.3f9a1c2b.js:10:20)"
 

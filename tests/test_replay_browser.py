@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from retrospec.paths import assets_dir
-from tests.conftest import StaticSite
-from tests.test_replays import Env, make_env, sid
+from tests.support.replays import Env, make_env, sid
+from tests.support.servers import StaticSite
 
 pytestmark = [pytest.mark.browser]
 

@@ -10,19 +10,16 @@ from pathlib import Path
 import pytest
 
 from retrospec.replay.markers import FailureRow, failure_label, strip_url
-from tests.test_replays import (
+from tests.support.replays import T0, Env, make_env, sid
+from tests.support.rrweb import (
     PAGE,
-    T0,
-    Env,
     click,
     custom,
     el,
-    make_env,
     meta,
     move,
     mutation,
     page_load,
-    sid,
     snapshot,
     txt,
     typed,

@@ -1,15 +1,11 @@
 """The replay job end to end: real ingest rows and chunk blobs in; artifacts, summaries, markers
 out.
-
-Also home of the rrweb event builders the other replay tests use.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,203 +17,20 @@ from retrospec.ingest.prepare import (
     decode_envelope,
     event_bytes,
     prepare,
-    store_events,
 )
-from retrospec.ingest.write import PreparedBatch, store_batches, write_batch
+from retrospec.ingest.write import PreparedBatch, store_batches
 from retrospec.jobs.context import JobContext, JobResult
 from retrospec.replay import job as replay_job
 from retrospec.replay import queries as replays
 from retrospec.replay.job import THROTTLE_FROM_BYTES, dirty_sessions
 from retrospec.scheduler import JobFailed, run_job
-from retrospec.settings import Settings
-from retrospec.sites import Site
 from retrospec.storage.blobs import BlobStore, compress, replay_key
-from retrospec.storage.db import DirectWriter, connect, reading
+from retrospec.storage.db import connect, reading
 from retrospec.storage.migrations import prepare_database
-from tests.conftest import add_site, make_settings
-
-T0 = 1_732_560_000_000
-CHROME_UA = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/126.0.0.0 Safari/537.36"
-)
-PAGE = "https://shop.example.com/cart?coupon=SPRING"
-
-# --- rrweb event builders (formats of rrweb 2.x: EventType, IncrementalSource, NodeType) ------
-
-
-def el(node_id: int, tag: str, attrs: dict[str, Any] | None = None, *children: Any) -> Any:
-    """A serialized element node."""
-    return {
-        "type": 2,
-        "tagName": tag,
-        "attributes": attrs or {},
-        "childNodes": list(children),
-        "id": node_id,
-    }
-
-
-def txt(node_id: int, text: str) -> dict[str, Any]:
-    """A serialized text node."""
-    return {"type": 3, "textContent": text, "id": node_id}
-
-
-def shop_dom() -> dict[str, Any]:
-    """A cart page: heading, a button with nested text, a link, an email field, a cart row,
-    an icon button with aria-label, a masked button."""
-    body = el(
-        5,
-        "body",
-        {},
-        el(6, "h1", {}, txt(7, "Your cart")),
-        el(
-            10,
-            "button",
-            {"class": "btn primary", "type": "submit"},
-            el(11, "span", {}, txt(12, " Pay  now ")),
-        ),
-        el(13, "a", {"href": "/checkout"}, txt(14, "Checkout")),
-        el(15, "input", {"id": "email", "type": "email", "value": "bob@example.com"}),
-        el(16, "div", {"class": "cart-item css-1x2y3z"}, txt(17, "Blue shoes")),
-        el(18, "button", {"aria-label": "Close"}, el(19, "svg", {"viewBox": "0 0 8 8"})),
-        el(20, "button", {"class": "rr-mask"}, txt(21, "*******")),
-        el(22, "script", {}, txt(23, "var secret = 1;")),
-    )
-    html = el(
-        3, "html", {"lang": "en"}, el(4, "head", {}, el(8, "style", {}, txt(9, "body{}"))), body
-    )
-    return {
-        "type": 0,
-        "childNodes": [
-            {"type": 1, "name": "html", "publicId": "", "systemId": "", "id": 2},
-            html,
-        ],
-        "id": 1,
-    }
-
-
-def meta(ts: int, href: str = PAGE) -> dict[str, Any]:
-    return {"type": 4, "data": {"href": href, "width": 1280, "height": 800}, "timestamp": ts}
-
-
-def snapshot(ts: int, dom: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "type": 2,
-        "data": {"node": dom or shop_dom(), "initialOffset": {"top": 0, "left": 0}},
-        "timestamp": ts,
-    }
-
-
-def inc(ts: int, source: int, **data: Any) -> dict[str, Any]:
-    return {"type": 3, "data": {"source": source, **data}, "timestamp": ts}
-
-
-def click(ts: int, node_id: int) -> dict[str, Any]:
-    return inc(ts, 2, type=2, id=node_id, x=100, y=200, pointerType=0)
-
-
-def move(ts: int, x: int = 10) -> dict[str, Any]:
-    return inc(ts, 1, positions=[{"x": x, "y": 20, "id": 5, "timeOffset": -40}])
-
-
-def typed(ts: int, node_id: int, text: str) -> dict[str, Any]:
-    return inc(ts, 5, text=text, isChecked=False, userTriggered=True, id=node_id)
-
-
-def mutation(ts: int, **data: Any) -> dict[str, Any]:
-    return inc(ts, 0, **{"texts": [], "attributes": [], "removes": [], "adds": [], **data})
-
-
-def custom(ts: int, tag: str, payload: Any) -> dict[str, Any]:
-    return {"type": 5, "data": {"tag": tag, "payload": payload}, "timestamp": ts}
-
-
-def page_load(ts: int, href: str = PAGE) -> list[dict[str, Any]]:
-    """What rrweb records first on every page: meta, then the full snapshot."""
-    return [meta(ts, href), snapshot(ts)]
-
-
-# --- harness -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Env:
-    """A migrated data dir with one site, a writer connection and the blob store."""
-
-    settings: Settings
-    site: Site
-    conn: sqlite3.Connection
-    blobs: BlobStore
-
-    def send(
-        self,
-        session_id: str,
-        seq: int,
-        events: list[dict[str, Any]] | None = None,
-        failures: list[dict[str, Any]] | None = None,
-        *,
-        user: dict[str, str] | None = None,
-        received_at: int | None = None,
-    ) -> bool:
-        """Push one batch through the real ingest path (decode, blob, prepare, insert)."""
-        body: dict[str, Any] = {
-            "v": 1,
-            "session": {
-                "id": session_id,
-                "started_at": T0,
-                "user_agent": CHROME_UA,
-                "url": PAGE.split("?")[0],
-                "release": "1.4.2",
-                "user": user,
-            },
-            "seq": seq,
-            "events": events or [],
-            "failures": failures or [],
-        }
-        env = decode_envelope(json.dumps(body).encode())
-        raw = event_bytes(env)
-        chunk = store_events(self.blobs, self.site, env, raw) if raw is not None else None
-        batch = prepare(self.site, env, chunk, received_at or T0 + 60_000 + seq)
-        return bool(DirectWriter(self.conn).call(lambda c: write_batch(c, batch)))
-
-    def ctx(self, **options: Any) -> JobContext:
-        return JobContext(
-            settings=self.settings,
-            blobs=self.blobs,
-            write=DirectWriter(self.conn).call,
-            options=options,
-        )
-
-    def run(self, **options: Any) -> JobResult:
-        return replay_job.run(self.ctx(**options))
-
-    def session(self, session_id: str) -> sqlite3.Row:
-        row = self.conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
-        assert row is not None
-        return row
-
-    def events(self, session_id: str) -> list[dict[str, Any]]:
-        key = self.session(session_id)["replay_key"]
-        return list(json.loads(replays.load_events(self.blobs, key)))
-
-    def markers(self, session_id: str) -> list[tuple[str, str | None, int]]:
-        return [(m.kind, m.label, m.offset_ms) for m in replays.list_markers(self.conn, session_id)]
-
-    def chunk_key(self, session_id: str, seq: int) -> str:
-        row = self.conn.execute(
-            "SELECT blob_key FROM chunks WHERE session_id = ? AND seq = ?", (session_id, seq)
-        ).fetchone()
-        return str(row[0])
-
-    def artifacts(self) -> list[str]:
-        return sorted(k for k, _s, _m in self.blobs.walk("replays"))
-
-
-def make_env(data_dir: Path, **overrides: Any) -> Env:
-    settings = make_settings(data_dir, **overrides)
-    prepare_database(settings.db_path)
-    site, _key = add_site(settings, "shop")
-    return Env(settings, site, connect(settings.db_path), BlobStore(settings.effective_blob_url))
+from tests.support.data import add_site, make_settings
+from tests.support.envelopes import CHROME_UA
+from tests.support.replays import T0, Env, make_env, sid
+from tests.support.rrweb import PAGE, click, move, page_load, typed
 
 
 @pytest.fixture
@@ -225,10 +38,6 @@ def env(tmp_path: Path) -> Iterator[Env]:
     e = make_env(tmp_path / "data")
     yield e
     e.conn.close()
-
-
-def sid(n: int) -> str:
-    return f"sess-{n:04d}-0f8c6b1e"
 
 
 def read(env: Env, fn: Callable[[Any], Any]) -> Any:

@@ -40,16 +40,11 @@ from retrospec.storage.blobs import (
     segment_key,
 )
 from retrospec.storage.db import DirectWriter, connect
-from tests.conftest import REPO, ServerProcess, add_site, make_settings
-from tests.test_cli_issues import (
-    DAY_MS,
-    Shop,
-    age_sessions,
-    envelope,
-    ingest,
-    make_shop,
-    run_jobs,
-)
+from tests.support.data import add_site, make_settings
+from tests.support.envelopes import cart_batch
+from tests.support.paths import REPO
+from tests.support.servers import ServerProcess
+from tests.support.shop import DAY_MS, Shop, age_sessions, ingest, make_shop, run_jobs
 
 HOUR_MS = 3_600_000
 
@@ -143,7 +138,9 @@ def test_purge_removes_exactly_what_is_past_retention(tmp_path: Path) -> None:
     shop = make_shop(tmp_path / "data", n=10)
     s = shop.settings
     # A second batch per session, so sessions carry several chunks.
-    ingest(s, shop.key, (envelope(sid, 1, user=f"user{i}") for i, sid in enumerate(shop.sessions)))
+    ingest(
+        s, shop.key, (cart_batch(sid, 1, user=f"user{i}") for i, sid in enumerate(shop.sessions))
+    )
     run_jobs(s, "cluster", "replays")
     ages = spread_over_days(shop)
     expired = {sid for sid, age in ages.items() if age > 7 * DAY_MS}
@@ -195,7 +192,7 @@ def test_per_site_retention_and_older_than(tmp_path: Path) -> None:
     s = shop.settings
     _, blog_key = add_site(s, "blog")
     blog = [str(uuid.uuid4()) for _ in range(2)]
-    ingest(s, blog_key, (envelope(sid, message="blog broke") for sid in blog))
+    ingest(s, blog_key, (cart_batch(sid, message="blog broke") for sid in blog))
     run_jobs(s, "cluster", "replays")
     age_sessions(s.db_path, [*shop.sessions, *blog], 3 * DAY_MS)
     with sqlite3.connect(s.db_path) as conn:
@@ -227,7 +224,7 @@ def test_unclustered_failures_keep_their_payload(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data", demo=False)
     _, key = add_site(settings)
     sid = str(uuid.uuid4())
-    ingest(settings, key, [envelope(sid)])  # the cluster job has not run
+    ingest(settings, key, [cart_batch(sid)])  # the cluster job has not run
     age_sessions(settings.db_path, [sid], 30 * DAY_MS)
     report = do_purge(settings)
     assert report.payloads == 0 and report.chunks == 1
@@ -317,7 +314,7 @@ def store_segment(settings: Settings, site: Site, sessions: list[str]) -> str:
     """One batch per session written as one writer group: one segment; returns its key."""
     batches = []
     for sid in sessions:
-        env = decode_envelope(json.dumps(envelope(sid, pad=500)).encode())
+        env = decode_envelope(json.dumps(cart_batch(sid, pad=500)).encode())
         raw = event_bytes(env)
         assert raw is not None
         batches.append(prepare(site, env, compress_events(raw), now_ms()))
@@ -576,7 +573,7 @@ class Traffic(threading.Thread):
             while not self.stop.is_set():
                 sid = str(uuid.uuid4())
                 for seq in range(3):
-                    r = client.post(self.url, content=json.dumps(envelope(sid, seq, pad=2000)))
+                    r = client.post(self.url, content=json.dumps(cart_batch(sid, seq, pad=2000)))
                     if r.status_code == 202:
                         self.acked.append((sid, seq))
                     else:
@@ -599,7 +596,7 @@ def populate_server(server: ServerProcess, n: int = 20) -> tuple[Shop, str]:
     with httpx.Client(timeout=30) as client:
         for i, sid in enumerate(sessions):
             for seq in range(2):
-                body = envelope(sid, seq, user=f"user{i % 7}", pad=1000)
+                body = cart_batch(sid, seq, user=f"user{i % 7}", pad=1000)
                 r = client.post(f"{server.base_url}/api/v1/ingest?key={key}", json=body)
                 assert r.status_code == 202, r.text
     # The server's own scheduler clusters and builds replays.
@@ -722,9 +719,9 @@ def test_low_disk_is_reported_by_healthz_ingest_and_purge(
     _, key = add_site(server.settings, "shop")
     url = f"{server.base_url}/api/v1/ingest?key={key}"
     sid = str(uuid.uuid4())
-    refused = httpx.post(url, json=envelope(sid, 0))
+    refused = httpx.post(url, json=cart_batch(sid, 0))
     assert refused.status_code == 507 and "low on disk" in refused.json()["error"]
-    taken = httpx.post(url, json=envelope(sid, 1, events=False))
+    taken = httpx.post(url, json=cart_batch(sid, 1, events=False))
     assert taken.status_code == 202  # failures still come in
     health = httpx.get(f"{server.base_url}/healthz").json()
     assert health["disk"]["low"] is True and health["disk"]["replay_ingest"] == "refused"

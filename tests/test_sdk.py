@@ -18,7 +18,7 @@ from retrospec.sdk_build import DIST_NAME, header, sources_digest
 from retrospec.settings import Settings, load_settings
 from retrospec.sites import demo_key
 from retrospec.startup import instance_secret
-from tests.conftest import make_settings
+from tests.support.data import make_settings
 
 
 @contextlib.contextmanager

@@ -1,0 +1,1 @@
+"""Builders the test modules share: data dirs, envelopes, feeds, replays, servers, browser pages."""
