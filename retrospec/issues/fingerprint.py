@@ -164,6 +164,8 @@ class FailureInput:
     request_url: str | None = None  # network only
     status: int | None = None  # network only
     explicit: tuple[str, ...] | None = None  # SDK-supplied fingerprint parts
+    # Frames already parsed (and possibly symbolicated); when set, `stack` is not parsed again.
+    frames: tuple[Frame, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +301,10 @@ def _error_like(failure: FailureInput, kind: str) -> Fingerprint:
     else:
         title = type_ or text or f"({kind or 'error'} without message)"
     title = _cap(title, MAX_TITLE_CHARS)
-    frames = parse_stack(failure.stack, page_url=failure.page_url) if failure.stack else []
+    if failure.frames is not None:
+        frames = list(failure.frames)
+    else:
+        frames = parse_stack(failure.stack, page_url=failure.page_url) if failure.stack else []
     # Prefer in-app frames; if the whole stack is vendor code, that still beats no stack.
     kept = [f for f in frames if f.in_app] or frames
     if not kept:

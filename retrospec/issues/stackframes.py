@@ -87,6 +87,11 @@ class Frame:
     line: int | None
     column: int | None
     in_app: bool
+    # Filled by symbolication (a source map): the original source around the failing line.
+    context_line: str | None = None
+    pre_context: tuple[str, ...] = ()
+    post_context: tuple[str, ...] = ()
+    mapped: bool = False  # True when function/path/line/column are the original source's
 
 
 def split_url(url: str) -> tuple[str, str]:
