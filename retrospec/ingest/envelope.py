@@ -62,6 +62,8 @@ class Failure(msgspec.Struct, forbid_unknown_fields=False):
     # Anything else the SDK or beforeSend attached; kept verbatim (never parsed) in the payload.
     context: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
     tags: dict[Short, Short] | None = None
+    # Debug IDs of the scripts on the page (script URL -> id), so source maps match by id.
+    debug_ids: dict[Url, Short] | None = None
 
 
 class Envelope(msgspec.Struct, forbid_unknown_fields=False):
@@ -86,6 +88,7 @@ class FailurePayload(msgspec.Struct, omit_defaults=True):
     fingerprint: list[str] | None = None
     context: Any = None
     tags: dict[str, str] | None = None
+    debug_ids: dict[str, str] | None = None
 
 
 ENVELOPE_DECODER = msgspec.json.Decoder(Envelope)

@@ -118,6 +118,7 @@ def _payload(f: Failure) -> str | None:
         fingerprint=f.fingerprint,
         context=f.context if len(f.context) else None,
         tags=f.tags,
+        debug_ids=f.debug_ids,
     )
     encoded = PAYLOAD_ENCODER.encode(payload)
     return None if encoded == b"{}" else encoded.decode("utf-8")
