@@ -210,3 +210,36 @@ def change_status(
         (int(issue_id), now, event, actor),
     )
     return new
+
+
+def busy_issues(
+    conn: sqlite3.Connection, since: int, threshold: int, limit: int = 200
+) -> list[tuple[int, str, int]]:
+    """(id, site_id, failures) of open issues with at least threshold failures received since
+    `since`: the spike candidates. Counts stop at threshold, so a hot issue costs at most
+    threshold index entries (the exact number is counted once, when an alert is written)."""
+    threshold = max(1, int(threshold))
+    candidates = conn.execute(
+        "SELECT id, site_id FROM clusters WHERE status = 'open' AND last_seen_at >= ? "
+        "AND failure_count >= ? ORDER BY last_seen_at DESC LIMIT ?",
+        (since, threshold, limit),
+    ).fetchall()
+    out: list[tuple[int, str, int]] = []
+    for cid, site_id in candidates:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM failures WHERE cluster_id = ? "
+            "AND received_at >= ? LIMIT ?) recent",
+            (cid, since, threshold),
+        ).fetchone()
+        if int(count) >= threshold:
+            out.append((int(cid), str(site_id), int(count)))
+    return out
+
+
+def failures_since(conn: sqlite3.Connection, issue_id: int, since: int) -> int:
+    """How many failures of an issue were received since `since` (for a spike alert's text)."""
+    row = conn.execute(
+        "SELECT count(*) FROM failures WHERE cluster_id = ? AND received_at >= ?",
+        (int(issue_id), since),
+    ).fetchone()
+    return int(row[0])
