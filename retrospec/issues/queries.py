@@ -95,8 +95,14 @@ def list_issues(
     sort: str = "last_seen",
     limit: int = 50,
     offset: int = 0,
+    before: tuple[int, int] | None = None,
 ) -> tuple[list[IssueSummary], int]:
-    """One page of issues plus the total matching; status "all" excludes candidates."""
+    """One page of issues plus the total matching; status "all" excludes candidates.
+
+    before = (last_seen_at, id) of the previous page's last row pages by keyset instead of
+    offset (the JSON API's cursor): rows that move while paging are neither skipped twice nor
+    repeated. It needs sort "last_seen"; the total still counts every match.
+    """
     if status not in STATUSES:
         raise BadRequest(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
     if sort not in SORTS:
@@ -121,17 +127,23 @@ def list_issues(
         where.append("(c.title LIKE ? ESCAPE '\\' OR c.culprit LIKE ? ESCAPE '\\')")
         params += [pattern, pattern]
     clause = " AND ".join(where)
+    page_clause, page_params = clause, list(params)
+    if before is not None:
+        if sort != "last_seen":
+            raise BadRequest("a cursor pages issues by last_seen only")
+        page_clause += " AND (c.last_seen_at < ? OR (c.last_seen_at = ? AND c.id < ?))"
+        page_params += [int(before[0]), int(before[0]), int(before[1])]
     # Late row lookup: pick the page's ids from the (status, sort key) indexes first, then read
     # only those rows, so sorting and offsets never drag every issue's full row along.
     rows = conn.execute(
-        f"SELECT {_SUMMARY_COLUMNS} FROM (SELECT c.id FROM clusters c WHERE {clause} "
+        f"SELECT {_SUMMARY_COLUMNS} FROM (SELECT c.id FROM clusters c WHERE {page_clause} "
         f"ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?) page "
         f"JOIN clusters c ON c.id = page.id JOIN sites s ON s.id = c.site_id "
         f"ORDER BY {SORTS[sort]}",
-        (*params, limit, offset),
+        (*page_params, limit, offset),
     ).fetchall()
     items = [_summary(r) for r in rows]
-    if len(items) < limit and (items or offset == 0):
+    if before is None and len(items) < limit and (items or offset == 0):
         total = offset + len(items)  # the last page tells the total: skip the count query
     else:
         count = list(
