@@ -182,9 +182,15 @@ def _attempt(
         return Outcome("retry", f"{type(exc).__name__}: {exc}")
 
 
-def send_test(conn: sqlite3.Connection, settings: Settings, rule: AlertRule) -> Outcome:
+def send_test(
+    conn: sqlite3.Connection,
+    settings: Settings,
+    rule: AlertRule,
+    write: Callable[[Callable[[sqlite3.Connection], Any]], Any],
+) -> Outcome:
     """`alerts test`: send a sample now (the newest open issue in the rule's scope if there is
-    one, else a made-up one) and log the attempt's outcome. conn must be writable."""
+    one, else a made-up one) and log the attempt through write. conn may be read-only; the
+    send happens outside any transaction."""
     items, _ = list_issues(conn, site=rule.site_id, status="open", limit=1)
     notice: Notice
     if items:
@@ -194,12 +200,10 @@ def send_test(conn: sqlite3.Connection, settings: Settings, rule: AlertRule) -> 
         )
     else:
         notice = sample_alert(rule.site_name or "all sites", settings.base_url)
-    now = now_ms()
-    outcome = send(settings, rule, notice, f"test:{rule.id}:{now}")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        outbox.log_delivery(
-            conn,
+    outcome = send(settings, rule, notice, f"test:{rule.id}:{now_ms()}")
+    write(
+        functools.partial(
+            outbox.log_delivery,
             outbox_id=None,
             rule_id=rule.id,
             cluster_id=items[0].id if items else None,
@@ -210,10 +214,7 @@ def send_test(conn: sqlite3.Connection, settings: Settings, rule: AlertRule) -> 
             at=now_ms(),
             duration_ms=outcome.duration_ms,
         )
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    )
     return outcome
 
 

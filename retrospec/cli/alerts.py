@@ -210,7 +210,7 @@ def alerts_test(
     from retrospec.alerts import rules
     from retrospec.alerts.deliver import send_test
     from retrospec.errors import RetrospecError
-    from retrospec.storage.db import connect
+    from retrospec.storage.db import DirectWriter, connect
 
     settings = load(smtp_url=smtp_url, smtp_from=smtp_from).settings
     require_db(settings)
@@ -218,7 +218,7 @@ def alerts_test(
     try:
         rule = rules.get_rule(conn, rule_id)
         # The send happens outside any transaction; only the log line is written.
-        outcome = send_test(conn, settings, rule)
+        outcome = send_test(conn, settings, rule, DirectWriter(conn).call)
     finally:
         conn.close()
     if json_out:
