@@ -640,3 +640,34 @@ def test_entry_point_prints_one_line_errors(settings: Settings) -> None:
     bad = run_cli(env, "alerts", "add", "webhook", "--url", "gopher://x.example/h")
     assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr.strip().count("\n") == 0 and "https:// or http://" in bad.stderr
+
+
+def test_old_finished_alerts_are_pruned_and_waiting_ones_kept(tmp_path: Path) -> None:
+    feed = make(tmp_path)
+    write(feed, lambda c: rules.add_webhook_rule(c, HttpReceiver().url))
+    two_sessions(feed)
+    feed.cluster()
+    now = deliver.now_ms()
+    write(feed, lambda c: c.execute("UPDATE alert_outbox SET created_at = created_at - ?",
+                                    (outbox.KEEP_MS + 1000,)))  # fmt: skip
+    write(feed, lambda c: outbox.log_delivery(c, outbox_id=None, rule_id=1, cluster_id=None,
+                                             event="test", attempt=1, outcome="sent", detail="",
+                                             at=now - outbox.KEEP_MS - 1000))  # fmt: skip
+    assert write(feed, lambda c: outbox.prune(c, now)) == 1  # the log row; the alert waits
+    assert statuses(feed) == {"pending": 1}
+    write(feed, lambda c: c.execute("UPDATE alert_outbox SET status = 'sent'"))
+    assert write(feed, lambda c: outbox.prune(c, now)) == 1
+    assert statuses(feed) == {}
+
+
+def test_jobs_run_deliver_from_the_cli(tmp_path: Path, hook: HttpReceiver) -> None:
+    feed = make(tmp_path)
+    write(feed, lambda c: rules.add_webhook_rule(c, hook.url))
+    two_sessions(feed)
+    feed.cluster()
+    env = {"RETROSPEC_DATA_DIR": feed.settings.data_dir, "RETROSPEC_ALERT_DELAY_SECONDS": "0"}
+    result = CliRunner().invoke(cli.app, ["jobs", "run", "deliver", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["job"] == "deliver" and doc["items"] == 1 and doc["details"]["sent"] == 1
+    assert hook.wait(1)[0].json()["event"] == "promoted"

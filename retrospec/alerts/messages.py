@@ -257,7 +257,8 @@ def _slack_link(url: str, label: str) -> str:
 
 
 def _slack_text(text: str, limit: int = SLACK_SECTION) -> dict[str, Any]:
-    return {"type": "mrkdwn", "text": one_line(text, limit) if "\n" not in text else text[:limit]}
+    # text is already escaped and may hold line breaks on purpose; only its length is capped.
+    return {"type": "mrkdwn", "text": text if len(text) <= limit else text[: limit - 1] + "…"}
 
 
 def _plain(text: str, limit: int) -> dict[str, Any]:

@@ -352,9 +352,8 @@ def prune(conn: sqlite3.Connection, now: int, keep_ms: int = KEEP_MS) -> int:
     """Forget finished alerts and log rows older than keep_ms (runs on the writer)."""
     cutoff = now - keep_ms
     gone = conn.execute(
-        "DELETE FROM alert_outbox WHERE created_at < ? AND status IN ('sent', 'failed', "
-        "'digested') AND (digest_id IS NULL OR digest_id IN (SELECT id FROM alert_outbox "
-        "WHERE status IN ('sent', 'failed')))",
+        "DELETE FROM alert_outbox WHERE created_at < ? "
+        "AND status IN ('sent', 'failed', 'digested')",
         (cutoff,),
     ).rowcount
     gone += conn.execute("DELETE FROM alert_deliveries WHERE at < ?", (cutoff,)).rowcount

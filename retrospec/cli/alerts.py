@@ -159,9 +159,9 @@ def alerts_list(json_out: JsonOpt = False) -> None:
     """Every alert rule."""
     from retrospec.alerts import rules
 
-    settings = load().settings
-    require_db(settings)
-    found = with_db(load(), rules.list_rules)
+    loaded = load()
+    require_db(loaded.settings)
+    found = with_db(loaded, rules.list_rules)
     if json_out:
         console.print_json({"schema_version": 1, "rules": [rule_json(r) for r in found]})
         return
@@ -245,9 +245,9 @@ def alerts_log(
     """Delivery attempts, newest first: when, rule, issue, attempt, outcome."""
     from retrospec.alerts.outbox import list_deliveries
 
-    settings = load().settings
-    require_db(settings)
-    rows = with_db(load(), lambda c: list_deliveries(c, limit=limit, rule_id=rule))
+    loaded = load()
+    require_db(loaded.settings)
+    rows = with_db(loaded, lambda c: list_deliveries(c, limit=limit, rule_id=rule))
     if json_out:
         console.print_json({"schema_version": 1, "deliveries": [delivery_json(d) for d in rows]})
         return
