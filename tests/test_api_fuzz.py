@@ -19,7 +19,7 @@ from tests.support.servers import ServerProcess, free_port, server_env
 from tests.support.shop import make_shop
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-EXAMPLES = 40  # per operation: seven operations, a few hundred requests
+EXAMPLES = 30  # per operation: seven operations, a few hundred requests
 
 
 @pytest.fixture(scope="module")
