@@ -24,13 +24,6 @@ INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I)
 
 
 @pytest.fixture
-def hook() -> Iterator[HttpReceiver]:
-    receiver = HttpReceiver().start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
 def client(settings: Settings) -> Iterator[tuple[TestClient[Any], dict[str, str]]]:
     add_site(settings, "shop")
     add_user(settings)

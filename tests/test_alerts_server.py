@@ -44,20 +44,6 @@ PAGE = """<!doctype html>
 """
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    receiver = SmtpReceiver().start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
-def hook() -> Iterator[HttpReceiver]:
-    receiver = HttpReceiver().start()
-    yield receiver
-    receiver.stop()
-
-
 def start_server(data: Path, port: int, **settings: Any) -> ServerProcess:
     env = server_env(data, **{k: str(v) for k, v in settings.items()})
     server = ServerProcess(data_dir=data, port=port, env=env)

@@ -200,30 +200,3 @@ def test_bad_input_is_a_json_4xx(
     assert r.status_code == status, r.text
     assert set(r.json()) == {"error"} and message in r.json()["error"]
     assert r.headers["content-type"].startswith("application/json")
-
-
-def test_tokens_cli(shop: Shop) -> None:
-    created = invoke(shop, "tokens", "create", "deploy-bot", "--scope", "write", "--json")
-    assert created.exit_code == 0, created.output
-    doc = json.loads(created.stdout)
-    assert doc["token"].startswith("rst_") and doc["scope"] == "write"
-    assert doc["token"].startswith(doc["prefix"])
-    dup = invoke(shop, "tokens", "create", "deploy-bot")
-    assert dup.exit_code == 1 and "already exists" in str(dup.exception)
-    bad = invoke(shop, "tokens", "create", "x", "--scope", "admin")
-    assert bad.exit_code == 2
-    conn = connect(shop.settings.db_path, readonly=True)
-    try:
-        stored = conn.execute(
-            "SELECT token_hash FROM api_tokens WHERE name = 'deploy-bot'"
-        ).fetchone()[0]
-        assert doc["token"] not in json.dumps([tuple(r) for r in conn.execute(
-            "SELECT * FROM api_tokens")])  # fmt: skip
-    finally:
-        conn.close()
-    assert stored == tokens.token_digest(doc["token"])
-    table = invoke(shop, "tokens", "list").stdout
-    assert "deploy-bot" in table and doc["token"] not in table
-    assert invoke(shop, "tokens", "revoke", str(doc["id"])).exit_code == 0
-    assert invoke(shop, "tokens", "revoke", str(doc["id"])).exit_code == 1
-    assert invoke(shop, "tokens", "create", "deploy-bot").exit_code == 0  # the name is free again

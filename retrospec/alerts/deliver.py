@@ -31,16 +31,15 @@ from urllib.parse import urlsplit
 
 from retrospec.alerts import outbox
 from retrospec.alerts.channels import Outcome, parse_smtp_url, post_webhook, send_email
+from retrospec.alerts.formats import email, webhook
 from retrospec.alerts.messages import (
     DIGEST_LINES,
     Digest,
     IssueAlert,
     Notice,
-    email,
     issue_alert,
     sample_alert,
     summary_alert,
-    webhook,
 )
 from retrospec.alerts.outbox import OutboxRow
 from retrospec.alerts.rules import AlertRule, rules_by_id
