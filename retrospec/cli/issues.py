@@ -282,20 +282,37 @@ def _print_evidence(ev: Evidence, base: str) -> None:
             console.print_text(f"  {(iso(h.at) or '')[:16].replace('T', ' ')} {h.action}{who}")
 
 
-def _change(issue_id: int, action: str) -> None:
+def _change(issue_id: int, action: str, *, in_next_release: bool = False) -> None:
     from retrospec.cli.common import with_db
     from retrospec.issues import queries as issues
 
     loaded = load()
     require_db(loaded.settings)
-    new = with_db(loaded, lambda c: issues.change_status(c, issue_id, action, _actor()), write=True)
-    console.success(f"issue {issue_id} is now {new}")
+    new = with_db(
+        loaded,
+        lambda c: issues.change_status(
+            c, issue_id, action, _actor(), in_next_release=in_next_release
+        ),
+        write=True,
+    )
+    note = " in the next release" if in_next_release else ""
+    console.success(f"issue {issue_id} is now {new}{note}")
 
 
 @issues_app.command("resolve")
-def issues_resolve(issue_id: IssueId) -> None:
+def issues_resolve(
+    issue_id: IssueId,
+    in_next_release: Annotated[
+        bool,
+        typer.Option(
+            "--in-next-release",
+            help="Fixed in the release after the newest one seen: failures from that release "
+            "or older ones do not reopen it, a failure from a newer release does.",
+        ),
+    ] = False,
+) -> None:
     """Mark an issue resolved (it reopens as a regression if it happens again)."""
-    _change(issue_id, "resolve")
+    _change(issue_id, "resolve", in_next_release=in_next_release)
 
 
 @issues_app.command("ignore")

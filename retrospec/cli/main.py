@@ -12,7 +12,17 @@ from typing import Annotated
 import typer
 
 from retrospec import __version__, console
-from retrospec.cli import bench, issues, jobs, server, sessions, sites, users
+from retrospec.cli import (
+    bench,
+    issues,
+    jobs,
+    releases,
+    server,
+    sessions,
+    sites,
+    sourcemaps,
+    users,
+)
 from retrospec.cli.common import ConfigOpt, state
 from retrospec.errors import RetrospecError
 
@@ -42,7 +52,7 @@ def root(
     state.config = config
 
 
-for _module in (server, sites, bench, issues, sessions, jobs, users):
+for _module in (server, sites, sourcemaps, releases, bench, issues, sessions, jobs, users):
     _module.register(app)
 
 
