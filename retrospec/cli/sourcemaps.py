@@ -12,7 +12,7 @@ from retrospec.cli.common import JsonOpt, fit_table, human_bytes, load, read, re
 from retrospec.clock import iso
 
 if TYPE_CHECKING:
-    from retrospec.sourcemaps.store import StoredFile, StoreResult
+    from retrospec.sourcemaps.store import StoredFile
 
 sourcemaps_app = typer.Typer(
     help="Source maps per site and release: upload, list, delete.", no_args_is_help=True
@@ -25,35 +25,6 @@ ReleaseOpt = Annotated[str, typer.Option("--release", help="The release the file
 def register(app: typer.Typer) -> None:
     """Add `sourcemaps` to the root CLI."""
     app.add_typer(sourcemaps_app, name="sourcemaps")
-
-
-def file_json(f: StoredFile) -> dict[str, Any]:
-    """One stored file in JSON output."""
-    return {
-        "release": f.release,
-        "dist": f.dist or None,
-        "name": f.name,
-        "debug_id": f.debug_id,
-        "map_bytes": f.map_bytes,
-        "js_bytes": f.js_bytes,
-        "sources": f.sources,
-        "sources_with_content": f.sources_with_content,
-        "origin": f.origin,
-        "uploaded_at": iso(f.uploaded_at),
-        "pinned": f.pinned,
-    }
-
-
-def result_json(result: StoreResult, site_name: str) -> dict[str, Any]:
-    """What `sourcemaps upload --json` (and the CI endpoint) answer."""
-    return {
-        "schema_version": 1,
-        "site": {"id": result.site_id, "name": site_name},
-        "release": result.release,
-        "dist": result.dist or None,
-        "files": [file_json(f) for f in result.files],
-        "warnings": result.warnings,
-    }
 
 
 @sourcemaps_app.command("upload")
@@ -74,7 +45,7 @@ def sourcemaps_upload(
 ) -> None:
     """Store bundles and their source maps for one release (all or nothing)."""
     from retrospec.sites import get_site
-    from retrospec.sourcemaps.store import check_release, store_artifacts
+    from retrospec.sourcemaps.store import check_release, result_json, store_artifacts
     from retrospec.sourcemaps.upload import Budget, pair, path_members
     from retrospec.storage.blobs import BlobStore
     from retrospec.storage.db import DirectWriter, connect
@@ -118,7 +89,7 @@ def sourcemaps_list(
 ) -> None:
     """Stored bundles and maps of a site, newest upload first."""
     from retrospec.sites import get_site
-    from retrospec.sourcemaps.store import list_files
+    from retrospec.sourcemaps.store import file_json, list_files
 
     settings = load().settings
 

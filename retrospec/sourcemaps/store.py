@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from retrospec.clock import now_ms
+from retrospec.clock import iso, now_ms
 from retrospec.errors import BadRequest
 from retrospec.sourcemaps.maps import (
     MapInfo,
@@ -240,6 +240,35 @@ def store_artifacts(
         if not blobs.exists(key):  # deleted by a purge that ran between our put and commit
             blobs.put(key, body)
     return result
+
+
+def file_json(f: StoredFile) -> dict[str, Any]:
+    """One stored file in JSON output."""
+    return {
+        "release": f.release,
+        "dist": f.dist or None,
+        "name": f.name,
+        "debug_id": f.debug_id,
+        "map_bytes": f.map_bytes,
+        "js_bytes": f.js_bytes,
+        "sources": f.sources,
+        "sources_with_content": f.sources_with_content,
+        "origin": f.origin,
+        "uploaded_at": iso(f.uploaded_at),
+        "pinned": f.pinned,
+    }
+
+
+def result_json(result: StoreResult, site_name: str) -> dict[str, Any]:
+    """What `sourcemaps upload --json` (and the CI endpoint) answer."""
+    return {
+        "schema_version": 1,
+        "site": {"id": result.site_id, "name": site_name},
+        "release": result.release,
+        "dist": result.dist or None,
+        "files": [file_json(f) for f in result.files],
+        "warnings": result.warnings,
+    }
 
 
 # --- reads -------------------------------------------------------------------------------------
