@@ -40,7 +40,6 @@ import dataclasses
 import functools
 import logging
 import sqlite3
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,18 +52,19 @@ from retrospec.clock import day_of, now_ms
 from retrospec.ingest.envelope import PAYLOAD_DECODER, FailurePayload
 from retrospec.issues import releases
 from retrospec.issues.fingerprint import FailureInput, Fingerprint, fingerprint, path_template
+from retrospec.issues.sourcemapping import (
+    fetch_missing,
+    map_index,
+    refresh_frames,
+    stored_frames,
+    through_maps,
+)
 from retrospec.issues.stackframes import Frame, parse_stack
-from retrospec.issues.symbolicate import symbolicate
 from retrospec.jobs.context import JobContext, JobResult
-from retrospec.sourcemaps.maps import normalize_debug_id
 from retrospec.sourcemaps.resolve import (
     MapIndex,
-    Resolved,
-    build_index,
     cache_for,
-    debug_id_for,
 )
-from retrospec.sourcemaps.store import done_refresh, take_refresh
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +81,6 @@ SELECT id, site_id, session_id, kind, type, message, url, received_at, method, r
        status, release, browser, os, user_key, payload
 FROM failures WHERE cluster_id IS NULL AND id > ? ORDER BY id LIMIT ?
 """
-
-
-class _DebugIds(msgspec.Struct):
-    debug_ids: dict[str, str] | None = None
-
-
-_DEBUG_IDS = msgspec.json.Decoder(_DebugIds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,26 +179,7 @@ def symbolicated_frames(
     frames = parse_stack(stack, page_url=_page_origin(row["url"]), collapse=False)
     if not frames:
         return None
-    return _through_maps(frames, row, debug_ids, maps)
-
-
-def _through_maps(
-    frames: list[Frame], row: Mapping[str, Any], debug_ids: dict[str, str] | None, maps: MapIndex
-) -> tuple[Frame, ...] | None:
-    site_id, release = str(row["site_id"]), row["release"]
-    cache = cache_for(maps.blob_url, maps.cache_bytes)
-    now = time.monotonic()
-
-    def resolve(frame: Frame) -> Resolved | None:
-        if not frame.raw_file:
-            return None
-        debug_id = debug_id_for(debug_ids, frame.raw_file)
-        ref = maps.find(site_id, release, frame.raw_file, debug_id)
-        return None if ref is None else cache.get(ref, now)
-
-    out, errors = symbolicate(frames, resolve)
-    cache.errors += errors
-    return tuple(out) if any(f.mapped for f in out) else None
+    return through_maps(frames, str(row["site_id"]), row["release"], debug_ids, maps)
 
 
 def failure_input(row: Mapping[str, Any], maps: MapIndex | None = None) -> FailureInput:
@@ -291,27 +265,6 @@ def fingerprint_rows(
     return done, (cache.errors - before if cache is not None else 0)
 
 
-def map_index(
-    conn: sqlite3.Connection, rows: Sequence[Mapping[str, Any]], blob_url: str, cache_mb: int
-) -> MapIndex | None:
-    """The stored maps that may serve a batch (None when there are none: the plain path)."""
-    wanted = {(str(r["site_id"]), str(r["release"])) for r in rows if r["release"] is not None}
-    debug_ids: set[tuple[str, str]] = set()
-    for r in rows:
-        payload = r["payload"]
-        if payload and "debug_ids" in payload:
-            try:
-                ids = _DEBUG_IDS.decode(payload).debug_ids
-            except msgspec.DecodeError:
-                continue
-            for value in (ids or {}).values():
-                found = normalize_debug_id(value)
-                if found:
-                    debug_ids.add((str(r["site_id"]), found))
-    index = build_index(conn, wanted, debug_ids, blob_url=blob_url, cache_bytes=cache_mb << 20)
-    return index if index else None
-
-
 def run(ctx: JobContext) -> JobResult:
     """Cluster every unclustered failure, one bounded batch (one transaction) at a time."""
     batch_size = max(1, int(ctx.options.get("batch_size", ctx.settings.job_batch_size)))
@@ -334,6 +287,8 @@ def run(ctx: JobContext) -> JobResult:
             if not rows:
                 break
             maps = map_index(reader, rows, ctx.blobs.url, ctx.settings.sourcemap_cache_mb)
+            if fetch_missing(ctx, reader, rows, maps):
+                maps = map_index(reader, rows, ctx.blobs.url, ctx.settings.sourcemap_cache_mb)
             # Fingerprinting is the CPU-heavy part: in the server it runs in the compute
             # process, off the interpreter the event loop uses.
             done, map_errors = ctx.compute(fingerprint_rows, rows, maps)
@@ -359,7 +314,7 @@ def run(ctx: JobContext) -> JobResult:
             totals["regressed"] += len(stats.regressed)
             if len(rows) < batch_size:
                 break
-        totals["frames_refreshed"] = refresh_frames(ctx, reader)
+        totals["frames_refreshed"] = refresh_frames(ctx, reader, refreshed_frames)
     finally:
         reader.close()
     result.items = totals["claimed"]
@@ -631,39 +586,6 @@ def _lifecycle(
         )
 
 
-# --- display refresh once maps arrive -----------------------------------------------------------
-
-_REFRESH_SELECT = """
-SELECT c.id AS cluster_id, c.site_id, f.release, f.url, f.kind, f.type, f.message, f.method,
-       f.request_url, f.status, f.payload, cf.frames
-FROM clusters c JOIN failures f ON f.id = c.sample_failure_id
-JOIN cluster_frames cf ON cf.cluster_id = c.id
-WHERE c.site_id = ? AND c.last_seen_at >= ? AND (? = '' OR f.release = ?)
-ORDER BY c.last_seen_at DESC LIMIT ?
-"""
-REFRESH_LIMIT = 2000  # clusters per queued (site, release): the most recently seen ones
-
-
-def _stored_frames(text: str | None) -> list[Frame]:
-    """Frames as cluster_frames keeps them (the fallback once the raw stack is purged)."""
-    if not text:
-        return []
-    out = []
-    for d in msgspec.json.decode(text):
-        out.append(
-            Frame(
-                function=d.get("function"),
-                path=d.get("path"),
-                raw_file=d.get("raw_file"),
-                line=d.get("line"),
-                column=d.get("column"),
-                in_app=bool(d.get("in_app")),
-                mapped=bool(d.get("mapped")),
-            )
-        )
-    return out
-
-
 def refreshed_frames(
     rows: list[dict[str, Any]], maps: MapIndex
 ) -> list[tuple[int, str, str | None]]:
@@ -673,9 +595,9 @@ def refreshed_frames(
         try:
             failure = failure_input(row, maps)
             if failure.frames is None and _payload(row) is None:
-                stored = _stored_frames(row["frames"])
+                stored = stored_frames(row["frames"])
                 if stored and not any(f.mapped for f in stored):
-                    mapped = _through_maps(stored, row, None, maps)
+                    mapped = through_maps(stored, str(row["site_id"]), row["release"], None, maps)
                     if mapped is not None:
                         failure = dataclasses.replace(failure, frames=mapped)
             if failure.frames is None:
@@ -687,48 +609,3 @@ def refreshed_frames(
         except Exception:  # display only: one odd sample must not stop the others
             log.exception("re-symbolicating cluster %s failed", row["cluster_id"])
     return out
-
-
-def refresh_frames(ctx: JobContext, reader: sqlite3.Connection) -> int:
-    """Re-symbolicate the displayed frames of clusters whose maps were stored after them."""
-    entries = take_refresh(reader)
-    if not entries:
-        return 0
-    cutoff = now_ms() - int(ctx.settings.retention_days * 86_400_000)
-    refreshed = 0
-    for site_id, release, queued_at in entries:
-        ctx.check_stop()
-        rows = [
-            dict(r)
-            for r in reader.execute(
-                _REFRESH_SELECT, (site_id, cutoff, release, release, REFRESH_LIMIT)
-            )
-            if not all(f.mapped for f in _stored_frames(r["frames"]))
-        ]
-        maps = (
-            map_index(reader, rows, ctx.blobs.url, ctx.settings.sourcemap_cache_mb)
-            if rows
-            else None
-        )
-        updates: list[tuple[int, str, str | None]] = (
-            ctx.compute(refreshed_frames, rows, maps) if maps else []
-        )
-
-        def write(
-            conn: sqlite3.Connection,
-            updates: list[tuple[int, str, str | None]] = updates,
-            entry: tuple[str, str, int] = (site_id, release, queued_at),
-        ) -> None:
-            conn.executemany(
-                "UPDATE cluster_frames SET frames = ? WHERE cluster_id = ?",
-                [(text, cid) for cid, text, _ in updates],
-            )
-            conn.executemany(
-                "UPDATE clusters SET culprit = coalesce(?, culprit) WHERE id = ?",
-                [(culprit, cid) for cid, _, culprit in updates],
-            )
-            done_refresh(conn, [entry])
-
-        ctx.write(write)
-        refreshed += len(updates)
-    return refreshed
