@@ -197,6 +197,10 @@ def _print_evidence(ev: Evidence, base: str) -> None:
         pairs.append(("message", one_line(ev.message, 500)))
     if issue.culprit:
         pairs.append(("culprit", issue.culprit))
+    rel = ev.releases
+    if rel is not None and (rel.first or rel.last):
+        note = f" · resolved in the release after {rel.resolved_in}" if rel.resolved_in else ""
+        pairs.append(("releases", f"first {rel.first or '?'} · last {rel.last or '?'}{note}"))
     pairs.append(("confidence", f"{ev.confidence.label} — {'; '.join(ev.confidence.reasons)}"))
     pairs.append(("replay", replay_line(ev, base)))
     pairs.append(("dashboard", f"{base}/issues/{issue.id}"))
@@ -222,7 +226,13 @@ def _print_evidence(ev: Evidence, base: str) -> None:
 
     console.print_text("")
     console.print_text("Stack", style="bold")
-    if ev.stack:
+    if any(f.get("mapped") for f in ev.frames):
+        from retrospec.issues.reports import frames_text
+
+        console.print_text("  source-mapped (the raw stack is in --json):")
+        for line in frames_text(ev.frames[:40]).splitlines():
+            console.print_text("  " + line.strip() if not line.startswith("        ") else line)
+    elif ev.stack:
         for line in ev.stack.rstrip().splitlines()[:40]:
             console.print_text("  " + line.rstrip())
     elif ev.frames:
