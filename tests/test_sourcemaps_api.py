@@ -1,4 +1,4 @@
-"""POST /api/v1/sourcemaps: upload tokens, body formats, bad input answered 4xx with nothing kept."""
+"""POST /api/v1/sourcemaps: upload tokens, body formats, bad input answered 4xx, nothing kept."""
 
 from __future__ import annotations
 
