@@ -57,9 +57,10 @@ from retrospec.issues.sourcemapping import (
     map_index,
     refresh_frames,
     stored_frames,
+    symbolicate_stack,
     through_maps,
 )
-from retrospec.issues.stackframes import Frame, parse_stack
+from retrospec.issues.stackframes import Frame
 from retrospec.jobs.context import JobContext, JobResult
 from retrospec.sourcemaps.resolve import (
     MapIndex,
@@ -176,10 +177,10 @@ def symbolicated_frames(
     row: Mapping[str, Any], stack: str | None, debug_ids: dict[str, str] | None, maps: MapIndex
 ) -> tuple[Frame, ...] | None:
     """The failure's frames through its source maps, or None when no frame has a map."""
-    frames = parse_stack(stack, page_url=_page_origin(row["url"]), collapse=False)
-    if not frames:
+    if not stack:
         return None
-    return through_maps(frames, str(row["site_id"]), row["release"], debug_ids, maps)
+    page = _page_origin(row["url"])
+    return symbolicate_stack(stack, page, str(row["site_id"]), row["release"], debug_ids, maps)
 
 
 def failure_input(row: Mapping[str, Any], maps: MapIndex | None = None) -> FailureInput:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -46,6 +47,36 @@ class _DebugIds(msgspec.Struct):
 _DEBUG_IDS = msgspec.json.Decoder(_DebugIds)
 
 
+# One bug repeats the same stack thousands of times: symbolicate it once per set of maps.
+_RESULTS: OrderedDict[tuple[Any, ...], tuple[Frame, ...] | None] = OrderedDict()
+_RESULTS_MAX = 4096
+_RESULTS_MAX_STACK = 8192  # longer stacks are not kept (bounded memory)
+
+
+def symbolicate_stack(
+    stack: str,
+    page_url: str | None,
+    site_id: str,
+    release: str | None,
+    debug_ids: dict[str, str] | None,
+    maps: MapIndex,
+) -> tuple[Frame, ...] | None:
+    """A failure's stack through its maps (compute); results reused for repeated stacks."""
+    key = (maps.token, site_id, release, stack, page_url, tuple(sorted((debug_ids or {}).items())))
+    if key in _RESULTS:
+        _RESULTS.move_to_end(key)
+        return _RESULTS[key]
+    frames = parse_stack(stack, page_url=page_url, collapse=False)
+    out = through_maps(frames, site_id, release, debug_ids, maps) if frames else None
+    cache = cache_for(maps.blob_url, maps.cache_bytes)
+    if len(stack) <= _RESULTS_MAX_STACK and not cache.errors_since_reset:
+        _RESULTS[key] = out
+        while len(_RESULTS) > _RESULTS_MAX:
+            _RESULTS.popitem(last=False)
+    cache.errors_since_reset = 0
+    return out
+
+
 def through_maps(
     frames: list[Frame],
     site_id: str,
@@ -64,8 +95,10 @@ def through_maps(
         ref = maps.find(site_id, release, frame.raw_file, debug_id)
         return None if ref is None else cache.get(ref, now)
 
+    before = cache.errors
     out, errors = symbolicate(frames, resolve)
     cache.errors += errors
+    cache.errors_since_reset += cache.errors - before
     return tuple(out) if any(f.mapped for f in out) else None
 
 

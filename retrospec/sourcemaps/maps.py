@@ -76,7 +76,18 @@ class LoadedMap:
     raw: bytes  # the JSON with any BOM / XSSI prefix removed (what symbolic parsed)
     view: SourceMapView
     _caches: dict[str, SourceMapCache] = field(default_factory=dict)
+    _lines: dict[int, list[str] | None] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def source_lines(self, src_id: int) -> list[str] | None:
+        """The lines of an embedded source (None without sourcesContent), split once per map:
+        symbolic's SourceView crosses into Rust for every line and every len()."""
+        lines = self._lines.get(src_id, False)
+        if lines is False:
+            text = self.view.get_source_contents(src_id)
+            lines = None if text is None else text.split("\n")
+            self._lines[src_id] = lines
+        return lines  # type: ignore[return-value]
 
     def minified_scopes(self, minified: bytes) -> SourceMapCache:
         """symbolic's SourceMapCache over the minified file (scope names from its AST)."""
@@ -285,7 +296,7 @@ def original_position(
     after: tuple[str, ...] = ()
     current: str | None = None
     if src_id is not None and context_lines >= 0:
-        source_view = handle.view.get_sourceview(src_id)  # None without sourcesContent
+        source_view = handle.source_lines(src_id)  # None without sourcesContent
         if source_view is not None and token.src_line < len(source_view):
             row = token.src_line
             lo = max(0, row - context_lines)

@@ -12,6 +12,7 @@ then the script URL without query within the failure's release: first the full U
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sqlite3
 import threading
@@ -50,6 +51,9 @@ class MapIndex:
     cache_bytes: int
     by_name: dict[tuple[str, str], dict[str, MapRef]] = field(default_factory=dict)
     by_debug_id: dict[tuple[str, str], MapRef] = field(default_factory=dict)
+    # Digest of everything above: two batches with the same maps get the same token, so
+    # symbolication results can be reused across batches (the key changes with any upload).
+    token: str = ""
 
     def __bool__(self) -> bool:
         return bool(self.by_name or self.by_debug_id)
@@ -143,6 +147,9 @@ def build_index(
             tuple(x for pair in chunk for x in pair),
         ):
             index.by_debug_id[(str(row[4]), str(row[5]))] = _ref(str(row[4]), row)
+    content = repr((sorted((k, sorted(v.items())) for k, v in index.by_name.items()),
+                    sorted(index.by_debug_id.items())))  # fmt: skip
+    index.token = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return index
 
 
@@ -171,6 +178,7 @@ class MapCache:
         self._total = 0
         self._lock = threading.Lock()
         self.hits = self.misses = self.errors = 0
+        self.errors_since_reset = 0  # failed loads/lookups since a caller last looked
 
     @property
     def resident_bytes(self) -> int:
