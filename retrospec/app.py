@@ -19,6 +19,7 @@ from retrospec.web import api, dashboard, sdk
 from retrospec.web.assets import AssetIndex, serve_asset
 from retrospec.web.health import healthz
 from retrospec.web.ingest import IngestHandler
+from retrospec.web.sourcemaps_api import UPLOAD_PATH, SourcemapUpload
 
 log = logging.getLogger("retrospec")
 INGEST_PATH = "/api/v1/ingest"
@@ -29,10 +30,15 @@ def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
     run_jobs = start_jobs and settings.jobs
     rt = Runtime.build(settings, startup.start(settings, jobs=run_jobs))
     handler = IngestHandler(rt.pipeline)
+    uploads = SourcemapUpload(rt)
 
     @asgi(INGEST_PATH, is_mount=False, copy_scope=False)
     async def ingest_endpoint(scope: Any, receive: Any, send: Any) -> None:
         await handler(scope, receive, send)
+
+    @asgi(UPLOAD_PATH, is_mount=False, copy_scope=False)
+    async def sourcemaps_endpoint(scope: Any, receive: Any, send: Any) -> None:
+        await uploads(scope, receive, send)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -59,6 +65,7 @@ def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
     app = Litestar(
         route_handlers=[
             ingest_endpoint,
+            sourcemaps_endpoint,
             healthz,
             serve_asset,
             *sdk.routes(rt),

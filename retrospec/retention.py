@@ -1,6 +1,8 @@
 """Retention: purge heavy artifacts past their age — rows first, then blobs, then an orphan sweep.
 
-What goes: raw chunk blobs, replay artifacts and stored failure payloads (stack, context, tags).
+What goes: raw chunk blobs, replay artifacts and stored failure payloads (stack, context, tags);
+source maps of a release once it had no session for the retention period and none was uploaded
+in it either (pinned releases stay).
 What stays: sessions, failure summaries, clusters/issues with their counts, markers.
 
 Crash safety without a journal file: the transaction that detaches rows (blob_key/replay_key ->
@@ -31,6 +33,9 @@ from retrospec.jobs.context import JobContext, JobResult
 from retrospec.jobs.runs import prune_job_runs
 from retrospec.settings import Settings
 from retrospec.sites import list_sites
+from retrospec.sourcemaps.store import delete_release, digest_referenced, expired_releases
+from retrospec.sourcemaps.store import list_files as files_of
+from retrospec.storage.blobs import parse_sourcemap_key
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +44,7 @@ DAY_MS = 86_400_000
 # version before pointing the session at it); the server gives up on a write after ~2 minutes,
 # so an hour is far beyond any window in which an unreferenced blob can still become referenced.
 ORPHAN_GRACE_S = 3600.0
-BLOB_PREFIXES = ("chunks", "replays")
+BLOB_PREFIXES = ("chunks", "replays", "sourcemaps")
 _REPLAY_NAME = re.compile(r"^v\d+\.zst$")
 
 _CHUNKS_DUE = """
@@ -112,6 +117,7 @@ class PurgeReport:
     chunks: int = 0
     replays: int = 0
     payloads: int = 0
+    sourcemaps: int = 0
     orphans: int = 0
     temp_files: int = 0
     resumed: int = 0
@@ -129,6 +135,7 @@ class PurgeReport:
             self.chunks
             + self.replays
             + self.payloads
+            + self.sourcemaps
             + self.orphans
             + self.temp_files
             + self.resumed
@@ -152,6 +159,7 @@ class PurgeReport:
                 "chunks": self.chunks,
                 "replays": self.replays,
                 "payloads": self.payloads,
+                "sourcemaps": self.sourcemaps,
                 "orphans": self.orphans,
                 "temp_files": self.temp_files,
                 "resumed": self.resumed,
@@ -172,7 +180,7 @@ class PurgeReport:
         verb = "would remove" if self.dry_run else "removed"
         return (
             f"{verb} {self.chunks} chunks, {self.replays} replays, {self.payloads} failure "
-            f"payloads, {self.orphans + self.temp_files} orphans"
+            f"payloads, {self.sourcemaps} source maps, {self.orphans + self.temp_files} orphans"
             + (f", {self.resumed} left by an interrupted run" if self.resumed else "")
             + f"; {self.bytes_freed} bytes"
         )
@@ -236,6 +244,7 @@ def purge(
             purger.chunks()
             purger.sessions()
             purger.payloads()
+            purger.sourcemaps()
             _sweep(ctx, reader, grace_cutoff, report, delete=True)
             report.job_runs_pruned = int(ctx.write(prune_job_runs))
     finally:
@@ -357,6 +366,19 @@ class _Purger:
                 self._between_batches()
             self.ctx.check_stop()
 
+    def sourcemaps(self) -> None:
+        """Drop the maps of releases nobody runs any more (one release per transaction)."""
+        for site_id, release in expired_releases(self.reader, self.pol.cutoff, self.pol.max_cutoff):
+
+            def detach(conn: sqlite3.Connection, site: str = site_id, rel: str = release) -> int:
+                count, unused = delete_release(conn, site, rel)
+                _enqueue(conn, "sourcemap", [(key, 0) for key in unused], now_ms())
+                return count
+
+            self.report.sourcemaps += int(self.ctx.write(detach))
+            self.drain_queue()
+            self.ctx.check_stop()
+
     def drain_queue(self, *, resumed: bool = False) -> None:
         """Delete queued blobs, then their queue entries (entries of failed deletes stay)."""
         after = ""
@@ -421,10 +443,17 @@ def _chunk_key_live(conn: sqlite3.Connection, key: str) -> bool:
     return row is not None
 
 
+def _sourcemap_key_live(conn: sqlite3.Connection, key: str) -> bool:
+    parsed = parse_sourcemap_key(key)
+    return parsed is not None and digest_referenced(conn, *parsed)
+
+
 def _referenced(conn: sqlite3.Connection, key: str) -> bool:
     """Whether a row points at key (index or primary-key lookups derived from the key)."""
     if key.startswith("chunks/"):
         return _chunk_key_live(conn, key)
+    if key.startswith("sourcemaps/"):
+        return _sourcemap_key_live(conn, key)
     parsed = _parse_replay_key(key)
     if parsed is None:
         return False
@@ -480,6 +509,8 @@ def _sweep(
             temp = blobs.is_temp(key)
             if key in live or (not temp and parts[0] == "chunks" and _chunk_key_live(reader, key)):
                 continue
+            if not temp and parts[0] == "sourcemaps" and _sourcemap_key_live(reader, key):
+                continue
             if delete:
                 try:
                     blobs.remove_path(key)
@@ -527,6 +558,10 @@ def _count_due(reader: sqlite3.Connection, pol: Policy, batch: int, report: Purg
             if len(rows) < batch:
                 break
             cursor = tuple(rows[-1][:width])
+    report.sourcemaps = sum(
+        len(files_of(reader, site, release=release))
+        for site, release in expired_releases(reader, pol.cutoff, pol.max_cutoff)
+    )
     for key, (rows_due, bytes_due) in due_keys.items():
         live = reader.execute("SELECT count(*) FROM chunks WHERE blob_key = ?", (key,)).fetchone()
         if int(live[0]) <= rows_due:

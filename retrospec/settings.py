@@ -47,6 +47,18 @@ class Settings:
         "normal",
         "SQLite synchronous mode: 'normal' survives a process crash, 'full' also power loss.",
     )
+    sourcemap_max_upload_mb: int = _f(
+        100, "Largest source map upload (all files together, CLI or HTTP), in MiB."
+    )
+    sourcemap_cache_mb: int = _f(
+        256, "Memory for parsed source maps in the compute process (estimated), in MiB."
+    )
+    sourcemap_fetch_timeout_seconds: float = _f(
+        5.0, "Fetch mode: time limit for fetching one bundle or map from a site's origin."
+    )
+    sourcemap_fetch_max_mb: int = _f(
+        16, "Fetch mode: largest bundle or map fetched from a site's origin, in MiB."
+    )
     login_session_hours: float = _f(336.0, "How long a dashboard login lasts.")
     cookie_secure: bool = _f(False, "Mark dashboard cookies Secure (set when served over HTTPS).")
     log_level: str = _f("info", "Log level: debug, info, warning or error.")
@@ -215,7 +227,14 @@ def _validate(s: Settings) -> None:
         raise ConfigError("promote_after must be at least 1")
     if s.retention_days <= 0:
         raise ConfigError("retention_days must be positive")
-    for name in ("max_body_bytes", "max_decompressed_bytes", "job_batch_size"):
+    for name in (
+        "max_body_bytes",
+        "max_decompressed_bytes",
+        "job_batch_size",
+        "sourcemap_max_upload_mb",
+        "sourcemap_cache_mb",
+        "sourcemap_fetch_max_mb",
+    ):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be positive")
     for name in (
@@ -228,6 +247,7 @@ def _validate(s: Settings) -> None:
         "alert_timeout_seconds",
         "alert_digest_minutes",
         "spike_window_minutes",
+        "sourcemap_fetch_timeout_seconds",
     ):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{name} must be positive")

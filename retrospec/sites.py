@@ -1,4 +1,8 @@
-"""Sites and their ingest keys (keys are shown once and stored as SHA-256 digests)."""
+"""Sites, their ingest keys and upload tokens (shown once, stored as SHA-256 digests).
+
+The ingest key is public by design (it sits in every page); the upload token, for CI uploads
+of source maps, is a secret and a different kind of credential: neither works as the other.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from retrospec.clock import now_ms
 from retrospec.errors import BadRequest, Conflict, NotFound
 
 KEY_PREFIX = "rsk_"
+UPLOAD_TOKEN_PREFIX = "rsu_"  # noqa: S105 - a prefix, not a secret
 DEMO_SITE_ID = "demo"
 DEMO_SITE_NAME = "demo"
 _NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}\Z")
@@ -31,6 +36,7 @@ class Site:
     promote_after: int | None
     retention_days: float | None
     created_at: int
+    fetch_sourcemaps: bool = False  # fetch bundles and maps from the allowed origins
 
     def allows_origin(self, origin: str | None) -> bool:
         """Whether a browser page at origin may send data for this site."""
@@ -82,10 +88,11 @@ def _row_to_site(row: sqlite3.Row | tuple[object, ...]) -> Site:
         promote_after=None if row[3] is None else int(str(row[3])),
         retention_days=None if row[4] is None else float(str(row[4])),
         created_at=int(str(row[5])),
+        fetch_sourcemaps=bool(row[6]),
     )
 
 
-_SITE_COLUMNS = "id, name, origins, promote_after, retention_days, created_at"
+_SITE_COLUMNS = "id, name, origins, promote_after, retention_days, created_at, fetch_sourcemaps"
 
 
 def create_site(
@@ -136,6 +143,57 @@ def set_origins(conn: sqlite3.Connection, site_id: str, origins: list[str]) -> S
     get_site(conn, site_id)
     conn.execute("UPDATE sites SET origins = ? WHERE id = ?", (json.dumps(clean), site_id))
     return get_site(conn, site_id)
+
+
+def set_fetch_sourcemaps(conn: sqlite3.Connection, site_id: str, enabled: bool) -> Site:
+    """Turn fetching bundles and maps from the site's allowed origins on or off."""
+    site = get_site(conn, site_id)
+    if enabled and not site.origins:
+        raise BadRequest(
+            f"site {site.name} allows any origin; fetching source maps needs its own origins "
+            "(`retrospec sites origins SITE --origin https://...`)"
+        )
+    conn.execute(
+        "UPDATE sites SET fetch_sourcemaps = ? WHERE id = ?", (1 if enabled else 0, site.id)
+    )
+    return get_site(conn, site.id)
+
+
+def create_upload_token(conn: sqlite3.Connection, site_id: str) -> str:
+    """Revoke the site's upload tokens and store a new one; return it (shown once)."""
+    site = get_site(conn, site_id)
+    at = now_ms()
+    conn.execute(
+        "UPDATE upload_tokens SET revoked_at = ? WHERE site_id = ? AND revoked_at IS NULL",
+        (at, site.id),
+    )
+    token = UPLOAD_TOKEN_PREFIX + secrets.token_urlsafe(24)
+    conn.execute(
+        "INSERT INTO upload_tokens (site_id, token_hash, token_prefix, created_at) "
+        "VALUES (?, ?, ?, ?)",
+        (site.id, hash_key(token), token[: len(UPLOAD_TOKEN_PREFIX) + 6], at),
+    )
+    return token
+
+
+def site_for_upload_token(conn: sqlite3.Connection, token: str) -> Site | None:
+    """The site an active upload token belongs to, or None."""
+    columns = ", ".join("s." + c.strip() for c in _SITE_COLUMNS.split(","))
+    row = conn.execute(
+        f"SELECT {columns} FROM upload_tokens t JOIN sites s ON s.id = t.site_id "
+        "WHERE t.token_hash = ? AND t.revoked_at IS NULL",
+        (hash_key(token),),
+    ).fetchone()
+    return None if row is None else _row_to_site(row)
+
+
+def upload_token_prefixes(conn: sqlite3.Connection, site_id: str) -> list[str]:
+    """Display prefixes of a site's active upload tokens."""
+    rows = conn.execute(
+        "SELECT token_prefix FROM upload_tokens WHERE site_id = ? AND revoked_at IS NULL",
+        (site_id,),
+    ).fetchall()
+    return [str(r[0]) for r in rows]
 
 
 def get_site(conn: sqlite3.Connection, id_or_name: str) -> Site:

@@ -277,8 +277,16 @@ def test_json_schema_is_stable(feed: Feed) -> None:
         "schema_version", "id", "site", "kind", "status", "regression", "title", "message",
         "culprit", "counts", "first_seen", "last_seen", "stack", "frames", "top",
         "representative", "steps", "last_step_agreement", "confidence", "sessions", "history",
-        "daily",
+        "daily", "releases",
     }  # fmt: skip
+    assert set(doc["releases"]) == {
+        "first", "last", "resolved_in", "sample", "sample_has_source_maps",
+    }  # fmt: skip
+    frame_keys = {
+        "function", "path", "raw_file", "line", "column", "in_app", "mapped", "context_line",
+        "pre_context", "post_context",
+    }  # fmt: skip
+    assert doc["frames"] and all(set(f) == frame_keys for f in doc["frames"])
     assert doc["schema_version"] == 1
     assert doc["counts"] == {"failures": 6, "sessions": 5, "users": 4}
     assert doc["representative"]["replay_url"] == (

@@ -33,6 +33,7 @@ FLOORS: dict[str, int] = {
     "retrospec.retention": 5,
     "retrospec.ingest": 4,
     "retrospec.jobs": 4,
+    "retrospec.sourcemaps": 4,
     "retrospec.storage": 3,
     "retrospec.sites": 3,
     "retrospec.auth": 3,

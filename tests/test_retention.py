@@ -502,6 +502,7 @@ def test_run_records_a_job_run_and_prunes_old_runs(tmp_path: Path) -> None:
         "chunks": 2,
         "replays": 2,
         "payloads": 2,
+        "sourcemaps": 0,
         "orphans": 0,
         "temp_files": 0,
         "resumed": 0,

@@ -14,6 +14,42 @@ function errorFailure(kind, err, fallback) {
   return { kind, message: cap(fallback, MAX_MESSAGE) };
 }
 
+// Debug IDs that bundler plugins and `sentry-cli sourcemaps inject` register at runtime:
+// globalThis._sentryDebugIds (and Turbopack's _debugIds) maps an Error().stack taken at the
+// script's top level to its ID. The last URL in that stack is the script's own. Re-read when
+// scripts were added (the key count changed).
+const STACK_URL = /(?:https?|file):\/\/[^\s()"']+?:\d+:\d+/g;
+let debugIdMap = null;
+let debugIdKeys = -1;
+
+function scriptDebugIds() {
+  const g = typeof globalThis !== "undefined" ? globalThis : window;
+  const registries = [g._sentryDebugIds, g._debugIds].filter((r) => r && typeof r === "object");
+  let count = 0;
+  registries.forEach((r) => (count += Object.keys(r).length));
+  if (count === debugIdKeys) return debugIdMap;
+  const map = {};
+  registries.forEach((r) => Object.keys(r).forEach((key) => {
+    const urls = String(key).match(STACK_URL);
+    if (urls && typeof r[key] === "string") map[urls[urls.length - 1].replace(/:\d+:\d+$/, "")] = r[key];
+  }));
+  debugIdMap = count ? map : null;
+  debugIdKeys = count;
+  return debugIdMap;
+}
+
+// {script URL: debug ID} for the scripts in one stack (source maps then match by ID).
+function debugIdsFor(stack) {
+  const known = typeof stack === "string" && scriptDebugIds();
+  if (!known) return undefined;
+  let out;
+  (stack.match(STACK_URL) || []).forEach((loc) => {
+    const url = loc.replace(/:\d+:\d+$/, "");
+    if (known[url]) (out = out || {})[cap(url, 4096)] = cap(known[url], 64);
+  });
+  return out;
+}
+
 // Where console.error was called from: a fresh stack minus its header and our wrapper's frame,
 // so two calls from one code path group together.
 function callerStack(trace) {

@@ -78,6 +78,7 @@ function normalizeFailure(f, url) {
   };
   if (Array.isArray(f.fingerprint)) out.fingerprint = f.fingerprint.slice(0, 20).map((p) => cap(p, 256));
   if (f.context !== undefined) out.context = plain(f.context);
+  if (f.debug_ids && typeof f.debug_ids === "object") out.debug_ids = f.debug_ids;
   if (f.tags && typeof f.tags === "object") {
     out.tags = {};
     Object.keys(f.tags).slice(0, 50).forEach((k) => (out.tags[cap(k, 256)] = cap(f.tags[k], 256)));
@@ -341,6 +342,7 @@ function createClient(opts) {
     if (typeof opts.beforeSend === "function" && !(f = opts.beforeSend(f))) return;
     if (failures.length >= MAX_PENDING_FAILURES) return;
     f = normalizeFailure(f, clean(location.href));
+    if (!f.debug_ids) f.debug_ids = debugIdsFor(f.stack);
     addCustom("retrospec.failure", {
       kind: f.kind,
       type: f.type,

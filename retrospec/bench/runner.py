@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, str] = {
     "memory": "retrospec.bench.memory:run",
     "dashboard": "retrospec.bench.dashboard:run",
     "purge": "retrospec.bench.purge:run",
+    "symbolication": "retrospec.bench.symbolication:run",
     "sdk-size": "retrospec.bench.firstrun:run_sdk_size",
     "first-failure": "retrospec.bench.firstrun:run_first_failure",
 }

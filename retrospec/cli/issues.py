@@ -191,6 +191,10 @@ def _print_evidence(ev: Evidence, base: str) -> None:
         pairs.append(("message", one_line(ev.message, 500)))
     if issue.culprit:
         pairs.append(("culprit", issue.culprit))
+    rel = ev.releases
+    if rel is not None and (rel.first or rel.last):
+        note = f" · resolved in the release after {rel.resolved_in}" if rel.resolved_in else ""
+        pairs.append(("releases", f"first {rel.first or '?'} · last {rel.last or '?'}{note}"))
     pairs.append(("confidence", f"{ev.confidence.label} — {'; '.join(ev.confidence.reasons)}"))
     pairs.append(("replay", replay_line(ev, base)))
     pairs.append(("dashboard", f"{base}/issues/{issue.id}"))
@@ -216,7 +220,13 @@ def _print_evidence(ev: Evidence, base: str) -> None:
 
     console.print_text("")
     console.print_text("Stack", style="bold")
-    if ev.stack:
+    if any(f.get("mapped") for f in ev.frames):
+        from retrospec.issues.reports import frames_text
+
+        console.print_text("  source-mapped (the raw stack is in --json):")
+        for line in frames_text(ev.frames[:40]).splitlines():
+            console.print_text("  " + line.strip() if not line.startswith("        ") else line)
+    elif ev.stack:
         for line in ev.stack.rstrip().splitlines()[:40]:
             console.print_text("  " + line.rstrip())
     elif ev.frames:
@@ -276,20 +286,37 @@ def _print_evidence(ev: Evidence, base: str) -> None:
             console.print_text(f"  {(iso(h.at) or '')[:16].replace('T', ' ')} {h.action}{who}")
 
 
-def _change(issue_id: int, action: str) -> None:
+def _change(issue_id: int, action: str, *, in_next_release: bool = False) -> None:
     from retrospec.cli.common import with_db
     from retrospec.issues import queries as issues
 
     loaded = load()
     require_db(loaded.settings)
-    new = with_db(loaded, lambda c: issues.change_status(c, issue_id, action, _actor()), write=True)
-    console.success(f"issue {issue_id} is now {new}")
+    new = with_db(
+        loaded,
+        lambda c: issues.change_status(
+            c, issue_id, action, _actor(), in_next_release=in_next_release
+        ),
+        write=True,
+    )
+    note = " in the next release" if in_next_release else ""
+    console.success(f"issue {issue_id} is now {new}{note}")
 
 
 @issues_app.command("resolve")
-def issues_resolve(issue_id: IssueId) -> None:
+def issues_resolve(
+    issue_id: IssueId,
+    in_next_release: Annotated[
+        bool,
+        typer.Option(
+            "--in-next-release",
+            help="Fixed in the release after the newest one seen: failures from that release "
+            "or older ones do not reopen it, a failure from a newer release does.",
+        ),
+    ] = False,
+) -> None:
     """Mark an issue resolved (it reopens as a regression if it happens again)."""
-    _change(issue_id, "resolve")
+    _change(issue_id, "resolve", in_next_release=in_next_release)
 
 
 @issues_app.command("ignore")

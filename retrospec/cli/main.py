@@ -12,7 +12,19 @@ from typing import Annotated
 import typer
 
 from retrospec import __version__, console
-from retrospec.cli import alerts, bench, issues, jobs, server, sessions, sites, tokens, users
+from retrospec.cli import (
+    alerts,
+    bench,
+    issues,
+    jobs,
+    releases,
+    server,
+    sessions,
+    sites,
+    sourcemaps,
+    tokens,
+    users,
+)
 from retrospec.cli.common import ConfigOpt, state
 from retrospec.errors import RetrospecError
 
@@ -42,7 +54,19 @@ def root(
     state.config = config
 
 
-for _module in (server, sites, bench, issues, sessions, jobs, users, alerts, tokens):
+for _module in (
+    server,
+    sites,
+    sourcemaps,
+    releases,
+    bench,
+    issues,
+    sessions,
+    jobs,
+    users,
+    alerts,
+    tokens,
+):
     _module.register(app)
 
 

@@ -1,4 +1,4 @@
-"""`retrospec sites add|list|origins|rotate-key`: sites and their ingest keys."""
+"""`retrospec sites add|list|origins|rotate-key|upload-token|fetch-sourcemaps`: sites, keys."""
 
 from __future__ import annotations
 
@@ -63,6 +63,7 @@ def sites_list(json_out: JsonOpt = False) -> None:
                 "origins": list(s.origins),
                 "any_origin": not s.origins,
                 "key_prefixes": key_prefixes(conn, s.id),
+                "fetch_sourcemaps": s.fetch_sourcemaps,
                 "created_at": iso(s.created_at),
             }
             for s in list_sites(conn)
@@ -133,3 +134,55 @@ def sites_rotate_key(
         return
     console.print_pairs([("site id", site_id), ("new ingest key", key)])
     console.warn("old keys stop working within 5 s; update your pages with the new key")
+
+
+@sites_app.command("upload-token")
+def sites_upload_token(
+    site: Annotated[str, typer.Argument(help="Site name or id.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Create the site's token for CI source map uploads (shown once; older ones stop working).
+
+    It is not the ingest key: the ingest key is public (it is in every page), this one is a
+    secret for `POST /api/v1/sourcemaps`.
+    """
+    from retrospec.sites import create_upload_token, get_site
+
+    loaded = load()
+
+    def create(conn: Any) -> tuple[str, str, str]:
+        found = get_site(conn, site)
+        return found.id, found.name, create_upload_token(conn, found.id)
+
+    site_id, name, token = with_db(loaded, create, write=True)
+    if json_out:
+        console.print_json({"id": site_id, "name": name, "upload_token": token})
+        return
+    console.print_pairs([("site", name), ("upload token", token)])
+    console.warn("the token is shown only once and replaces any older one; store it in your CI")
+
+
+@sites_app.command("fetch-sourcemaps")
+def sites_fetch_sourcemaps(
+    site: Annotated[str, typer.Argument(help="Site name or id.")],
+    state: Annotated[str, typer.Argument(help="on or off.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Fetch bundles and their maps from the site's allowed origins when none were uploaded."""
+    from retrospec.errors import UsageError
+    from retrospec.sites import get_site, set_fetch_sourcemaps
+
+    if state not in ("on", "off"):
+        raise UsageError(f"state must be on or off, got {state!r}")
+    loaded = load()
+    updated = with_db(
+        loaded,
+        lambda c: set_fetch_sourcemaps(c, get_site(c, site).id, state == "on"),
+        write=True,
+    )
+    if json_out:
+        console.print_json(
+            {"id": updated.id, "name": updated.name, "fetch_sourcemaps": updated.fetch_sourcemaps}
+        )
+        return
+    console.success(f"{updated.name}: fetching source maps is {state}")

@@ -19,14 +19,25 @@ session rule caps at 2 so that a larger promote_after still means "that many fai
 promote_after = 1 keeps meaning "every failure is an issue".
 
 Lifecycle: a failure received after an issue was resolved reopens it as a regression (status
-open, regression = 1, regressed_at, an issue_events 'regressed' row). Ignored issues stay
-ignored while their counts keep growing. Promotions and regressions queue their alerts
-(alert_outbox rows, one per matching rule) in the same transaction. Cluster `kind` is the
-failure family: error (error, unhandledrejection and custom share clusters), network or console.
+open, regression = 1, regressed_at, an issue_events 'regressed' row). An issue resolved "in the
+next release" (resolved_in_release = the site's newest release at that moment) reopens only for
+a failure from a release first seen after that one (issues/releases.py), or one without a
+release received after the resolution. Ignored issues stay ignored while their counts keep
+growing. Promotions and regressions queue their alerts (alert_outbox rows, one per matching
+rule) in the same transaction. Cluster `kind` is the failure family: error (error,
+unhandledrejection and custom share clusters), network or console.
+
+Source maps: before fingerprinting, each batch looks up the stored maps of its (site, release)
+pairs and the debug IDs its failures report (sourcemaps/resolve.py); the compute process
+symbolicates the frames (issues/symbolicate.py) so grouping and display use original functions
+and files. A failure clustered before its maps arrived keeps its cluster (grouping is never
+changed retroactively); refresh_frames re-symbolicates the cluster's displayed frames once the
+maps are stored.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import sqlite3
@@ -40,9 +51,23 @@ import msgspec
 
 from retrospec.alerts import outbox
 from retrospec.clock import day_of, now_ms
-from retrospec.ingest.envelope import PAYLOAD_DECODER
+from retrospec.ingest.envelope import PAYLOAD_DECODER, FailurePayload
+from retrospec.issues import releases
 from retrospec.issues.fingerprint import FailureInput, Fingerprint, fingerprint, path_template
+from retrospec.issues.sourcemapping import (
+    fetch_missing,
+    map_index,
+    refresh_frames,
+    stored_frames,
+    symbolicate_stack,
+    through_maps,
+)
+from retrospec.issues.stackframes import Frame
 from retrospec.jobs.context import JobContext, JobResult
+from retrospec.sourcemaps.resolve import (
+    MapIndex,
+    cache_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +102,7 @@ class Item:
     culprit: str | None
     frames: str | None  # JSON list of frame dicts, None without a stack
     facets: tuple[tuple[str, str], ...]
+    release: str | None = None
 
 
 @dataclass(slots=True)
@@ -90,23 +116,29 @@ class BatchStats:
     regressed: list[int] = field(default_factory=list)
 
 
+def frame_dict(f: Frame) -> dict[str, Any]:
+    """One stored frame; symbolicated ones carry `mapped` and their source context."""
+    out: dict[str, Any] = {
+        "function": f.function,
+        "path": f.path,
+        "raw_file": f.raw_file,
+        "line": f.line,
+        "column": f.column,
+        "in_app": f.in_app,
+    }
+    if f.mapped:
+        out["mapped"] = True
+        out["context_line"] = f.context_line
+        out["pre_context"] = list(f.pre_context)
+        out["post_context"] = list(f.post_context)
+    return out
+
+
 def frames_json(fp: Fingerprint) -> str | None:
     """The normalised frames of a fingerprint as compact JSON (None without frames)."""
     if not fp.frames:
         return None
-    return msgspec.json.encode(
-        [
-            {
-                "function": f.function,
-                "path": f.path,
-                "raw_file": f.raw_file,
-                "line": f.line,
-                "column": f.column,
-                "in_app": f.in_app,
-            }
-            for f in fp.frames
-        ]
-    ).decode("utf-8")
+    return msgspec.json.encode([frame_dict(f) for f in fp.frames]).decode("utf-8")
 
 
 def _facet(value: object) -> str | None:
@@ -134,18 +166,37 @@ def _facets(row: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple((name, value) for name, value in pairs if value is not None)
 
 
-def failure_input(row: Mapping[str, Any]) -> FailureInput:
-    """Build the fingerprinter's input from a failures row (stack and explicit parts in payload)."""
+def _payload(row: Mapping[str, Any]) -> FailurePayload | None:
+    if not row["payload"]:
+        return None
+    try:
+        return PAYLOAD_DECODER.decode(row["payload"])
+    except msgspec.DecodeError:
+        return None
+
+
+def symbolicated_frames(
+    row: Mapping[str, Any], stack: str | None, debug_ids: dict[str, str] | None, maps: MapIndex
+) -> tuple[Frame, ...] | None:
+    """The failure's frames through its source maps, or None when no frame has a map."""
+    if not stack:
+        return None
+    page = _page_origin(row["url"])
+    return symbolicate_stack(stack, page, str(row["site_id"]), row["release"], debug_ids, maps)
+
+
+def failure_input(row: Mapping[str, Any], maps: MapIndex | None = None) -> FailureInput:
+    """Build the fingerprinter's input from a failures row (stack and explicit parts in payload);
+    with `maps`, frames that have a source map are symbolicated first."""
     stack: str | None = None
     explicit: tuple[str, ...] | None = None
-    if row["payload"]:
-        try:
-            payload = PAYLOAD_DECODER.decode(row["payload"])
-        except msgspec.DecodeError:
-            payload = None
-        if payload is not None:
-            stack = payload.stack
-            explicit = tuple(payload.fingerprint) if payload.fingerprint else None
+    frames: tuple[Frame, ...] | None = None
+    payload = _payload(row)
+    if payload is not None:
+        stack = payload.stack
+        explicit = tuple(payload.fingerprint) if payload.fingerprint else None
+        if maps and stack:
+            frames = symbolicated_frames(row, stack, payload.debug_ids, maps)
     return FailureInput(
         kind=row["kind"],
         type=row["type"],
@@ -156,6 +207,7 @@ def failure_input(row: Mapping[str, Any]) -> FailureInput:
         request_url=row["request_url"],
         status=row["status"],
         explicit=explicit,
+        frames=frames,
     )
 
 
@@ -175,11 +227,11 @@ def _cached_fingerprint(failure: FailureInput) -> Fingerprint:
     return fingerprint(failure)
 
 
-def fingerprint_row(row: Mapping[str, Any]) -> tuple[Item, bool]:
+def fingerprint_row(row: Mapping[str, Any], maps: MapIndex | None = None) -> tuple[Item, bool]:
     """Fingerprint one failures row; the flag is False when it needed the fallback."""
     ok = True
     try:
-        fp = _cached_fingerprint(failure_input(row))
+        fp = _cached_fingerprint(failure_input(row, maps))
     except Exception:
         # A fingerprinter bug must not leave the failure unclaimed forever (it would be retried
         # every second); group it by type and message alone and count the error.
@@ -200,13 +252,20 @@ def fingerprint_row(row: Mapping[str, Any]) -> tuple[Item, bool]:
         culprit=fp.culprit,
         frames=frames_json(fp),
         facets=_facets(row),
+        release=row["release"],
     )
     return item, ok
 
 
-def fingerprint_rows(rows: list[dict[str, Any]]) -> list[tuple[Item, bool]]:
-    """fingerprint_row over a batch (a top-level function, so it can run in a child process)."""
-    return [fingerprint_row(row) for row in rows]
+def fingerprint_rows(
+    rows: list[dict[str, Any]], maps: MapIndex | None = None
+) -> tuple[list[tuple[Item, bool]], int]:
+    """fingerprint_row over a batch (a top-level function, so it can run in a child process);
+    also returns how many source maps failed to load or look up meanwhile."""
+    cache = cache_for(maps.blob_url, maps.cache_bytes) if maps else None
+    before = cache.errors if cache is not None else 0
+    done = [fingerprint_row(row, maps) for row in rows]
+    return done, (cache.errors - before if cache is not None else 0)
 
 
 def run(ctx: JobContext) -> JobResult:
@@ -215,21 +274,31 @@ def run(ctx: JobContext) -> JobResult:
     max_batches = ctx.options.get("max_batches")
     before_write: Callable[[list[int]], None] | None = ctx.options.get(BEFORE_WRITE)
     result = JobResult()
-    totals = dict.fromkeys(("claimed", "skipped", "new_clusters", "promoted", "regressed"), 0)
+    totals = dict.fromkeys(
+        ("claimed", "skipped", "new_clusters", "promoted", "regressed", "map_errors"), 0
+    )
     last_id = 0
     batches = 0
     reader = ctx.reader()
     try:
+        found, cursor = releases.sessions_since(reader)
+        if found or cursor is not None:
+            ctx.write(lambda c: releases.record_sessions(c, found, cursor))
         while max_batches is None or batches < int(max_batches):
             ctx.check_stop()
-            rows = reader.execute(_SELECT_BATCH, (last_id, batch_size)).fetchall()
+            rows = [dict(r) for r in reader.execute(_SELECT_BATCH, (last_id, batch_size))]
             if not rows:
                 break
+            maps = map_index(reader, rows, ctx.blobs.url, ctx.settings.sourcemap_cache_mb)
+            if fetch_missing(ctx, reader, rows, maps):
+                maps = map_index(reader, rows, ctx.blobs.url, ctx.settings.sourcemap_cache_mb)
             # Fingerprinting is the CPU-heavy part: in the server it runs in the compute
             # process, off the interpreter the event loop uses.
-            done: list[tuple[Item, bool]] = ctx.compute(fingerprint_rows, [dict(r) for r in rows])
+            done, map_errors = ctx.compute(fingerprint_rows, rows, maps)
             items = [item for item, _ok in done]
             result.errors += sum(1 for _item, ok in done if not ok)
+            # A broken map leaves frames minified and is logged; counted, never fatal.
+            totals["map_errors"] += map_errors
             last_id = items[-1].id
             if before_write is not None:
                 before_write([i.id for i in items])
@@ -248,6 +317,7 @@ def run(ctx: JobContext) -> JobResult:
             totals["regressed"] += len(stats.regressed)
             if len(rows) < batch_size:
                 break
+        totals["frames_refreshed"] = refresh_frames(ctx, reader, refreshed_frames)
     finally:
         reader.close()
     result.items = totals["claimed"]
@@ -320,25 +390,30 @@ def apply_batch(
         new_rows.append(
             (site_id, fp, first.kind, first.basis, first.title, first.culprit,
              min(m.received_at for m in members), max(m.received_at for m in members),
-             first.id, now)
+             first.id, now, first.release, members[-1].release)
         )  # fmt: skip
     stats.new_clusters = conn.executemany(
         "INSERT INTO clusters (site_id, fingerprint, kind, basis, title, culprit, "
-        "first_seen_at, last_seen_at, sample_failure_id, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site_id, fingerprint) DO NOTHING",
+        "first_seen_at, last_seen_at, sample_failure_id, updated_at, first_release, "
+        "last_release) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (site_id, fingerprint) DO NOTHING",
         new_rows,
     ).rowcount
-    cluster_of: dict[tuple[str, str], tuple[int, str, int | None]] = {}
+    # Releases first: "newer release" below compares against what this batch saw too.
+    releases.record_failures(
+        conn, [(i.site_id, i.release, i.received_at) for i in todo if i.release]
+    )
+    cluster_of: dict[tuple[str, str], tuple[int, str, int | None, str | None]] = {}
     keys = list(groups)
     for chunk in _chunks(keys):
         values = ",".join("(?, ?)" for _ in chunk)
         params = tuple(x for key in chunk for x in key)
-        for cid, site_id, fp, status, resolved_at in conn.execute(
-            "SELECT id, site_id, fingerprint, status, resolved_at FROM clusters "
-            f"WHERE (site_id, fingerprint) IN (VALUES {values})",
+        for cid, site_id, fp, status, resolved_at, in_release in conn.execute(
+            "SELECT id, site_id, fingerprint, status, resolved_at, resolved_in_release "
+            f"FROM clusters WHERE (site_id, fingerprint) IN (VALUES {values})",
             params,
         ):
-            cluster_of[(site_id, fp)] = (int(cid), str(status), resolved_at)
+            cluster_of[(site_id, fp)] = (int(cid), str(status), resolved_at, in_release)
 
     # Claim the failures; the extra `cluster_id IS NULL` makes a double claim impossible.
     claimed = conn.executemany(
@@ -357,9 +432,9 @@ def apply_batch(
     day_rows: list[tuple[int, int, int]] = []
     cluster_updates: list[tuple[Any, ...]] = []
     frame_rows: list[tuple[int, str]] = []
-    touched: dict[int, tuple[str, int, str, int | None]] = {}
+    touched: dict[int, Touched] = {}
     for key, members in groups.items():
-        cid, status, resolved_at = cluster_of[key]
+        cid, status, resolved_at, in_release = cluster_of[key]
         per_session: dict[str, list[Item]] = {}
         for m in members:
             per_session.setdefault(m.session_id, []).append(m)
@@ -389,15 +464,21 @@ def apply_batch(
         # the current deploy and outlives payload purges longest.
         with_stack = [m for m in members if m.frames is not None]
         sample = with_stack[-1] if with_stack else None
+        newest_release = next((m.release for m in reversed(members) if m.release), None)
+        oldest_release = next((m.release for m in members if m.release), None)
         cluster_updates.append(
             (len(members), new_sessions, new_users,
              min(m.received_at for m in members), max(m.received_at for m in members),
              sample.culprit if sample else None,
-             sample.id if sample else None, members[-1].id, now, cid)
+             sample.id if sample else None, members[-1].id, now, newest_release,
+             oldest_release, cid)
         )  # fmt: skip
         if sample is not None and sample.frames is not None:
             frame_rows.append((cid, sample.frames))
-        touched[cid] = (key[0], max(m.received_at for m in members), status, resolved_at)
+        touched[cid] = Touched(
+            key[0], max(m.received_at for m in members), status, resolved_at, in_release,
+            tuple((m.release, m.received_at) for m in members),
+        )  # fmt: skip
 
     conn.executemany(
         "UPDATE cluster_sessions SET failures = failures + ?, last_seen_at = max(last_seen_at, ?) "
@@ -419,7 +500,9 @@ def apply_batch(
         "session_count = session_count + ?, user_count = user_count + ?, "
         "first_seen_at = min(first_seen_at, ?), last_seen_at = max(last_seen_at, ?), "
         "culprit = coalesce(?, culprit), "
-        "sample_failure_id = coalesce(?, sample_failure_id, ?), updated_at = ? WHERE id = ?",
+        "sample_failure_id = coalesce(?, sample_failure_id, ?), updated_at = ?, "
+        "last_release = coalesce(?, last_release), first_release = coalesce(first_release, ?) "
+        "WHERE id = ?",
         cluster_updates,
     )
     # Frames live in their own table (migration 3) so clusters rows stay small for list scans.
@@ -432,30 +515,57 @@ def apply_batch(
     return stats
 
 
+@dataclass(frozen=True, slots=True)
+class Touched:
+    """A cluster one batch added failures to, as the lifecycle rules need it."""
+
+    site_id: str
+    newest: int  # received_at of its newest failure in the batch
+    status: str
+    resolved_at: int | None
+    resolved_in_release: str | None
+    failures: tuple[tuple[str | None, int], ...]  # (release, received_at) of the batch's
+
+
+def _regression(conn: sqlite3.Connection, t: Touched) -> tuple[bool, str | None]:
+    """Whether the batch reopens a resolved issue, and the release that did it."""
+    if t.status != "resolved":
+        return False, None
+    after = [(rel, at) for rel, at in t.failures if t.resolved_at is None or at > t.resolved_at]
+    if t.resolved_in_release is None:
+        # A failure received before the resolution is old news the user saw when resolving.
+        return bool(after), next((rel for rel, _ in reversed(after) if rel), None)
+    for rel, _at in reversed(t.failures):
+        if rel and releases.is_newer(conn, t.site_id, rel, t.resolved_in_release):
+            return True, rel
+    # Without a release nothing says which build it came from: treat it as after the fix.
+    return any(rel is None for rel, _ in after), None
+
+
 def _lifecycle(
     conn: sqlite3.Connection,
-    touched: dict[int, tuple[str, int, str, int | None]],
+    touched: dict[int, Touched],
     promote_after: int,
     now: int,
     stats: BatchStats,
 ) -> None:
     """Promote candidates that reached the threshold; reopen resolved issues as regressions."""
-    candidates = [cid for cid, t in touched.items() if t[2] == "candidate"]
-    thresholds = _promote_threshold(conn, {touched[c][0] for c in candidates}, promote_after)
+    candidates = [cid for cid, t in touched.items() if t.status == "candidate"]
+    thresholds = _promote_threshold(conn, {touched[c].site_id for c in candidates}, promote_after)
     for chunk in _chunks(candidates):
         marks = ",".join("?" * len(chunk))
         for cid, failures, sessions in conn.execute(
             f"SELECT id, failure_count, session_count FROM clusters WHERE id IN ({marks})",
             tuple(chunk),
         ):
-            if should_promote(failures, sessions, thresholds[touched[cid][0]]):
+            if should_promote(failures, sessions, thresholds[touched[cid].site_id]):
                 stats.promoted.append(int(cid))
-    # A failure received before the resolution is old news the user saw when resolving.
-    stats.regressed = [
-        cid
-        for cid, (_, newest, status, resolved_at) in touched.items()
-        if status == "resolved" and (resolved_at is None or newest > resolved_at)
-    ]
+    regressed_in: dict[int, str | None] = {}
+    for cid, t in touched.items():
+        reopens, release = _regression(conn, t)
+        if reopens:
+            regressed_in[cid] = release
+    stats.regressed = list(regressed_in)
     if stats.promoted:
         conn.executemany(
             "UPDATE clusters SET status = 'open', promoted_at = ? "
@@ -464,21 +574,49 @@ def _lifecycle(
         )
     if stats.regressed:
         conn.executemany(
-            "UPDATE clusters SET status = 'open', regression = 1, regressed_at = ? "
-            "WHERE id = ? AND status = 'resolved'",
+            "UPDATE clusters SET status = 'open', regression = 1, regressed_at = ?, "
+            "resolved_in_release = NULL WHERE id = ? AND status = 'resolved'",
             [(now, cid) for cid in stats.regressed],
         )
-    events = [(cid, now, "promoted") for cid in stats.promoted]
-    events += [(cid, now, "regressed") for cid in stats.regressed]
+    events: list[tuple[int, int, str, str | None]] = [
+        (cid, now, "promoted", None) for cid in stats.promoted
+    ]
+    events += [(cid, now, "regressed", regressed_in[cid]) for cid in stats.regressed]
     if events:
         conn.executemany(
-            "INSERT INTO issue_events (cluster_id, at, action) VALUES (?, ?, ?)", events
+            "INSERT INTO issue_events (cluster_id, at, action, release) VALUES (?, ?, ?, ?)",
+            events,
         )
         # Alerts are queued in this same transaction: an alert exists exactly when its
         # promotion or regression does (the deliver job sends them; see alerts/outbox.py).
         outbox.enqueue(
             conn,
-            [(cid, touched[cid][0], "promoted") for cid in stats.promoted]
-            + [(cid, touched[cid][0], "regression") for cid in stats.regressed],
+            [(cid, touched[cid].site_id, "promoted") for cid in stats.promoted]
+            + [(cid, touched[cid].site_id, "regression") for cid in stats.regressed],
             now,
         )
+
+
+def refreshed_frames(
+    rows: list[dict[str, Any]], maps: MapIndex
+) -> list[tuple[int, str, str | None]]:
+    """(cluster id, frames JSON, culprit) for clusters whose sample now symbolicates (compute)."""
+    out: list[tuple[int, str, str | None]] = []
+    for row in rows:
+        try:
+            failure = failure_input(row, maps)
+            if failure.frames is None and _payload(row) is None:
+                stored = stored_frames(row["frames"])
+                if stored and not any(f.mapped for f in stored):
+                    mapped = through_maps(stored, str(row["site_id"]), row["release"], None, maps)
+                    if mapped is not None:
+                        failure = dataclasses.replace(failure, frames=mapped)
+            if failure.frames is None:
+                continue
+            fp = fingerprint(failure)
+            text = frames_json(fp)
+            if text is not None:
+                out.append((int(row["cluster_id"]), text, fp.culprit))
+        except Exception:  # display only: one odd sample must not stop the others
+            log.exception("re-symbolicating cluster %s failed", row["cluster_id"])
+    return out

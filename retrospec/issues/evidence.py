@@ -37,6 +37,7 @@ from retrospec.clock import now_ms as _now_ms
 from retrospec.ingest.envelope import PAYLOAD_DECODER
 from retrospec.issues.fingerprint import path_template
 from retrospec.issues.queries import IssueSummary, daily_counts, get_issue
+from retrospec.sourcemaps.store import has_maps
 
 FACETS = ("browser", "os", "url", "release")
 TOP_N = 5
@@ -121,6 +122,7 @@ class HistoryEntry(NamedTuple):
     at: int
     action: str
     actor: str | None
+    release: str | None = None  # resolved in the release after it / regressed in it
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +142,18 @@ class Evidence:
     history: list[HistoryEntry]
     daily: list[int]
     daily_first_day: int = 0  # UTC day number (days since the epoch) of daily[0]
+    releases: ReleaseFacts | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseFacts:
+    """An issue's releases, and whether the sample's release has source maps."""
+
+    first: str | None
+    last: str | None
+    resolved_in: str | None  # set by "resolve in next release"
+    sample: str | None  # release of the failure whose stack is shown
+    sample_has_maps: bool
 
 
 def _rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
@@ -338,12 +352,18 @@ def gather_evidence(
     cid = issue.id
     head = _rows(
         conn,
-        "SELECT coalesce(cf.frames, c.frames), f.message, f.payload FROM clusters c "
+        "SELECT coalesce(cf.frames, c.frames), f.message, f.payload, c.first_release, "
+        "c.last_release, c.resolved_in_release, f.release FROM clusters c "
         "LEFT JOIN cluster_frames cf ON cf.cluster_id = c.id "
         "LEFT JOIN failures f ON f.id = c.sample_failure_id WHERE c.id = ?",
         (cid,),
     )
-    frames_text, message, payload = head[0] if head else (None, None, None)
+    frames_text, message, payload, first_rel, last_rel, in_rel, sample_rel = (
+        head[0] if head else (None,) * 7
+    )
+    releases = ReleaseFacts(
+        first_rel, last_rel, in_rel, sample_rel, has_maps(conn, issue.site_id, sample_rel)
+    )
     frames: list[dict[str, Any]] = msgspec.json.decode(frames_text) if frames_text else []
     stack = None
     if payload:
@@ -364,10 +384,11 @@ def gather_evidence(
     steps = _steps(conn, rep) if rep is not None else []
     agreement = _agreement(conn, cid, steps)
     history = [
-        HistoryEntry(int(at), str(action), actor)
-        for at, action, actor in _rows(
+        HistoryEntry(int(at), str(action), actor, release)
+        for at, action, actor, release in _rows(
             conn,
-            "SELECT at, action, actor FROM issue_events WHERE cluster_id = ? ORDER BY at, id",
+            "SELECT at, action, actor, release FROM issue_events WHERE cluster_id = ? "
+            "ORDER BY at, id",
             (cid,),
         )
     ]
@@ -385,6 +406,7 @@ def gather_evidence(
         history=history,
         daily=daily,
         daily_first_day=daily_first_day,
+        releases=releases,
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from retrospec.clock import day_of
 from retrospec.clock import now_ms as _now_ms
 from retrospec.errors import BadRequest, NotFound
+from retrospec.issues.releases import latest_release
 from retrospec.sites import get_site
 
 STATUSES = ("open", "resolved", "ignored", "candidate", "all")
@@ -189,15 +190,36 @@ def daily_counts(
 
 
 def change_status(
-    conn: sqlite3.Connection, issue_id: int, action: str, actor: str | None = None
+    conn: sqlite3.Connection,
+    issue_id: int,
+    action: str,
+    actor: str | None = None,
+    *,
+    in_next_release: bool = False,
 ) -> str:
-    """Resolve, ignore or reopen an issue (runs on the writer); returns the new status."""
+    """Resolve, ignore or reopen an issue (runs on the writer); returns the new status.
+
+    in_next_release (resolve only): the fix ships in the release after the site's newest one;
+    failures from that release or older ones do not reopen it (issues/releases.py says newer).
+    """
     if action not in ACTIONS:
         raise BadRequest(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
-    row = conn.execute("SELECT status FROM clusters WHERE id = ?", (int(issue_id),)).fetchone()
+    row = conn.execute(
+        "SELECT status, site_id FROM clusters WHERE id = ?", (int(issue_id),)
+    ).fetchone()
     if row is None:
         raise NotFound(f"no issue {issue_id}")
     current = str(row[0])
+    in_release: str | None = None
+    if in_next_release:
+        if action != "resolve":
+            raise BadRequest("--in-next-release goes with resolve only")
+        in_release = latest_release(conn, str(row[1]))
+        if in_release is None:
+            raise BadRequest(
+                "no release of this site has been seen yet (pass `release` to initRetrospec); "
+                "resolve it without --in-next-release"
+            )
     allowed, new, event = ACTIONS[action]
     if current == "candidate":
         raise BadRequest(f"issue {issue_id} is still a candidate (not enough similar failures yet)")
@@ -207,19 +229,21 @@ def change_status(
     # Resolving also clears the regression flag (it is handled); it comes back if it recurs.
     conn.execute(
         "UPDATE clusters SET status = ?, resolved_at = ?, ignored_at = ?, "
-        "regression = CASE WHEN ? THEN 0 ELSE regression END, updated_at = ? WHERE id = ?",
+        "regression = CASE WHEN ? THEN 0 ELSE regression END, updated_at = ?, "
+        "resolved_in_release = ? WHERE id = ?",
         (
             new,
             now if new == "resolved" else None,
             now if new == "ignored" else None,
             new == "resolved",
             now,
+            in_release,
             int(issue_id),
         ),
     )
     conn.execute(
-        "INSERT INTO issue_events (cluster_id, at, action, actor) VALUES (?, ?, ?, ?)",
-        (int(issue_id), now, event, actor),
+        "INSERT INTO issue_events (cluster_id, at, action, actor, release) VALUES (?, ?, ?, ?, ?)",
+        (int(issue_id), now, event, actor, in_release),
     )
     return new
 

@@ -57,7 +57,11 @@ def evidence_json(ev: Evidence, base_url: str | None = None) -> dict[str, Any]:
         ignored), regression (bool), title, message, culprit
         counts: {failures, sessions, users}, first_seen, last_seen
         stack: raw stack of the sample failure (null once purged)
-        frames: [{function, path, raw_file, line, column, in_app}] (normalised, top first)
+        frames: [{function, path, raw_file, line, column, in_app, mapped, context_line,
+                  pre_context, post_context}] (normalised, top first; `mapped` frames are
+                  symbolicated: function, path, line and column are the original source's,
+                  raw_file is still the script URL; context is null/[] without sourcesContent)
+        releases: {first, last, resolved_in, sample, sample_has_source_maps}
         top: {browser|os|url|release: [{value, count}]} (up to 5 each, most frequent first)
         representative: {session_id, failure_id, offset_ms, ts, replay_status, expired,
                          context_ms, replay_url} | null
@@ -79,10 +83,16 @@ def evidence_json(ev: Evidence, base_url: str | None = None) -> dict[str, Any]:
         **summary_json(issue),
         "message": ev.message,
         "stack": ev.stack,
-        "frames": [
-            {k: f.get(k) for k in ("function", "path", "raw_file", "line", "column", "in_app")}
-            for f in ev.frames
-        ],
+        "frames": [frame_json(f) for f in ev.frames],
+        "releases": None
+        if ev.releases is None
+        else {
+            "first": ev.releases.first,
+            "last": ev.releases.last,
+            "resolved_in": ev.releases.resolved_in,
+            "sample": ev.releases.sample,
+            "sample_has_source_maps": ev.releases.sample_has_maps,
+        },
         "top": {
             facet: [{"value": v, "count": n} for v, n in ev.top.get(facet, [])] for facet in FACETS
         },
@@ -130,12 +140,25 @@ def evidence_json(ev: Evidence, base_url: str | None = None) -> dict[str, Any]:
             }
             for s in ev.sessions
         ],
-        "history": [{"at": iso(h.at), "action": h.action, "actor": h.actor} for h in ev.history],
+        "history": [
+            {"at": iso(h.at), "action": h.action, "actor": h.actor, "release": h.release}
+            for h in ev.history
+        ],
         "daily": {
             "start": (iso(ev.daily_first_day * DAY_MS) or "")[:10],
             "counts": list(ev.daily),
         },
     }
+
+
+def frame_json(f: dict[str, Any]) -> dict[str, Any]:
+    """One frame of `issues show --json` (every key present)."""
+    out = {k: f.get(k) for k in ("function", "path", "raw_file", "line", "column", "in_app")}
+    out["mapped"] = bool(f.get("mapped"))
+    out["context_line"] = f.get("context_line")
+    out["pre_context"] = list(f.get("pre_context") or [])
+    out["post_context"] = list(f.get("post_context") or [])
+    return out
 
 
 def _session_url(base: str, s: AffectedSession) -> str | None:
@@ -174,16 +197,20 @@ def _when(ms: int) -> str:
     return (iso(ms) or "").replace("T", " ")[:16] + " UTC"
 
 
-def _frames_text(frames: list[dict[str, Any]]) -> str:
+def frames_text(frames: list[dict[str, Any]]) -> str:
+    """Frames as stack lines; symbolicated ones name the original file (and show its line)."""
     lines = []
     for f in frames:
-        where = f.get("raw_file") or f.get("path") or "?"
+        mapped = bool(f.get("mapped"))
+        where = (f.get("path") if mapped else f.get("raw_file")) or f.get("path") or "?"
         if f.get("line") is not None:
             where += f":{f['line']}"
             if f.get("column") is not None:
                 where += f":{f['column']}"
         vendor = "" if f.get("in_app") else "  [vendor]"
         lines.append(f"    at {f.get('function') or '<anonymous>'} ({where}){vendor}")
+        if mapped and f.get("context_line") and f.get("in_app"):
+            lines.append(f"        > {str(f['context_line']).strip()}")
     return "\n".join(lines)
 
 
@@ -205,6 +232,9 @@ def evidence_markdown(ev: Evidence, base_url: str) -> str:
     ]
     if issue.culprit:
         out.append(f"- **Culprit:** {_code(issue.culprit)}")
+    rel = ev.releases
+    if rel is not None and (rel.first or rel.last):
+        out.append(f"- **Releases:** first {_code(rel.first)} · last {_code(rel.last)}")
     out.append(f"- **Confidence:** {ev.confidence.label} ({_md('; '.join(ev.confidence.reasons))})")
     out += ["", "### Steps before the failure", ""]
     if ev.steps:
@@ -235,10 +265,12 @@ def evidence_markdown(ev: Evidence, base_url: str) -> str:
     else:
         out.append("No session recorded.")
     out += ["", "### Stack", ""]
+    if any(f.get("mapped") for f in ev.frames):
+        out += ["Source-mapped:", "", _block(frames_text(ev.frames)), ""]
     if ev.stack:
         out.append(_block(ev.stack))
     elif ev.frames:
-        out += ["Raw stack purged; normalised frames:", "", _block(_frames_text(ev.frames))]
+        out += ["Raw stack purged; normalised frames:", "", _block(frames_text(ev.frames))]
     else:
         out.append(_md(ev.message) or "No stack trace.")
     out += ["", "### Where it happens", ""]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache, wraps
 from typing import TypeVar
 
-__all__ = ["Frame", "parse_stack", "split_url", "template_segment"]
+__all__ = ["Frame", "collapse_repeats", "parse_stack", "split_url", "template_segment"]
 
 # Stacks can be huge ("too much recursion" in Firefox prints thousands of lines); grouping only
 # needs the top, so parsing stops early to keep the per-failure cost bounded.
@@ -353,11 +353,26 @@ def _parse_line(line: str) -> Frame | None:
     )
 
 
-def parse_stack(stack: str | None, *, page_url: str | None = None) -> list[Frame]:
+def collapse_repeats(frames: list[Frame]) -> list[Frame]:
+    """Fold consecutive frames that normalise alike (recursion) into one."""
+    out: list[Frame] = []
+    prev: tuple[str | None, str | None] | None = None
+    for frame in frames:
+        ident = (frame.function, frame.path)
+        if ident != prev:
+            out.append(frame)
+        prev = ident
+    return out
+
+
+def parse_stack(
+    stack: str | None, *, page_url: str | None = None, collapse: bool = True
+) -> list[Frame]:
     """Parse a Chrome/Firefox/Safari stack into normalised frames, top first.
 
     Eval, native and extension frames are dropped. Consecutive frames that normalise alike
-    collapse: that folds recursion, and adjacent anonymous frames of one bundle, into one.
+    collapse: that folds recursion, and adjacent anonymous frames of one bundle, into one
+    (`collapse=False` keeps them, for source maps to tell them apart first).
     With `page_url`, frames from another site's CDN-looking host are marked not in-app.
     """
     if not stack:
@@ -370,7 +385,7 @@ def parse_stack(stack: str | None, *, page_url: str | None = None) -> list[Frame
         if frame is None:
             continue
         ident = (frame.function, frame.path)
-        if ident == prev:
+        if collapse and ident == prev:
             continue
         prev = ident
         if frame.in_app and page_host and frame.raw_file:

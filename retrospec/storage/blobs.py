@@ -81,6 +81,31 @@ def replay_key(site_id: str, session_id: str, version: int) -> str:
     )
 
 
+_DIGEST_RE = re.compile(r"\A[0-9a-f]{64}\Z")
+_SOURCEMAP_NAME_RE = re.compile(r"\A([0-9a-f]{64})\.zst\Z")
+
+
+def sourcemap_key(site_id: str, digest: str) -> str:
+    """Key of one source-map-store blob (minified file, map or scope index) by its sha256.
+
+    Content-addressed per site: identical files uploaded for two releases share one blob.
+    """
+    if not _DIGEST_RE.match(digest):
+        raise InvalidBlobKey(f"invalid content digest: {digest!r}")
+    return f"sourcemaps/{validate_id(site_id, 'site id')}/{digest[:2]}/{digest}.zst"
+
+
+def parse_sourcemap_key(key: str) -> tuple[str, str] | None:
+    """(site_id, digest) of a source-map-store key, else None."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != "sourcemaps" or not is_id(parts[1]):
+        return None
+    m = _SOURCEMAP_NAME_RE.match(parts[3])
+    if m is None or parts[2] != m.group(1)[:2]:
+        return None
+    return parts[1], m.group(1)
+
+
 _local = threading.local()
 
 
@@ -199,6 +224,19 @@ class BlobStore:
     def exists(self, key: str) -> bool:
         """Whether key is stored."""
         return bool(self.fs.exists(self.path(key)))
+
+    def mtime(self, key: str) -> float | None:
+        """Last write of a blob in epoch seconds (None if missing or unknown)."""
+        try:
+            if self.local:
+                return os.stat(self.path(key)).st_mtime
+            info = self.fs.info(self.path(key))
+        except FileNotFoundError:
+            return None
+        stamp = info.get("mtime") or info.get("LastModified")
+        if stamp is None:
+            return None
+        return float(stamp.timestamp() if hasattr(stamp, "timestamp") else stamp)
 
     def size(self, key: str) -> int:
         """Stored size of a blob in bytes (0 if missing)."""

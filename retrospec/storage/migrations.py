@@ -310,6 +310,87 @@ CREATE INDEX chunks_blob_key ON chunks(blob_key) WHERE blob_key IS NOT NULL;
 """,
     ),
     (
+        6,
+        "source maps, upload tokens, releases",
+        """
+-- Uploaded (or fetched) minified files and their source maps, per site and release. Blobs are
+-- content-addressed (sha256) per site, so identical files of two releases share one blob; a
+-- blob goes when no row points at its digest any more. name is the artifact name: "~/path"
+-- (any origin) or a full URL without query.
+CREATE TABLE sourcemap_files (
+    id INTEGER PRIMARY KEY,
+    site_id TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+    release TEXT NOT NULL,
+    dist TEXT NOT NULL DEFAULT '',
+    name TEXT NOT NULL,
+    debug_id TEXT,
+    map_digest TEXT NOT NULL,
+    map_bytes INTEGER NOT NULL,
+    js_digest TEXT,
+    js_bytes INTEGER,
+    scopes_digest TEXT,
+    sources INTEGER NOT NULL DEFAULT 0,
+    sources_with_content INTEGER NOT NULL DEFAULT 0,
+    origin TEXT NOT NULL DEFAULT 'upload',
+    uploaded_at INTEGER NOT NULL,
+    pinned INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (site_id, release, dist, name)
+);
+CREATE INDEX sourcemap_files_debug_id ON sourcemap_files(site_id, debug_id)
+    WHERE debug_id IS NOT NULL;
+CREATE INDEX sourcemap_files_map_digest ON sourcemap_files(site_id, map_digest);
+CREATE INDEX sourcemap_files_js_digest ON sourcemap_files(site_id, js_digest)
+    WHERE js_digest IS NOT NULL;
+CREATE INDEX sourcemap_files_scopes_digest ON sourcemap_files(site_id, scopes_digest)
+    WHERE scopes_digest IS NOT NULL;
+
+-- (site, release) whose maps arrived after some of its failures: the cluster job re-symbolicates
+-- those clusters' stored frames for display (grouping is not changed retroactively).
+-- release '' means any release (maps matched by debug ID).
+CREATE TABLE sourcemap_refresh (
+    site_id TEXT NOT NULL,
+    release TEXT NOT NULL,
+    queued_at INTEGER NOT NULL,
+    PRIMARY KEY (site_id, release)
+) WITHOUT ROWID;
+
+-- Per-site tokens for CI uploads of source maps; never the public ingest key. Stored hashed.
+CREATE TABLE upload_tokens (
+    id INTEGER PRIMARY KEY,
+    site_id TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+    token_hash TEXT NOT NULL UNIQUE,
+    token_prefix TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER,
+    last_used_at INTEGER
+);
+CREATE INDEX upload_tokens_site ON upload_tokens(site_id);
+
+ALTER TABLE sites ADD COLUMN fetch_sourcemaps INTEGER NOT NULL DEFAULT 0;
+
+-- Releases per site in first-seen order (release strings are arbitrary, so "newer" means
+-- "first seen later"); fed by the cluster job from sessions and failures.
+CREATE TABLE releases (
+    site_id TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+    release TEXT NOT NULL,
+    first_seen_at INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL,
+    failures INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (site_id, release)
+) WITHOUT ROWID;
+CREATE INDEX releases_site_first ON releases(site_id, first_seen_at);
+
+-- Sessions of one release (releases list, source map retention).
+CREATE INDEX sessions_site_release ON sessions(site_id, release, started_at);
+
+ALTER TABLE clusters ADD COLUMN first_release TEXT;
+ALTER TABLE clusters ADD COLUMN last_release TEXT;
+-- Set by "resolve in next release": failures from this release or older ones do not reopen.
+ALTER TABLE clusters ADD COLUMN resolved_in_release TEXT;
+ALTER TABLE issue_events ADD COLUMN release TEXT;
+""",
+    ),
+    (
         8,
         "alerts, their outbox and delivery log; API tokens",
         """

@@ -169,6 +169,7 @@ async def issue_page(request: Request[Any, Any, Any], issue_id: FromPath[int]) -
     frames = ev.frames
     in_app = sum(1 for fr in frames if fr.get("in_app"))
     context = {
+        "mapped_count": sum(1 for fr in frames if fr.get("mapped")),
         "section": "issues",
         "ev": ev,
         "markdown": evidence_markdown(ev, base),
@@ -186,10 +187,19 @@ async def issue_status(request: Request[Any, Any, Any], issue_id: FromPath[int])
     rt = runtime(request)
     form = await request.form()
     action = form.get("action")
-    if not isinstance(action, str) or action not in issues.ACTIONS:
+    if not isinstance(action, str) or (action not in issues.ACTIONS and action != "resolve_next"):
         raise BadRequest("unknown action")
     actor = request.state.login.username
-    await rt.writer.run(lambda c: issues.change_status(c, issue_id, action, actor=actor))
+    next_release = action == "resolve_next"
+    await rt.writer.run(
+        lambda c: issues.change_status(
+            c,
+            issue_id,
+            "resolve" if next_release else action,
+            actor=actor,
+            in_next_release=next_release,
+        )
+    )
     if request.headers.get("hx-request") != "true":
         return redirect(f"/issues/{issue_id}")
     issue = await rt.reads.run(issues.get_issue, issue_id)

@@ -1,4 +1,5 @@
-"""/sites: add a site, edit its allowed origins, show the embed snippet, rotate its key."""
+"""/sites: add a site, edit its allowed origins, show the embed snippet, rotate its key, create
+an upload token, switch source map fetching; /sites/{id}/releases: the site's releases."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from litestar.params import FromPath
 
 from retrospec import sites
 from retrospec.errors import BadRequest, Conflict
+from retrospec.issues.releases import ReleaseRow, list_releases
 from retrospec.web.access import redirect, runtime
 from retrospec.web.render import page
 
@@ -25,6 +27,7 @@ class SiteCard:
     key_prefixes: list[str]
     key: str | None = None
     is_demo: bool = False
+    upload_token: str | None = None  # set only right after it was created
 
 
 def _cards(conn: sqlite3.Connection) -> list[SiteCard]:
@@ -156,4 +159,59 @@ async def site_rotate(request: Request[Any, Any, Any], site_id: FromPath[str]) -
     )
 
 
-HANDLERS = [site_list, site_add, site_origins, site_rotate]
+@post("/sites/{site_id:str}/upload-token", status_code=200)
+async def site_upload_token(
+    request: Request[Any, Any, Any], site_id: FromPath[str]
+) -> Response[str]:
+    """Create the site's upload token for CI (shown once; older ones stop working)."""
+    rt = runtime(request)
+    token = await rt.writer.run(lambda c: sites.create_upload_token(c, site_id))
+    card = await rt.reads.run(_card, site_id)
+    card = SiteCard(card.site, card.key_prefixes, is_demo=card.is_demo, upload_token=token)
+    if request.headers.get("hx-request") != "true":
+        cards = await rt.reads.run(_cards)
+        return _page(request, [card if c.site.id == site_id else c for c in cards])
+    return _card_response(request, card, notice="New upload token; older ones stopped working.")
+
+
+@post("/sites/{site_id:str}/fetch-sourcemaps", status_code=200)
+async def site_fetch_sourcemaps(
+    request: Request[Any, Any, Any], site_id: FromPath[str]
+) -> Response[str]:
+    """Turn fetching bundles and maps from the site's origins on or off."""
+    rt = runtime(request)
+    form = await request.form()
+    enabled = form.get("fetch") == "on"
+    try:
+        await rt.writer.run(lambda c: sites.set_fetch_sourcemaps(c, site_id, enabled))
+    except BadRequest as exc:
+        if request.headers.get("hx-request") != "true":
+            raise
+        return _card_response(request, await rt.reads.run(_card, site_id), error=exc.message)
+    if request.headers.get("hx-request") != "true":
+        return redirect("/sites")
+    notice = "Source maps are fetched from the site's origins." if enabled else "Fetching is off."
+    return _card_response(request, await rt.reads.run(_card, site_id), notice=notice)
+
+
+@get("/sites/{site_id:str}/releases")
+async def site_releases(request: Request[Any, Any, Any], site_id: FromPath[str]) -> Response[str]:
+    """The site's releases, newest first, with sessions, failures, issues and source maps."""
+
+    def read(conn: sqlite3.Connection) -> tuple[sites.Site, list[ReleaseRow]]:
+        site = sites.get_site(conn, site_id)
+        return site, list_releases(conn, site.id, site.name)
+
+    site, rows = await runtime(request).reads.run(read)
+    return page(request, "releases.html", {"section": "sites", "site": site, "rows": rows})
+
+
+HANDLERS = [
+    site_list,
+    site_add,
+    site_origins,
+    site_rotate,
+    site_upload_token,
+    site_fetch_sourcemaps,
+    site_releases,
+]
