@@ -60,8 +60,11 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 
 
 def test_migrations_are_numbered_and_append_only() -> None:
+    # Numbers are handed out ahead to parallel branches, so one branch may skip a few; they
+    # still only ever grow, and each is used once.
     versions = [v for v, _, _ in MIGRATIONS]
-    assert versions == list(range(1, len(versions) + 1))
+    assert versions[0] == 1
+    assert versions == sorted(set(versions))
 
 
 def test_migrate_command_applies_without_serving(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""/sites: add a site, edit its allowed origins, show the embed snippet, rotate its key."""
+"""/sites: add a site, edit its allowed origins, show the embed snippet and DSN, rotate its key."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ class SiteCard:
     key_prefixes: list[str]
     key: str | None = None
     is_demo: bool = False
+
+    def dsn(self, base: str) -> str | None:
+        """The site's Sentry DSN for a server reached at base (public: always shown)."""
+        return sites.dsn(self.site, base)
 
 
 def _cards(conn: sqlite3.Connection) -> list[SiteCard]:
