@@ -25,7 +25,7 @@ from urllib.parse import urljoin
 import msgspec
 
 from retrospec.errors import BadRequest
-from retrospec.ingest.envelope import Failure, FailureKind, SessionMeta, User
+from retrospec.ingest.envelope import STEP_TAG, Failure, FailureKind, SessionMeta, User
 
 # ingest.envelope's field limits: the adapter cuts values to fit them, never fails on length.
 SHORT = 256
@@ -40,7 +40,6 @@ MAX_STEPS = 50  # newest breadcrumbs that become steps
 MAX_CONTEXT_BYTES = 32_768
 MAX_CONTEXT_CRUMBS = 30
 MAX_MS = 32503680000000  # year 3000, as ingest.envelope.Millis
-STEP_TAG = "retrospec.step"  # replay.markers turns these custom events into step markers
 
 _HEX32 = re.compile(r"\A[0-9a-f]{32}\Z")
 _DECODE = msgspec.json.Decoder()
