@@ -257,7 +257,7 @@ def test_capture_message_rejections_and_onerror_arrive_as_their_kinds(
 def test_an_over_quota_site_gets_429_and_the_sdk_backs_off(
     browser: Any, sentry_sdk: Path, serve: Any, static_site: StaticSite
 ) -> None:
-    server = serve(rate_limit_per_second="0.02", rate_limit_burst="2", jobs="false")
+    server = serve(rate_limit_per_second="0.02", rate_limit_burst="3", jobs="false")
     shop, _ = add_site(server.settings, "shop", [static_site.origin])
     site_dsn = dsn(shop, server.base_url)
     assert site_dsn
