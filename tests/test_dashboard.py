@@ -394,6 +394,10 @@ def test_the_sites_page_shows_each_sites_sentry_dsn(shop: Shop) -> None:
     listing = shop.client.get("/sites")
     assert f'id="dsn-{site_id}">{dsn}<' in listing.text  # public: shown at any time
     assert f'dsn: "{dsn}"' in listing.text and "replayIntegration" in listing.text
+    session = b'{}\n{"type":"session"}\n{"sid":"x"}'
+    sent = shop.client.post(f"/api/{project_id}/envelope/?sentry_key={dsn_key}", content=session)
+    assert sent.status_code == 200
+    assert "Taken but not stored in the last 7 days: session 1" in shop.client.get("/sites").text
     rotated = shop.client.post(f"/sites/{site_id}/rotate", headers=headers)
     assert dsn not in rotated.text
     (new_key,) = query_one(shop.settings, "SELECT dsn_key FROM sites WHERE id = ?", (site_id,))

@@ -10,11 +10,14 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
 from retrospec import sites
+from retrospec.clock import now_ms
 from retrospec.errors import BadRequest, Conflict
+from retrospec.ingest.sentry.stats import item_counts
 from retrospec.web.access import redirect, runtime
 from retrospec.web.render import page
 
 KEY_PLACEHOLDER = "YOUR_INGEST_KEY"
+COUNT_DAYS = 7  # Sentry items counted over this many days, on each card
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,15 +28,25 @@ class SiteCard:
     key_prefixes: list[str]
     key: str | None = None
     is_demo: bool = False
+    sentry_counts: dict[str, int] | None = None  # Sentry items taken but not stored, by type
 
     def dsn(self, base: str) -> str | None:
         """The site's Sentry DSN for a server reached at base (public: always shown)."""
         return sites.dsn(self.site, base)
 
 
+def _counts(conn: sqlite3.Connection, site_id: str) -> dict[str, int]:
+    return item_counts(conn, site_id, now_ms() - COUNT_DAYS * 86_400_000)
+
+
 def _cards(conn: sqlite3.Connection) -> list[SiteCard]:
     return [
-        SiteCard(s, sites.key_prefixes(conn, s.id), is_demo=s.id == sites.DEMO_SITE_ID)
+        SiteCard(
+            s,
+            sites.key_prefixes(conn, s.id),
+            is_demo=s.id == sites.DEMO_SITE_ID,
+            sentry_counts=_counts(conn, s.id),
+        )
         for s in sites.list_sites(conn)
     ]
 
@@ -41,7 +54,11 @@ def _cards(conn: sqlite3.Connection) -> list[SiteCard]:
 def _card(conn: sqlite3.Connection, site_id: str, key: str | None = None) -> SiteCard:
     site = sites.get_site(conn, site_id)
     return SiteCard(
-        site, sites.key_prefixes(conn, site.id), key=key, is_demo=site.id == sites.DEMO_SITE_ID
+        site,
+        sites.key_prefixes(conn, site.id),
+        key=key,
+        is_demo=site.id == sites.DEMO_SITE_ID,
+        sentry_counts=_counts(conn, site.id),
     )
 
 
@@ -104,7 +121,9 @@ async def site_add(request: Request[Any, Any, Any]) -> Response[str]:
     rt.keys.clear()
     cards = await rt.reads.run(_cards)
     cards = [
-        SiteCard(c.site, c.key_prefixes, key, c.is_demo) if c.site.id == site.id else c
+        SiteCard(c.site, c.key_prefixes, key, c.is_demo, c.sentry_counts)
+        if c.site.id == site.id
+        else c
         for c in cards
     ]
     return _page(request, cards)
