@@ -148,6 +148,18 @@ def test_an_error_in_two_replayed_sessions_is_one_issue_with_playable_replays(
     found = wait_for("one issue with both sessions", issue)
     assert found.failure_count == 2 and "amount" in found.title
 
+    def built() -> bool:
+        # Both replays ready with every segment in (the representative can change till then).
+        done = rows(
+            settings,
+            "SELECT count(*) FROM sessions WHERE id IN (?, ?) AND replay_status = 'ready' "
+            "AND chunks = replay_chunks",
+            *sorted(sessions),
+        )
+        return bool(done[0][0] == 2)
+
+    wait_for("both replays built", built)
+
     def evidence() -> Any:
         ev = read(settings, lambda c: get_evidence(c, found.id))
         rep = ev.representative
@@ -167,7 +179,9 @@ def test_an_error_in_two_replayed_sessions_is_one_issue_with_playable_replays(
     try:
         sign_in(page, world, f"/issues/{found.id}")
         page.click("a.btn.primary:has-text('Watch the replay')")
-        page.wait_for_url(f"{world.server.base_url}/sessions/{ev.representative.session_id}?t=*")
+        page.wait_for_url(f"{world.server.base_url}/sessions/*?t=*")
+        shown = page.url.split("/sessions/")[1].split("?")[0]
+        assert shown == ev.representative.session_id and shown in sessions
         for session_id in sorted(sessions):
             (row,) = rows(
                 settings,
