@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request, Response, route
 from litestar.handlers import asgi
 
 from retrospec import startup
@@ -19,10 +19,13 @@ from retrospec.web import api, dashboard, sdk
 from retrospec.web.assets import AssetIndex, serve_asset
 from retrospec.web.health import healthz
 from retrospec.web.ingest import IngestHandler
+from retrospec.web.sentry import SentryHandler
 from retrospec.web.sourcemaps_api import UPLOAD_PATH, SourcemapUpload
 
 log = logging.getLogger("retrospec")
 INGEST_PATH = "/api/v1/ingest"
+# The Sentry SDK's endpoints (with a trailing slash, which Litestar's router also matches).
+SENTRY_PATHS = ["/api/{project_id:int}/envelope", "/api/{project_id:int}/store"]
 
 
 def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
@@ -31,6 +34,7 @@ def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
     rt = Runtime.build(settings, startup.start(settings, jobs=run_jobs))
     handler = IngestHandler(rt.pipeline)
     uploads = SourcemapUpload(rt)
+    sentry = SentryHandler(rt.pipeline, writer=rt.writer, reads=rt.reads, io_pool=rt.io_pool)
 
     @asgi(INGEST_PATH, is_mount=False, copy_scope=False)
     async def ingest_endpoint(scope: Any, receive: Any, send: Any) -> None:
@@ -39,6 +43,17 @@ def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
     @asgi(UPLOAD_PATH, is_mount=False, copy_scope=False)
     async def sourcemaps_endpoint(scope: Any, receive: Any, send: Any) -> None:
         await uploads(scope, receive, send)
+
+    # A plain route, not @asgi: Litestar 2.25 cannot route ASGI handlers with path parameters.
+    # `retrospec serve` never gets here (ServeApp sends these paths to the handler directly).
+    @route(SENTRY_PATHS, http_method=["GET", "POST", "PUT", "OPTIONS"], opt={"exclude_csrf": True})
+    async def sentry_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
+        answer = await sentry.respond(request.scope, request.receive)  # type: ignore[arg-type]
+        if answer is None:
+            return Response(b"", status_code=499)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in answer.headers}
+        headers.pop("content-length", None)
+        return Response(answer.body, status_code=answer.status, headers=headers)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -66,6 +81,7 @@ def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
         route_handlers=[
             ingest_endpoint,
             sourcemaps_endpoint,
+            sentry_endpoint,
             healthz,
             serve_asset,
             *sdk.routes(rt),
@@ -80,6 +96,7 @@ def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
     app.state.rt = rt
     app.state.assets = AssetIndex()
     app.state.ingest = handler
+    app.state.sentry = sentry
     return app
 
 
@@ -93,9 +110,15 @@ class ServeApp:
     def __init__(self, app: Litestar) -> None:
         self.app = app
         self.ingest: IngestHandler = app.state.ingest
+        self.sentry: SentryHandler = app.state.sentry
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == INGEST_PATH:
-            await self.ingest(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == INGEST_PATH:
+                await self.ingest(scope, receive, send)
+                return
+            if path.startswith("/api/") and self.sentry.matches(path):
+                await self.sentry(scope, receive, send)
+                return
         await self.app(scope, receive, send)

@@ -1,7 +1,13 @@
-"""Sites, their ingest keys and upload tokens (shown once, stored as SHA-256 digests).
+"""Sites and their credentials: ingest keys and upload tokens (shown once, stored as SHA-256
+digests), and the public DSN.
 
 The ingest key is public by design (it sits in every page); the upload token, for CI uploads
 of source maps, is a secret and a different kind of credential: neither works as the other.
+A Sentry SDK addresses a site by its DSN, `http(s)://<dsn key>@<host>/<project id>`. The DSN key
+is a separate per-site key, public by design like Sentry's own (every page carries it), so it is
+stored as is and can be shown at any time; it is 32 hex digits because the SDK only accepts
+word characters there, which an ingest key (`rsk_` + URL-safe base64) does not always satisfy.
+The ingest key and the DSN key both admit data for their site wherever a key is asked for.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from retrospec.clock import now_ms
 from retrospec.errors import BadRequest, Conflict, NotFound
@@ -24,6 +30,7 @@ UPLOAD_TOKEN_PREFIX = "rsu_"  # noqa: S105 - a prefix, not a secret
 DEMO_SITE_ID = "demo"
 DEMO_SITE_NAME = "demo"
 _NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}\Z")
+DSN_KEY_RE = re.compile(r"\A[0-9a-f]{32}\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +44,8 @@ class Site:
     retention_days: float | None
     created_at: int
     fetch_sourcemaps: bool = False  # fetch bundles and maps from the allowed origins
+    project_id: int | None = None  # the number in the site's DSN
+    dsn_key: str | None = None  # the public key in the site's DSN
 
     def allows_origin(self, origin: str | None) -> bool:
         """Whether a browser page at origin may send data for this site."""
@@ -54,6 +63,20 @@ def hash_key(key: str) -> str:
 def new_key() -> str:
     """A fresh ingest key."""
     return KEY_PREFIX + secrets.token_urlsafe(24)
+
+
+def new_dsn_key() -> str:
+    """A fresh public DSN key: 128 random bits as 32 hex digits (Sentry's format)."""
+    return secrets.token_hex(16)
+
+
+def dsn(site: Site, base_url: str) -> str | None:
+    """The site's Sentry DSN for a server reached at base_url (None before migration 9)."""
+    if site.project_id is None or not site.dsn_key:
+        return None
+    parts = urlsplit(base_url.rstrip("/"))
+    netloc = f"{site.dsn_key}@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit((parts.scheme, netloc, f"{parts.path}/{site.project_id}", "", ""))
 
 
 def demo_key(secret: bytes) -> str:
@@ -89,10 +112,15 @@ def _row_to_site(row: sqlite3.Row | tuple[object, ...]) -> Site:
         retention_days=None if row[4] is None else float(str(row[4])),
         created_at=int(str(row[5])),
         fetch_sourcemaps=bool(row[6]),
+        project_id=None if row[7] is None else int(str(row[7])),
+        dsn_key=None if row[8] is None else str(row[8]),
     )
 
 
-_SITE_COLUMNS = "id, name, origins, promote_after, retention_days, created_at, fetch_sourcemaps"
+_SITE_COLUMNS = (
+    "id, name, origins, promote_after, retention_days, created_at, fetch_sourcemaps, project_id, "
+    "dsn_key"
+)
 
 
 def create_site(
@@ -109,12 +137,19 @@ def create_site(
         raise Conflict(f"a site named {name!r} already exists")
     sid = site_id or secrets.token_hex(5)
     created = now_ms()
+    # Inside the write transaction (one writer), so the next number cannot be taken twice.
+    project_id = int(
+        conn.execute("SELECT coalesce(max(project_id), 0) + 1 FROM sites").fetchone()[0]
+    )
+    public = new_dsn_key()
     conn.execute(
-        "INSERT INTO sites (id, name, origins, created_at) VALUES (?, ?, ?, ?)",
-        (sid, name, json.dumps(clean), created),
+        "INSERT INTO sites (id, name, origins, created_at, project_id, dsn_key) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (sid, name, json.dumps(clean), created, project_id, public),
     )
     key = add_key(conn, sid)
-    return Site(sid, name, tuple(clean), None, None, created), key
+    site = Site(sid, name, tuple(clean), None, None, created, False, project_id, public)
+    return site, key
 
 
 def add_key(conn: sqlite3.Connection, site_id: str, key: str | None = None) -> str:
@@ -128,12 +163,13 @@ def add_key(conn: sqlite3.Connection, site_id: str, key: str | None = None) -> s
 
 
 def rotate_key(conn: sqlite3.Connection, site_id: str) -> str:
-    """Revoke every key of a site and issue a new one."""
+    """Revoke every key of a site, the DSN key included, and issue new ones; return the key."""
     get_site(conn, site_id)
     conn.execute(
         "UPDATE site_keys SET revoked_at = ? WHERE site_id = ? AND revoked_at IS NULL",
         (now_ms(), site_id),
     )
+    conn.execute("UPDATE sites SET dsn_key = ? WHERE id = ?", (new_dsn_key(), site_id))
     return add_key(conn, site_id)
 
 
@@ -230,8 +266,12 @@ _SITE_FOR_KEY = (
 
 
 def site_for_key(conn: sqlite3.Connection, key: str) -> Site | None:
-    """The site an active key belongs to, or None."""
+    """The site an active ingest key or DSN key belongs to, or None."""
     row = conn.execute(_SITE_FOR_KEY, (hash_key(key),)).fetchone()
+    if row is None and DSN_KEY_RE.match(key):
+        row = conn.execute(
+            f"SELECT {_SITE_COLUMNS} FROM sites WHERE dsn_key = ?", (key,)
+        ).fetchone()
     return None if row is None else _row_to_site(row)
 
 

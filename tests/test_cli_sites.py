@@ -67,3 +67,35 @@ def test_errors_exit_non_zero_with_one_line(tmp_path: Path) -> None:
         assert proc.returncode == code, (args, proc.stderr)
         assert text in proc.stderr, (args, proc.stderr)
         assert proc.stdout == ""
+
+
+def test_sites_carry_a_sentry_dsn_that_admits_their_data(tmp_path: Path) -> None:
+    from urllib.parse import urlsplit
+
+    from retrospec.sites import site_for_key
+    from retrospec.storage.db import connect
+
+    data = tmp_path / "d"
+    env = {"RETROSPEC_DATA_DIR": str(data), "RETROSPEC_PUBLIC_URL": "https://rs.example/base/"}
+    runner = CliRunner()
+    first = json.loads(runner.invoke(cli.app, ["sites", "add", "shop", "--json"], env=env).output)
+    second = json.loads(runner.invoke(cli.app, ["sites", "add", "blog", "--json"], env=env).output)
+    dsn = urlsplit(first["dsn"])
+    assert (dsn.scheme, dsn.hostname, dsn.path) == ("https", "rs.example", "/base/1")
+    assert dsn.username and len(dsn.username) == 32 and dsn.username.isalnum()
+    assert urlsplit(second["dsn"]).path == "/base/2"
+    listed = json.loads(runner.invoke(cli.app, ["sites", "list", "--json"], env=env).output)
+    assert [s["dsn"] for s in listed] == [first["dsn"], second["dsn"]]  # shown at any time
+    conn = connect(data / "retrospec.sqlite3")
+    try:
+        found = site_for_key(conn, dsn.username)
+        assert found is not None and found.id == first["id"] and found.project_id == 1
+        rotated = json.loads(
+            runner.invoke(cli.app, ["sites", "rotate-key", "shop", "--json"], env=env).output
+        )
+        assert rotated["dsn"] != first["dsn"] and urlsplit(rotated["dsn"]).path == "/base/1"
+        assert site_for_key(conn, dsn.username) is None  # the old DSN stops working
+    finally:
+        conn.close()
+    code, out = _run(data, "sites", "list")
+    assert code == 0 and "Sentry DSN" in out

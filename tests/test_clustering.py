@@ -18,8 +18,9 @@ from retrospec.issues.fingerprint import fingerprint
 from retrospec.jobs.context import JobContext, JobResult
 from retrospec.scheduler import run_job
 from retrospec.settings import Settings
+from retrospec.sites import Site
 from retrospec.storage.blobs import BlobStore
-from retrospec.storage.db import Writer
+from retrospec.storage.db import Writer, connect
 from retrospec.storage.migrations import prepare_database
 from tests.support.data import make_settings
 from tests.support.envelopes import (
@@ -523,7 +524,11 @@ def test_migration_3_moves_frames_out_of_clusters(
     settings = make_settings(tmp_path / "old")
     with monkeypatch.context() as m:
         m.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:2])
-        feed = make_feed(settings)  # migrates to 2 only
+        prepare_database(settings.db_path)  # migrates to 2 only
+    # Written as a site was then (today's create_site needs today's columns).
+    conn = connect(settings.db_path)
+    conn.execute("INSERT INTO sites (id, name, origins, created_at) VALUES ('s1', 'shop', '[]', 1)")
+    feed = Feed(settings=settings, conn=conn, site=Site("s1", "shop", (), None, None, 1))
     try:
         frames = '[{"function": "lineTotal", "in_app": true}]'
         feed.conn.execute(
@@ -535,5 +540,7 @@ def test_migration_3_moves_frames_out_of_clusters(
         assert prepare_database(settings.db_path) == [v for v, _, _ in migrations.MIGRATIONS[2:]]
         assert feed.rows("SELECT cluster_id, frames FROM cluster_frames") == [(1, frames)]
         assert feed.value("SELECT frames FROM clusters") is None
+        # Migration 9 gave the existing site a DSN.
+        assert feed.rows("SELECT project_id, length(dsn_key) FROM sites") == [(1, 32)]
     finally:
         feed.conn.close()

@@ -383,3 +383,22 @@ def test_sites_add_edit_origins_snippet_and_rotate(shop: Shop) -> None:
     body = checkout_batch(new_session_id(), 0, now_ms(), [], [price_error(now_ms())])
     assert shop.client.post(f"/api/v1/ingest?key={fresh.group(1)}", json=body).status_code == 202
     assert shop.client.post("/sites/demo/rotate", headers=headers).status_code == 400
+
+
+def test_the_sites_page_shows_each_sites_sentry_dsn(shop: Shop) -> None:
+    headers = {"HX-Request": "true", "X-CSRF-Token": shop.csrf}
+    site_id, project_id, dsn_key = query_one(
+        shop.settings, "SELECT id, project_id, dsn_key FROM sites WHERE name = 'shop'"
+    )
+    dsn = f"http://{dsn_key}@testserver.local/{project_id}"
+    listing = shop.client.get("/sites")
+    assert f'id="dsn-{site_id}">{dsn}<' in listing.text  # public: shown at any time
+    assert f'dsn: "{dsn}"' in listing.text and "replayIntegration" in listing.text
+    session = b'{}\n{"type":"session"}\n{"sid":"x"}'
+    sent = shop.client.post(f"/api/{project_id}/envelope/?sentry_key={dsn_key}", content=session)
+    assert sent.status_code == 200
+    assert "Taken but not stored in the last 7 days: session 1" in shop.client.get("/sites").text
+    rotated = shop.client.post(f"/sites/{site_id}/rotate", headers=headers)
+    assert dsn not in rotated.text
+    (new_key,) = query_one(shop.settings, "SELECT dsn_key FROM sites WHERE id = ?", (site_id,))
+    assert f"http://{new_key}@testserver.local/{project_id}" in rotated.text

@@ -632,3 +632,16 @@ def test_very_long_lines_and_stacks_stay_bounded() -> None:
     assert len(parse_stack(stack)) == 1
     assert len(normalize_message("7 " * 100_000)) == 300
     assert parse_stack("    at run (https://shop.example.com/a.js:1:" + "9" * 5000 + ")") == []
+
+
+def test_error_monitoring_sdk_wrappers_are_not_in_app() -> None:
+    stack = (
+        "TypeError: x is undefined\n"
+        "    at computeTotal (https://shop.example/app.js:6:23)\n"
+        "    at HTMLButtonElement.sentryWrapped (https://shop.example/app.js:90:1)\n"
+        "    at HTMLButtonElement.n (https://shop.example/dist/sentry.bundle.js:495:1015)\n"
+        "    at r (https://shop.example/node_modules/@sentry/browser/esm/helpers.js:9:9)\n"
+        "    at bootSentryConfig (https://shop.example/js/sentryconfig.js:1:2)"
+    )
+    frames = parse_stack(stack)
+    assert [f.in_app for f in frames] == [True, False, False, False, True]

@@ -257,3 +257,27 @@ def test_strip_url_and_failure_labels() -> None:
     assert failure_label(FailureRow(2, "error", "Error", None, T0)) == "Error"
     long = FailureRow(3, "error", "Error", "x" * 500, T0)
     assert len(failure_label(long)) == 160
+
+
+def test_step_events_without_a_dom_become_markers(env: Env) -> None:
+    # What the Sentry adapter sends for an error without a replay: breadcrumbs as steps.
+    s = sid(105)
+    env.send(
+        s,
+        0,
+        [
+            custom(T0, "retrospec.step", {"kind": "navigation", "label": CART + "?coupon=A"}),
+            custom(T0 + 100, "retrospec.step", {"kind": "click", "label": "button#pay"}),
+            custom(T0 + 200, "retrospec.step", {"kind": "input", "label": "input#email"}),
+            custom(T0 + 300, "retrospec.step", {"kind": "teleport", "label": "nowhere"}),
+            custom(T0 + 400, "retrospec.step", {"kind": "click"}),
+        ],
+    )
+    env.run()
+    assert env.markers(s) == [
+        ("navigation", CART, 0),
+        ("click", "button#pay", 100),
+        ("input", "input#email", 200),
+    ]
+    row = env.session(s)
+    assert row["replay_status"] == "no_snapshot" and row["clicks"] == 1

@@ -1,4 +1,4 @@
-"""`retrospec sites add|list|origins|rotate-key|upload-token|fetch-sourcemaps`: sites, keys."""
+"""`retrospec sites ...`: sites, their ingest keys, upload tokens, DSNs and source map fetching."""
 
 from __future__ import annotations
 
@@ -27,14 +27,21 @@ def sites_add(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Add a site and print its id and ingest key (shown once, stored hashed)."""
-    from retrospec.sites import create_site
+    """Add a site; print its id, ingest key (shown once, stored hashed) and Sentry DSN."""
+    from retrospec.sites import create_site, dsn
 
     loaded = load()
     site, key = with_db(loaded, lambda c: create_site(c, name, origin or []), write=True)
+    site_dsn = dsn(site, loaded.settings.base_url)
     if json_out:
         console.print_json(
-            {"id": site.id, "name": site.name, "origins": list(site.origins), "key": key}
+            {
+                "id": site.id,
+                "name": site.name,
+                "origins": list(site.origins),
+                "key": key,
+                "dsn": site_dsn,
+            }
         )
         return
     console.print_pairs(
@@ -43,6 +50,7 @@ def sites_add(
             ("name", site.name),
             ("origins", ", ".join(site.origins) or "any (no origin restriction)"),
             ("ingest key", key),
+            ("Sentry DSN", site_dsn or ""),
         ]
     )
     console.warn("the key is shown only once; store it now")
@@ -50,10 +58,11 @@ def sites_add(
 
 @sites_app.command("list")
 def sites_list(json_out: JsonOpt = False) -> None:
-    """List sites with their allowed origins and active key prefixes."""
-    from retrospec.sites import key_prefixes, list_sites
+    """List sites with their allowed origins, active key prefixes and Sentry DSNs."""
+    from retrospec.sites import dsn, key_prefixes, list_sites
 
     loaded = load()
+    base = loaded.settings.base_url
 
     def read(conn: Any) -> list[dict[str, Any]]:
         return [
@@ -64,6 +73,7 @@ def sites_list(json_out: JsonOpt = False) -> None:
                 "any_origin": not s.origins,
                 "key_prefixes": key_prefixes(conn, s.id),
                 "fetch_sourcemaps": s.fetch_sourcemaps,
+                "dsn": dsn(s, base),
                 "created_at": iso(s.created_at),
             }
             for s in list_sites(conn)
@@ -74,13 +84,14 @@ def sites_list(json_out: JsonOpt = False) -> None:
         console.print_json(items)
         return
     console.print_table(
-        ["id", "name", "allowed origins", "keys", "created"],
+        ["id", "name", "allowed origins", "keys", "Sentry DSN", "created"],
         [
             (
                 i["id"],
                 i["name"],
                 ", ".join(i["origins"]) or "any origin",
                 ", ".join(p + "…" for p in i["key_prefixes"]),
+                i["dsn"] or "",
                 (i["created_at"] or "")[:10],
             )
             for i in items
@@ -119,21 +130,24 @@ def sites_rotate_key(
     site: Annotated[str, typer.Argument(help="Site name or id.")],
     json_out: JsonOpt = False,
 ) -> None:
-    """Revoke a site's keys and print a new one (shown once)."""
-    from retrospec.sites import get_site, rotate_key
+    """Revoke a site's keys (the DSN's too) and print new ones (the ingest key shown once)."""
+    from retrospec.sites import dsn, get_site, rotate_key
 
     loaded = load()
 
-    def rotate(conn: Any) -> tuple[str, str]:
+    def rotate(conn: Any) -> tuple[str, str, str | None]:
         found = get_site(conn, site)
-        return found.id, rotate_key(conn, found.id)
+        key = rotate_key(conn, found.id)
+        return found.id, key, dsn(get_site(conn, found.id), loaded.settings.base_url)
 
-    site_id, key = with_db(loaded, rotate, write=True)
+    site_id, key, site_dsn = with_db(loaded, rotate, write=True)
     if json_out:
-        console.print_json({"id": site_id, "key": key})
+        console.print_json({"id": site_id, "key": key, "dsn": site_dsn})
         return
-    console.print_pairs([("site id", site_id), ("new ingest key", key)])
-    console.warn("old keys stop working within 5 s; update your pages with the new key")
+    console.print_pairs(
+        [("site id", site_id), ("new ingest key", key), ("new Sentry DSN", site_dsn or "")]
+    )
+    console.warn("old keys stop working within 5 s; update your pages with the new key or DSN")
 
 
 @sites_app.command("upload-token")

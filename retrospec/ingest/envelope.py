@@ -10,6 +10,10 @@ from retrospec.ids import SESSION_ID_PATTERN
 
 FailureKind = Literal["error", "unhandledrejection", "network", "console", "custom"]
 FAILURE_KINDS: tuple[str, ...] = ("error", "unhandledrejection", "network", "console", "custom")
+# An rrweb custom event tag for a user action known without the DOM (a Sentry breadcrumb):
+# payload {"kind": "click" | "input" | "navigation", "label": text}. The replay job marks it.
+STEP_TAG = "retrospec.step"
+STEP_KINDS = ("click", "input", "navigation")
 
 Short = Annotated[str, msgspec.Meta(max_length=256)]
 Text = Annotated[str, msgspec.Meta(max_length=4096)]

@@ -42,8 +42,13 @@ _VENDOR_PATH = re.compile(
     r"node_modules|bower_components|/~/|/vendors?/|(?:^|/)vendors?[.~_-]|chunk-vendors|"
     r"polyfill|/core-js|regenerator-runtime|(?:^|/)zone(?:-evergreen)?(?:\.min)?\.js$|"
     r"react-dom|(?:^|/)react\.(?:production|development)|jquery|lodash|"
-    r"/_next/static/chunks/(?:framework|webpack|polyfills)[.-]"
+    r"/_next/static/chunks/(?:framework|webpack|polyfills)[.-]|"
+    # Error monitoring SDKs: Sentry's npm packages and bundles named sentry.*.js.
+    r"@sentry|(?:^|/)sentry[._-][^/]*\.m?js$"
 )
+# Functions an error monitoring SDK wraps the page's callbacks in (the browser calls the wrapper,
+# which calls the handler): never the site's bug, even when bundled into the site's own file.
+_SDK_WRAPPERS = frozenset({"sentryWrapped"})
 # Public CDNs and third-party tag hosts; a suffix match on the host (so www.* variants count).
 _VENDOR_HOSTS = frozenset(
     {
@@ -343,13 +348,14 @@ def _parse_line(line: str) -> Frame | None:
         return None
     file, line_no, column = parts
     _host, path, vendor = _normalize_file(file)
+    wrapper = fn is not None and fn.strip().rpartition(".")[2] in _SDK_WRAPPERS
     return Frame(
         function=_clean_function(fn) if fn else None,
         path=path or None,
         raw_file=file,
         line=line_no,
         column=column,
-        in_app=not vendor,
+        in_app=not vendor and not wrapper,
     )
 
 

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
+from retrospec.ingest.envelope import STEP_KINDS, STEP_TAG
 from retrospec.replay.dom import Add, AttrChange, Dom, Remove, SNode, TextChange
 
 # rrweb EventType
@@ -262,10 +263,12 @@ class Timeline:
         self._add(MarkerRow(ts, "navigation", _cap(url)))
 
     def _custom(self, ts: int, data: _CustomData) -> None:
-        if data.tag not in (NAVIGATION_TAG, FAILURE_TAG) or not len(data.payload):
+        if data.tag not in (NAVIGATION_TAG, FAILURE_TAG, STEP_TAG) or not len(data.payload):
             return
         payload: Any = _ANY.decode(data.payload)
-        if data.tag == NAVIGATION_TAG:
+        if data.tag == STEP_TAG:
+            self._step(ts, payload)
+        elif data.tag == NAVIGATION_TAG:
             href = payload
             if isinstance(payload, dict):
                 href = payload.get("href") or payload.get("url") or payload.get("to")
@@ -286,6 +289,21 @@ class Timeline:
                     status=_number(payload.get("status")),
                 )
             )
+
+    def _step(self, ts: int, payload: Any) -> None:
+        # A step known without the DOM (a Sentry breadcrumb): its label is all there is.
+        if not isinstance(payload, dict) or payload.get("kind") not in STEP_KINDS:
+            return
+        label = _text(payload.get("label"))
+        if label is None:
+            return
+        kind = str(payload["kind"])
+        if kind == "navigation":
+            self._navigate(ts, label)
+            return
+        if kind == "click":
+            self.summary.clicks += 1
+        self._add(MarkerRow(ts, kind, _cap(" ".join(label.split()))))
 
     def _add(self, marker: MarkerRow) -> None:
         if marker.kind != "input":

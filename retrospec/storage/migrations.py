@@ -463,6 +463,48 @@ CREATE TABLE api_tokens (
 CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens(name) WHERE revoked_at IS NULL;
 """,
     ),
+    (
+        9,
+        "sentry: project ids, DSN keys, item counts, error links",
+        """
+-- Sentry SDKs name a site by a DSN, http(s)://<public key>@<host>/<project id>, whose project
+-- id must be a number. The DSN key is public by design (every page that loads the SDK carries
+-- it, and Sentry shows it at any time), so it is kept as is and the sites page can always show
+-- the DSN; ingest keys stay hashed.
+ALTER TABLE sites ADD COLUMN project_id INTEGER;
+ALTER TABLE sites ADD COLUMN dsn_key TEXT;
+UPDATE sites SET project_id = (
+    SELECT count(*) FROM sites o
+    WHERE o.created_at < sites.created_at OR (o.created_at = sites.created_at AND o.id <= sites.id)
+);
+-- 128 random bits as 32 hex digits, Sentry's own key format (PostgreSQL: gen_random_uuid()).
+UPDATE sites SET dsn_key = lower(hex(randomblob(16)));
+CREATE UNIQUE INDEX sites_project_id ON sites(project_id);
+CREATE UNIQUE INDEX sites_dsn_key ON sites(dsn_key);
+
+-- Sentry envelope items RetroSpec accepts without storing them (session, client_report,
+-- transaction, span, attachment, unknown types): counted per site, UTC day and item type.
+CREATE TABLE sentry_item_counts (
+    site_id TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+    day INTEGER NOT NULL,
+    item_type TEXT NOT NULL,
+    count INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (site_id, day, item_type)
+) WITHOUT ROWID;
+
+-- Error event ids a replay segment named (replay_event.error_ids) with the session the replay
+-- is stored as: an error without a replay tag that arrives later joins that session. Rows are
+-- only needed for minutes; writes delete those older than a day.
+CREATE TABLE sentry_error_links (
+    site_id TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+    event_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (site_id, event_id)
+) WITHOUT ROWID;
+CREATE INDEX sentry_error_links_age ON sentry_error_links(created_at);
+""",
+    ),
 ]
 
 

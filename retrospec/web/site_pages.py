@@ -1,8 +1,9 @@
-"""/sites: add a site, edit its allowed origins, show the embed snippet, rotate its key, create
-an upload token, switch source map fetching; /sites/{id}/releases: the site's releases."""
+"""/sites: add a site, edit its allowed origins, show the embed snippet and DSN, rotate its key,
+create an upload token, switch source map fetching; /sites/{id}/releases: the site's releases."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -11,12 +12,15 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
 from retrospec import sites
+from retrospec.clock import now_ms
 from retrospec.errors import BadRequest, Conflict
+from retrospec.ingest.sentry.stats import item_counts
 from retrospec.issues.releases import ReleaseRow, list_releases
 from retrospec.web.access import redirect, runtime
 from retrospec.web.render import page
 
 KEY_PLACEHOLDER = "YOUR_INGEST_KEY"
+COUNT_DAYS = 7  # Sentry items counted over this many days, on each card
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +32,25 @@ class SiteCard:
     key: str | None = None
     is_demo: bool = False
     upload_token: str | None = None  # set only right after it was created
+    sentry_counts: dict[str, int] | None = None  # Sentry items taken but not stored, by type
+
+    def dsn(self, base: str) -> str | None:
+        """The site's Sentry DSN for a server reached at base (public: always shown)."""
+        return sites.dsn(self.site, base)
+
+
+def _counts(conn: sqlite3.Connection, site_id: str) -> dict[str, int]:
+    return item_counts(conn, site_id, now_ms() - COUNT_DAYS * 86_400_000)
 
 
 def _cards(conn: sqlite3.Connection) -> list[SiteCard]:
     return [
-        SiteCard(s, sites.key_prefixes(conn, s.id), is_demo=s.id == sites.DEMO_SITE_ID)
+        SiteCard(
+            s,
+            sites.key_prefixes(conn, s.id),
+            is_demo=s.id == sites.DEMO_SITE_ID,
+            sentry_counts=_counts(conn, s.id),
+        )
         for s in sites.list_sites(conn)
     ]
 
@@ -40,7 +58,11 @@ def _cards(conn: sqlite3.Connection) -> list[SiteCard]:
 def _card(conn: sqlite3.Connection, site_id: str, key: str | None = None) -> SiteCard:
     site = sites.get_site(conn, site_id)
     return SiteCard(
-        site, sites.key_prefixes(conn, site.id), key=key, is_demo=site.id == sites.DEMO_SITE_ID
+        site,
+        sites.key_prefixes(conn, site.id),
+        key=key,
+        is_demo=site.id == sites.DEMO_SITE_ID,
+        sentry_counts=_counts(conn, site.id),
     )
 
 
@@ -102,10 +124,7 @@ async def site_add(request: Request[Any, Any, Any]) -> Response[str]:
         )
     rt.keys.clear()
     cards = await rt.reads.run(_cards)
-    cards = [
-        SiteCard(c.site, c.key_prefixes, key, c.is_demo) if c.site.id == site.id else c
-        for c in cards
-    ]
+    cards = [dataclasses.replace(c, key=key) if c.site.id == site.id else c for c in cards]
     return _page(request, cards)
 
 
@@ -167,7 +186,7 @@ async def site_upload_token(
     rt = runtime(request)
     token = await rt.writer.run(lambda c: sites.create_upload_token(c, site_id))
     card = await rt.reads.run(_card, site_id)
-    card = SiteCard(card.site, card.key_prefixes, is_demo=card.is_demo, upload_token=token)
+    card = dataclasses.replace(card, upload_token=token)
     if request.headers.get("hx-request") != "true":
         cards = await rt.reads.run(_cards)
         return _page(request, [card if c.site.id == site_id else c for c in cards])
