@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from retrospec.clock import day_of, now_ms
-from retrospec.ingest.envelope import PAYLOAD_DECODER
+from retrospec.ingest.envelope import decode_payload
 from retrospec.issues.fingerprint import FailureInput, Fingerprint, fingerprint, path_template
 from retrospec.jobs.context import JobContext, JobResult
 
@@ -138,7 +138,7 @@ def failure_input(row: Mapping[str, Any]) -> FailureInput:
     explicit: tuple[str, ...] | None = None
     if row["payload"]:
         try:
-            payload = PAYLOAD_DECODER.decode(row["payload"])
+            payload = decode_payload(row["payload"])
         except msgspec.DecodeError:
             payload = None
         if payload is not None:
