@@ -1,4 +1,4 @@
-"""`retrospec sites add|list|origins|rotate-key`: sites and their ingest keys."""
+"""`retrospec sites add|list|origins|rotate-key|replay-assets`: sites and their ingest keys."""
 
 from __future__ import annotations
 
@@ -63,6 +63,7 @@ def sites_list(json_out: JsonOpt = False) -> None:
                 "origins": list(s.origins),
                 "any_origin": not s.origins,
                 "key_prefixes": key_prefixes(conn, s.id),
+                "replay_assets": s.replay_assets,
                 "created_at": iso(s.created_at),
             }
             for s in list_sites(conn)
@@ -73,13 +74,14 @@ def sites_list(json_out: JsonOpt = False) -> None:
         console.print_json(items)
         return
     console.print_table(
-        ["id", "name", "allowed origins", "keys", "created"],
+        ["id", "name", "allowed origins", "keys", "replay assets", "created"],
         [
             (
                 i["id"],
                 i["name"],
                 ", ".join(i["origins"]) or "any origin",
                 ", ".join(p + "…" for p in i["key_prefixes"]),
+                i["replay_assets"],
                 (i["created_at"] or "")[:10],
             )
             for i in items
@@ -133,3 +135,29 @@ def sites_rotate_key(
         return
     console.print_pairs([("site id", site_id), ("new ingest key", key)])
     console.warn("old keys stop working within 5 s; update your pages with the new key")
+
+
+@sites_app.command("replay-assets")
+def sites_replay_assets(
+    site: Annotated[str, typer.Argument(help="Site name or id.")],
+    mode: Annotated[
+        str,
+        typer.Argument(
+            help="blocked: replays load nothing from other hosts (default); remote: the "
+            "viewer's browser loads the recorded page's images, fonts and stylesheets."
+        ),
+    ],
+    json_out: JsonOpt = False,
+) -> None:
+    """Whether this site's replays may load the recorded page's remote assets."""
+    from retrospec.sites import get_site, set_replay_assets
+
+    updated = with_db(
+        load(), lambda c: set_replay_assets(c, get_site(c, site).id, mode), write=True
+    )
+    if json_out:
+        console.print_json(
+            {"id": updated.id, "name": updated.name, "replay_assets": updated.replay_assets}
+        )
+        return
+    console.success(f"{updated.name}: replay assets {updated.replay_assets}")
