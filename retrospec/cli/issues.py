@@ -18,6 +18,7 @@ from retrospec.cli.common import (
     JsonOpt,
     SiteOpt,
     ago,
+    base_url,
     fit_table,
     load,
     one_line,
@@ -65,11 +66,11 @@ def _actor() -> str:
 # --- issues ----------------------------------------------------------------------------------
 
 
-def issue_json(issue: Any, base_url: str) -> dict[str, Any]:
+def issue_json(issue: Any, base: str) -> dict[str, Any]:
     """One row of `issues list --json`."""
     from retrospec.issues.reports import summary_json
 
-    return {**summary_json(issue), "url": f"{base_url}/issues/{issue.id}"}
+    return {**summary_json(issue), "url": f"{base}/issues/{issue.id}"}
 
 
 @issues_app.command("list")
@@ -96,7 +97,7 @@ def issues_list(
                 "status": status.value,
                 "site": site,
                 "total": total,
-                "issues": [issue_json(i, settings.base_url) for i in items],
+                "issues": [issue_json(i, base_url(settings)) for i in items],
             }
         )
         return
@@ -112,7 +113,7 @@ def issues_list(
             ("sessions", {"justify": "right", "short": "sess"}),
             ("users", {"justify": "right"}),
             ("last seen", {"short": "seen"}),
-            ("site", {}),
+            ("site", {"cut": 16}),
         ],
         [
             (
@@ -123,7 +124,7 @@ def issues_list(
                 i.session_count,
                 i.user_count,
                 ago(i.last_seen_at, now),
-                one_line(i.site_name, 16),
+                i.site_name,
             )
             for i in items
         ],
@@ -151,7 +152,7 @@ def issues_show(
         raise UsageError("choose one of --json and --markdown")
     settings = load().settings
     ev = read(settings, lambda c: get_evidence(c, issue_id))
-    base = settings.base_url
+    base = base_url(settings)
     if json_out:
         console.print_json(evidence_json(ev, base))
     elif markdown:

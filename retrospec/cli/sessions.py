@@ -11,9 +11,9 @@ from retrospec.cli.common import (
     JsonOpt,
     SiteOpt,
     ago,
+    base_url,
     fit_table,
     load,
-    one_line,
     read,
     short_id,
 )
@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(sessions_app, name="sessions")
 
 
-def session_json(s: Any, base_url: str) -> dict[str, Any]:
+def session_json(s: Any, base: str) -> dict[str, Any]:
     """One row of `sessions list --json`."""
     playable = not s.expired and s.replay_status in ("ready", "pending")
     return {
@@ -53,7 +53,7 @@ def session_json(s: Any, base_url: str) -> dict[str, Any]:
             "pages": list(s.pages or []),
             "clicks": s.clicks,
             "rage_clicks": s.rage_clicks,
-            "url": f"{base_url}/sessions/{s.id}" if playable else None,
+            "url": f"{base}/sessions/{s.id}" if playable else None,
         },
     }
 
@@ -82,7 +82,7 @@ def sessions_list(
                 "site": site,
                 "with_failures": with_failures,
                 "total": total,
-                "sessions": [session_json(s, settings.base_url) for s in items],
+                "sessions": [session_json(s, base_url(settings)) for s in items],
             }
         )
         return
@@ -97,7 +97,7 @@ def sessions_list(
             ("failures", {"justify": "right", "short": "fails"}),
             ("replay", {}),
             ("last seen", {"short": "seen"}),
-            ("site", {}),
+            ("site", {"cut": 16}),
         ],
         [
             (
@@ -108,7 +108,7 @@ def sessions_list(
                 s.failures,
                 "expired" if s.expired else s.replay_status,
                 ago(s.last_seen_at, now),
-                one_line(s.site_name, 16),
+                s.site_name,
             )
             for s in items
         ],
