@@ -70,10 +70,10 @@
       delete attrs.href;
       delete attrs.imagesrcset;
     }
-    if (tag === "meta" && (attrs["http-equiv"] !== undefined ||
-        String(attrs.name || "").toLowerCase() === "referrer")) {
+    if (tag === "meta" && String(attrs.name || "").toLowerCase() === "referrer") {
+      attrs.content = "no-referrer"; // the recorded page's policy must not loosen ours
+    } else if (tag === "meta" && attrs["http-equiv"] !== undefined) {
       delete attrs["http-equiv"];
-      delete attrs.name;
       delete attrs.content;
     }
   }

@@ -46,14 +46,12 @@ from retrospec.ingest.write import (
 from retrospec.settings import Settings
 from retrospec.sites import KeyCache, Site, site_for_key
 from retrospec.storage.blobs import BlobStore
-from retrospec.storage.db import ReadPool, Writer
+from retrospec.storage.db import SQLITE_FULL, ReadPool, Writer
 
 # Keys are 28 characters; anything much longer is not one (and is not worth hashing).
 MAX_KEY_CHARS = 256
 # How long a client waits after a 507 before retrying its failures.
 DISK_RETRY_AFTER_S = 60
-# SQLite's "database or disk is full".
-_SQLITE_FULL = 13
 # Batches whose failures carry more text than this are prepared (scrubbed) off the event loop.
 PREPARE_INLINE_BYTES = 65_536
 # SQLite and blob bytes on disk per accounted byte (indexes, WAL, then the checkpointed page).
@@ -168,7 +166,7 @@ class Pipeline:
                 # The writer writes the group's chunks as one segment per site, then the rows.
                 stored = bool(await self.writer.run_batched(self._write, batch, stage=self._stage))
             except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode == _SQLITE_FULL:
+                if exc.sqlite_errorcode == SQLITE_FULL:
                     raise InsufficientStorage(
                         "the server's disk is full; the batch was not stored, retry later",
                         headers={"retry-after": str(DISK_RETRY_AFTER_S)},

@@ -122,8 +122,17 @@ def count_events(events: bytes) -> int:
         raise BadRequest("malformed JSON in `events`") from None
 
 
+# Counting events builds one small object per event, so an array of millions of tiny ones
+# ("[0,0,0,...]", 10 MB of it gzips to 10 KB) must be refused before it is counted: an array
+# with this many commas per allowed event is over the cap, whatever its nesting (a real batch
+# has a few commas per event; one huge full snapshot has many, but not this many).
+COMMAS_PER_EVENT = 64
+
+
 def pack_events(events: bytes, max_events: int, keep: frozenset[str]) -> PendingChunk:
     """Count (capped), strip recorded URLs' query strings, compress: a batch's events, stored."""
+    if events.count(b",") >= max_events * COMMAS_PER_EVENT:
+        raise PayloadTooLarge(f"a batch may carry at most {max_events} events")
     count = count_events(events)
     if count > max_events:
         raise PayloadTooLarge(f"a batch may carry at most {max_events} events, got {count}")

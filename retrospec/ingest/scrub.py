@@ -64,7 +64,7 @@ _MAX_VALUE = 4096
 _DIGIT_RUN = re.compile(r"\d(?:[ -]?\d){12,18}")
 _CARD_PREFIX = re.compile(r"4|5[1-5]|2[2-7]|3[47]|6(?:011|5)")
 _UNSAFE_ATTRS = b"href|src|srcset|action|formaction|poster|url|request_url"
-_EVENT_URL = re.compile(rb'"(' + _UNSAFE_ATTRS + rb')":"((?:[^"\\]|\\.)*)"')
+_EVENT_URL = re.compile(rb'("(' + _UNSAFE_ATTRS + rb')"\s{0,8}:\s{0,8})"((?:[^"\\]|\\.)*)"')
 
 
 def is_sensitive_key(key: str) -> bool:
@@ -255,15 +255,14 @@ def _srcset(value: str, keep: frozenset[str]) -> str:
 
 def _event_url(keep: frozenset[str]) -> Callable[[re.Match[bytes]], bytes]:
     def fix(match: re.Match[bytes]) -> bytes:
-        name, raw = match.group(1), match.group(2)
+        prefix, name, raw = match.group(1), match.group(2), match.group(3)
         if b"?" not in raw and b"#" not in raw and b"@" not in raw and b"\\" not in raw:
             return match.group(0)
         text = json.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode("utf-8", "replace")
         clean = _srcset(text, keep) if name == b"srcset" else strip_url(text, keep)
         if clean == text:
             return match.group(0)
-        encoded = json.dumps(clean, ensure_ascii=False).encode("utf-8")
-        return b'"' + name + b'":' + encoded
+        return prefix + json.dumps(clean, ensure_ascii=False).encode("utf-8")
 
     return fix
 

@@ -30,6 +30,7 @@ StageFn = Callable[[sqlite3.Connection, list[Any]], list[Any]]
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
+SQLITE_FULL = 13  # "database or disk is full": a 507 for ingest, not a bug
 CHECKPOINT_INTERVAL_S = 0.5
 # After a checkpoint has copied everything back, the next write restarts the WAL and SQLite
 # cuts the file down to this size: a burst (or a long read holding checkpoints back) grows the
@@ -286,7 +287,10 @@ class Writer:
             conn.execute("COMMIT")
         except Exception as exc:
             # The commit itself failed (disk full, I/O error): nothing in the group is durable.
-            log.exception("write group of %d failed", len(live))
+            if getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL:
+                log.warning("write group of %d failed: the disk is full", len(live))
+            else:
+                log.exception("write group of %d failed", len(live))
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             outcomes = [(op, None, exc) for op in live]

@@ -51,7 +51,7 @@ class ServerProcess:
     def settings(self) -> Settings:
         return make_settings(self.data_dir)
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         """Start the server and wait until /healthz answers."""
         self.log_path = (self.log_dir or self.data_dir.parent) / f"serve-{self.port}.log"
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
