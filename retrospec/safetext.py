@@ -67,5 +67,9 @@ def isolate_bidi(text: str) -> str:
 
 
 def for_html(text: str) -> str:
-    """What the dashboard shows of a string: controls dropped, bidi isolated (then escaped)."""
-    return isolate_bidi(strip_controls(text, newlines=True)) if text else text
+    """What the dashboard shows of a string: controls dropped, bidi isolated (then escaped).
+
+    Bidi characters stay (right-to-left text is legitimate); isolation keeps them from
+    reordering anything around the string.
+    """
+    return isolate_bidi(_CONTROLS.sub("", text)) if text else text

@@ -24,7 +24,7 @@ from retrospec.ingest.envelope import decode_payload
 from retrospec.storage.blobs import BlobStore, read_chunk
 from tests.support.data import add_site
 from tests.support.disks import free_bytes
-from tests.support.envelopes import batch, envelope
+from tests.support.envelopes import batch, envelope, heavy_failures
 from tests.support.servers import ServerProcess
 from tests.support.shop import run_jobs
 
@@ -52,25 +52,6 @@ def post(
         headers=headers or {},
         timeout=60,
     )
-
-
-def heavy_failures(session_id: str, seq: int, n: int = 100) -> bytes:
-    """The amplifying attack: a few KB of gzip that decode into n big, repetitive failures."""
-    failures = [
-        {
-            "kind": "error",
-            "ts": 1000 + i,
-            "type": "TypeError",
-            "message": f"boom {seq}.{i} " + "m" * 3000,
-            "url": "https://shop.example/" + "u" * 3000,
-            "request_url": "https://api.example/" + "r" * 3000,
-            "stack": "TypeError: boom\n" + "    at f (https://shop.example/app.js:1:2)\n" * 50,
-            "context": {"blob": "c" * 10_000},
-        }
-        for i in range(n)
-    ]
-    body = envelope({"id": session_id, "url": "https://shop.example/"}, seq, failures=failures)
-    return gzip.compress(json.dumps(body).encode())
 
 
 def db_rows(server: ServerProcess, sql: str, *args: object) -> list[tuple[Any, ...]]:

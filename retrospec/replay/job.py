@@ -255,9 +255,9 @@ def process(ctx: JobContext, conn: sqlite3.Connection, session_id: str, hook: Ho
 def pick_fairly(candidates: list[tuple[str, int, str]], budget: int) -> tuple[list[str], int]:
     """Sessions for one run: at most `budget` raw bytes, each site at most its share of it.
 
-    A site's share is the budget split evenly between the sites waiting (every site gets at
-    least one session per run), so a site sending huge or garbage sessions spends its own
-    share, never another site's turn.
+    A site's share is the budget split evenly between the sites waiting; a site's first session
+    may pass its share (a session is never split) but not the run's budget. So a site sending
+    huge or garbage sessions spends its own share, never another site's turn.
     """
     sites = {site for _sid, _raw, site in candidates}
     share = budget // max(1, len(sites))

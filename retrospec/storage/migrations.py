@@ -415,13 +415,20 @@ def private_database_files(path: Path) -> None:
         try:
             if target.stat().st_mode & 0o077:
                 target.chmod(0o600)
-        except FileNotFoundError:
+        except OSError:  # missing, or not ours to change
             continue
 
 
 def prepare_database(path: Path, *, synchronous: str = "normal") -> list[int]:
-    """Create the data directory (0700) and database (0600) if needed; migrate the schema."""
+    """Create the data directory (0700) and database (0600) if needed; migrate the schema.
+
+    A data directory that already exists is tightened to 0700 as well: it holds recorded
+    sessions and the instance secret, for the server's user only.
+    """
     make_private_dirs(path.parent)
+    if path.parent.stat().st_mode & 0o077:
+        with contextlib.suppress(OSError):  # not ours to change (another user's CLI run)
+            path.parent.chmod(0o700)
     private_database_files(path)
     conn = connect(path, synchronous=synchronous)
     try:
