@@ -613,7 +613,13 @@ def populate_server(server: ServerProcess, n: int = 20) -> tuple[Shop, str]:
 def test_cli_purge_while_serving_under_ingest_traffic(
     serve: Callable[..., ServerProcess],
 ) -> None:
-    server = serve(demo="false", replay_interval_seconds="0.5", rate_limit_per_second="0")
+    server = serve(
+        demo="false",
+        replay_interval_seconds="0.5",
+        rate_limit_per_second="0",
+        client_rate_limit_per_second="0",
+        session_rate_limit_per_second="0",
+    )
     shop, key = populate_server(server)
     s = server.settings
     ages = spread_over_days(shop)
@@ -683,7 +689,13 @@ def test_cli_purge_while_serving_under_ingest_traffic(
 def test_purge_killed_midway_resumes_without_dangling_rows_or_orphans(
     serve: Callable[..., ServerProcess],
 ) -> None:
-    server = serve(demo="false", replay_interval_seconds="0.5", rate_limit_per_second="0")
+    server = serve(
+        demo="false",
+        replay_interval_seconds="0.5",
+        rate_limit_per_second="0",
+        client_rate_limit_per_second="0",
+        session_rate_limit_per_second="0",
+    )
     shop, _ = populate_server(server, n=12)
     s = server.settings
     age_sessions(s.db_path, shop.sessions, 10 * DAY_MS)
