@@ -204,9 +204,14 @@ def failure_text_bytes(env: Envelope) -> int:
     return sum(len(f.message or "") + len(f.stack or "") + len(f.context) for f in env.failures)
 
 
+# Columns of a failure row that can be long (message, url, request_url, payload); the others
+# are short and covered by the fixed overhead.
+_LONG_COLUMNS = (5, 6, 10, 18)
+
+
 def failure_bytes(row: tuple[object, ...]) -> int:
-    """What a failure row costs in storage, roughly: its text and a fixed overhead."""
-    return 96 + sum(len(v) for v in row if isinstance(v, str))
+    """What a failure row costs in storage, roughly: its long text and a fixed overhead."""
+    return 256 + sum([len(v) for v in (row[i] for i in _LONG_COLUMNS) if isinstance(v, str)])
 
 
 def prepare(

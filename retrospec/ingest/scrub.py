@@ -67,10 +67,12 @@ _UNSAFE_ATTRS = b"href|src|srcset|action|formaction|poster|url|request_url"
 _EVENT_URL = re.compile(rb'("(' + _UNSAFE_ATTRS + rb')"\s{0,8}:\s{0,8})"((?:[^"\\]|\\.)*)"')
 
 
+_SENSITIVE_RE = re.compile("|".join(SENSITIVE_KEYS))
+
+
 def is_sensitive_key(key: str) -> bool:
     """Whether a field name marks its value as secret."""
-    lower = key.lower().replace("-", "_")
-    return any(word in lower for word in SENSITIVE_KEYS)
+    return _SENSITIVE_RE.search(key.lower().replace("-", "_")) is not None
 
 
 def _fragment(fragment: str) -> str:
@@ -82,6 +84,8 @@ def _fragment(fragment: str) -> str:
 
 def strip_url(url: str, keep: frozenset[str] = frozenset()) -> str:
     """A URL without its query string (bar kept parameters) and parameter-carrying fragment."""
+    if "?" not in url and "#" not in url and "@" not in url:
+        return url  # the common case: nothing to strip
     base, hash_mark, fragment = url.partition("#")
     path, question, query = base.partition("?")
     out = path
@@ -194,11 +198,11 @@ def scrub_text(text: str, keep: frozenset[str] = frozenset()) -> str:
         out = strip_urls_in_text(out, keep)
     if "@" in out:
         out = _USERINFO.sub(FILTERED + "@", out)
-    lower = out.lower()
-    if "bearer" in lower:
+    if "earer" in out or "EARER" in out:
         out = _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{FILTERED}", out)
-        lower = out.lower()
-    out = _filter_pairs(out, lower)
+    # A pair needs key=value or a quoted key before a colon ("key": value).
+    if "=" in out or '":' in out or "':" in out or '" :' in out:
+        out = _filter_pairs(out, out.lower())
     picture = out.encode("utf-8", "surrogatepass").translate(_DIGIT_PICTURE, b" -")
     if b"ddddddddddddd" in picture:
         out = _DIGIT_RUN.sub(_card, out)
