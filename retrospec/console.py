@@ -112,6 +112,7 @@ def print_pairs(pairs: Iterable[tuple[str, Any]]) -> None:
 
 def error(message: str) -> None:
     """One line on stderr saying what went wrong and what to do."""
+    # soft_wrap: one line whatever the terminal's width, so scripts can grep it.
     err.print(f"[red]error:[/red] {escape(_safe(message, newlines=False))}", soft_wrap=True)
 
 
