@@ -18,6 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from retrospec.clock import now_ms
 from retrospec.errors import BadRequest, Conflict, Forbidden, NotFound
+from retrospec.ids import is_row_id
 
 USERNAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}\Z")
 MIN_PASSWORD = 8
@@ -127,6 +128,66 @@ def create_user(conn: sqlite3.Connection, username: str, password_hash: str) -> 
 def set_password_hash(conn: sqlite3.Connection, user_id: int, password_hash: str) -> None:
     """Replace a user's hash (after a rehash with stronger parameters)."""
     conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+
+
+def get_user(conn: sqlite3.Connection, username: str) -> User:
+    """An account by username, any letter case (errors.NotFound)."""
+    row = conn.execute(
+        "SELECT id, username, created_at, last_login_at FROM users WHERE username = ?",
+        (username.strip(),),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no user {username!r}; `retrospec users list` shows the accounts")
+    return _row_to_user(row)
+
+
+def get_user_by_id(conn: sqlite3.Connection, user_id: int) -> User:
+    """An account by id (errors.NotFound)."""
+    if not is_row_id(user_id):
+        raise NotFound("that account no longer exists")
+    row = conn.execute(
+        "SELECT id, username, created_at, last_login_at FROM users WHERE id = ?", (user_id,)
+    ).fetchone()
+    if row is None:
+        raise NotFound("that account no longer exists")
+    return _row_to_user(row)
+
+
+def change_password(
+    conn: sqlite3.Connection, user_id: int, password_hash: str, *, keep_token: str | None = None
+) -> int:
+    """Set a new password and end the user's other logins; returns how many ended.
+
+    keep_token is the session the change was made from (the dashboard keeps it signed in);
+    without it (the CLI) every login of the user ends.
+    """
+    get_user_by_id(conn, user_id)
+    set_password_hash(conn, user_id, password_hash)
+    if keep_token is None:
+        return end_user_sessions(conn, user_id)
+    return int(
+        conn.execute(
+            "DELETE FROM auth_sessions WHERE user_id = ? AND token_hash != ?",
+            (user_id, token_digest(keep_token)),
+        ).rowcount
+    )
+
+
+def remove_user(conn: sqlite3.Connection, user_id: int) -> int:
+    """Delete an account and end its logins; returns how many logins ended."""
+    get_user_by_id(conn, user_id)
+    ended = end_user_sessions(conn, user_id)
+    conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+    return ended
+
+
+def login_counts(conn: sqlite3.Connection) -> dict[int, int]:
+    """Live logins per user id."""
+    rows = conn.execute(
+        "SELECT user_id, count(*) FROM auth_sessions WHERE expires_at > ? GROUP BY user_id",
+        (now_ms(),),
+    ).fetchall()
+    return {int(r[0]): int(r[1]) for r in rows}
 
 
 def count_users(conn: sqlite3.Connection) -> int:

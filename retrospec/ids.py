@@ -22,3 +22,13 @@ def is_session_id(value: object) -> bool:
 def is_id(value: object) -> bool:
     """Whether value is a well-formed id of any other kind (site ids)."""
     return isinstance(value, str) and ID_RE.match(value) is not None
+
+
+# Integer ids live in SQLite INTEGER columns: 64-bit signed. A bigger number is no id at all
+# (and binding it would raise OverflowError).
+MAX_ROW_ID = 2**63 - 1
+
+
+def is_row_id(value: object) -> bool:
+    """Whether value can be an integer row id (positive and within 64 bits)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ROW_ID

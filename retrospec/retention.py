@@ -27,8 +27,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from retrospec.clock import iso, now_ms
+from retrospec.clock import day_of, iso, now_ms
 from retrospec.ingest.guards import DiskGuard, DiskStatus
+from retrospec.ingest.usage import prune_usage
 from retrospec.jobs.context import JobContext, JobResult
 from retrospec.jobs.runs import prune_job_runs
 from retrospec.settings import Settings
@@ -40,6 +41,7 @@ from retrospec.storage.blobs import parse_sourcemap_key
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
+USAGE_DAYS = 90
 # In-flight ingests write the blob before committing the row (and the replay job writes a new
 # version before pointing the session at it); the server gives up on a write after ~2 minutes,
 # so an hour is far beyond any window in which an unreferenced blob can still become referenced.
@@ -188,7 +190,9 @@ class PurgeReport:
 
 def disk_status(settings: Settings) -> DiskStatus:
     """Free disk on the data directory's filesystem and the configured floor, read now."""
-    return DiskGuard(settings.data_path, settings.min_free_disk_mb, interval=0).status()
+    floor, reserve = settings.min_free_disk_mb, settings.disk_reserve_mb
+    guard = DiskGuard(settings.data_path, floor, interval=0, reserve_mb=reserve)
+    return guard.status()
 
 
 def run(ctx: JobContext) -> JobResult:
@@ -247,6 +251,9 @@ def purge(
             purger.sourcemaps()
             _sweep(ctx, reader, grace_cutoff, report, delete=True)
             report.job_runs_pruned = int(ctx.write(prune_job_runs))
+            # Quota counters are tiny; keep 90 days of them for `sites usage` and debugging.
+            keep_from = day_of(report.now) - USAGE_DAYS
+            ctx.write(lambda c: prune_usage(c, keep_from))
     finally:
         reader.close()
     report.elapsed_s = time.monotonic() - started

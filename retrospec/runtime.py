@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from retrospec.auth import LoginThrottle
-from retrospec.ingest.guards import DiskGuard, RateLimiter
+from retrospec.ingest.guards import DiskGuard, RateLimiter, RateLimits
 from retrospec.ingest.pipeline import Pipeline
 from retrospec.scheduler import Scheduler
 from retrospec.settings import Settings
@@ -27,7 +27,7 @@ class Runtime:
     reads: ReadPool
     blobs: BlobStore
     keys: KeyCache
-    limiter: RateLimiter
+    limits: RateLimits
     disk: DiskGuard
     io_pool: ThreadPoolExecutor
     pipeline: Pipeline
@@ -47,8 +47,18 @@ class Runtime:
         reads = ReadPool(settings.db_path)
         blobs = BlobStore(settings.effective_blob_url)
         keys = KeyCache()
-        limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
-        disk = DiskGuard(settings.data_path, settings.min_free_disk_mb)
+        limits = RateLimits(
+            site=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+            client=RateLimiter(
+                settings.client_rate_limit_per_second, settings.client_rate_limit_burst
+            ),
+            session=RateLimiter(
+                settings.session_rate_limit_per_second, settings.session_rate_limit_burst
+            ),
+        )
+        disk = DiskGuard(
+            settings.data_path, settings.min_free_disk_mb, reserve_mb=settings.disk_reserve_mb
+        )
         io_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="retrospec-io")
         pipeline = Pipeline(
             settings,
@@ -56,7 +66,7 @@ class Runtime:
             reads=reads,
             blobs=blobs,
             keys=keys,
-            limiter=limiter,
+            limits=limits,
             disk=disk,
             io_pool=io_pool,
         )
@@ -67,7 +77,7 @@ class Runtime:
             reads=reads,
             blobs=blobs,
             keys=keys,
-            limiter=limiter,
+            limits=limits,
             disk=disk,
             io_pool=io_pool,
             pipeline=pipeline,

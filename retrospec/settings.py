@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -28,7 +29,10 @@ class Settings:
     public_url: str = _f("", "Base URL users reach the server at; empty means http://host:port.")
     secret: str = _f("", "Signing secret; empty means generated once into <data_dir>/secret.")
     jobs: bool = _f(True, "Run the replay, cluster and purge jobs inside `retrospec serve`.")
-    demo: bool = _f(True, "Serve the /demo page and its built-in demo site.")
+    demo: str = _f(
+        "auto",
+        "Serve /demo and its demo site: auto (only while listening on loopback), true or false.",
+    )
     promote_after: int = _f(
         2, "Similar failures a cluster needs to become an issue (from at least 2 sessions)."
     )
@@ -42,7 +46,31 @@ class Settings:
     rate_limit_per_second: float = _f(500.0, "Ingest batches per second per site; 0 disables.")
     rate_limit_burst: int = _f(1000, "Ingest batches a site may send at once above its rate.")
     min_free_disk_mb: int = _f(512, "Below this free disk, replay data is refused with 507.")
+    disk_reserve_mb: int = _f(
+        64, "Below this free disk, every batch (failures too) is refused with 507."
+    )
     max_failures_per_batch: int = _f(200, "Failures one ingest batch may carry.")
+    max_events_per_batch: int = _f(10_000, "rrweb events one ingest batch may carry.")
+    max_session_mb: int = _f(48, "Raw replay data one session may store; more is refused (413).")
+    max_session_events: int = _f(500_000, "rrweb events one session may store; more is refused.")
+    client_rate_limit_per_second: float = _f(
+        20.0, "Ingest batches per second per client address (beneath the site's); 0 disables."
+    )
+    client_rate_limit_burst: int = _f(200, "Ingest batches one client address may send at once.")
+    session_rate_limit_per_second: float = _f(
+        5.0, "Ingest batches per second per browser session; 0 disables."
+    )
+    session_rate_limit_burst: int = _f(100, "Ingest batches one session may send at once.")
+    client_address_header: str = _f(
+        "", "Header your reverse proxy puts the client address in (e.g. X-Forwarded-For)."
+    )
+    quota_batches_per_day: int = _f(1_000_000, "Ingest batches per site per UTC day; 0: no quota.")
+    quota_failures_per_day: int = _f(100_000, "Failures per site per UTC day; 0: no quota.")
+    quota_mb_per_day: int = _f(2048, "Stored MB (events and failures) per site per UTC day.")
+    keep_query_params: str = _f(
+        "", "Query parameters kept in stored URLs (comma-separated); all others are stripped."
+    )
+    health_token: str = _f("", "Bearer token that shows /healthz details; empty: never shown.")
     sqlite_synchronous: str = _f(
         "normal",
         "SQLite synchronous mode: 'normal' survives a process crash, 'full' also power loss.",
@@ -106,6 +134,21 @@ class Settings:
         return self.blob_url or str(self.data_path / "blobs")
 
     @property
+    def listens_on_loopback(self) -> bool:
+        """Whether `serve` accepts connections from this machine only."""
+        return is_loopback(self.host)
+
+    @property
+    def demo_enabled(self) -> bool:
+        """Whether /demo and its public-by-design key are served."""
+        return self.demo == "true" or (self.demo == "auto" and self.listens_on_loopback)
+
+    @property
+    def kept_query_params(self) -> frozenset[str]:
+        """Parameter names keep_query_params lists."""
+        return frozenset(p.strip() for p in self.keep_query_params.split(",") if p.strip())
+
+    @property
     def base_url(self) -> str:
         """Where users reach the dashboard, for links printed by the CLI."""
         if self.public_url:
@@ -114,12 +157,26 @@ class Settings:
         return f"http://{host}:{self.port}"
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a listen address is reachable from this machine only."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)}
 ENV_PREFIX = "RETROSPEC_"
 _CHOICES = {
     "sqlite_synchronous": ("normal", "full"),
     "log_level": ("debug", "info", "warning", "error"),
+    "demo": ("auto", "true", "false"),
 }
+# Settings that used to be booleans and now take a word: true/false keep working.
+_BOOL_WORDS = {"demo"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +195,8 @@ def field_doc(name: str) -> str:
 
 def _coerce(name: str, value: Any, origin: str) -> Any:
     kind = FIELDS[name].type
+    if name in _BOOL_WORDS:
+        value = _bool_word(value)
     try:
         if kind == "bool":
             if isinstance(value, bool):
@@ -164,6 +223,17 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
     if choices and value not in choices:
         raise ConfigError(f"{origin}: {name} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def _bool_word(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return "true"
+    if text in ("0", "false", "no", "off"):
+        return "false"
+    return text
 
 
 def find_config(explicit: str | Path | None, env: Mapping[str, str]) -> Path | None:
@@ -234,9 +304,25 @@ def _validate(s: Settings) -> None:
         "sourcemap_max_upload_mb",
         "sourcemap_cache_mb",
         "sourcemap_fetch_max_mb",
+        "max_events_per_batch",
+        "max_session_mb",
+        "max_session_events",
     ):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be positive")
+    for name in (
+        "min_free_disk_mb",
+        "disk_reserve_mb",
+        "quota_batches_per_day",
+        "quota_failures_per_day",
+        "quota_mb_per_day",
+        "rate_limit_per_second",
+        "client_rate_limit_per_second",
+        "session_rate_limit_per_second",
+    ):
+        if getattr(s, name) < 0:
+            raise ConfigError(f"{name} must not be negative")
+
     for name in (
         "replay_interval_seconds",
         "cluster_interval_seconds",

@@ -31,6 +31,8 @@ DEMO_SITE_ID = "demo"
 DEMO_SITE_NAME = "demo"
 _NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}\Z")
 DSN_KEY_RE = re.compile(r"\A[0-9a-f]{32}\Z")
+# How a replay treats the recorded page's remote assets (see migration 5).
+REPLAY_ASSETS = ("blocked", "remote")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +48,17 @@ class Site:
     fetch_sourcemaps: bool = False  # fetch bundles and maps from the allowed origins
     project_id: int | None = None  # the number in the site's DSN
     dsn_key: str | None = None  # the public key in the site's DSN
+    replay_assets: str = "blocked"
 
     def allows_origin(self, origin: str | None) -> bool:
         """Whether a browser page at origin may send data for this site."""
         if not self.origins or origin is None:
             # No Origin header: not a browser cross-origin request (curl, server-side SDKs).
             return True
-        return normalize_origin(origin) in self.origins
+        try:
+            return normalize_origin(origin) in self.origins
+        except BadRequest:  # "null" (sandboxed pages, file://) or garbage: not a listed origin
+            return False
 
 
 def hash_key(key: str) -> str:
@@ -114,12 +120,13 @@ def _row_to_site(row: sqlite3.Row | tuple[object, ...]) -> Site:
         fetch_sourcemaps=bool(row[6]),
         project_id=None if row[7] is None else int(str(row[7])),
         dsn_key=None if row[8] is None else str(row[8]),
+        replay_assets=str(row[9]),
     )
 
 
 _SITE_COLUMNS = (
     "id, name, origins, promote_after, retention_days, created_at, fetch_sourcemaps, project_id, "
-    "dsn_key"
+    "dsn_key, replay_assets"
 )
 
 
@@ -148,7 +155,16 @@ def create_site(
         (sid, name, json.dumps(clean), created, project_id, public),
     )
     key = add_key(conn, sid)
-    site = Site(sid, name, tuple(clean), None, None, created, False, project_id, public)
+    site = Site(
+        sid,
+        name,
+        tuple(clean),
+        None,
+        None,
+        created,
+        project_id=project_id,
+        dsn_key=public,
+    )
     return site, key
 
 
@@ -232,6 +248,15 @@ def upload_token_prefixes(conn: sqlite3.Connection, site_id: str) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
+def set_replay_assets(conn: sqlite3.Connection, site_id: str, mode: str) -> Site:
+    """Block (default) or allow the recorded page's remote assets when this site's replays play."""
+    if mode not in REPLAY_ASSETS:
+        raise BadRequest(f"replay assets must be one of {', '.join(REPLAY_ASSETS)}, got {mode!r}")
+    site = get_site(conn, site_id)
+    conn.execute("UPDATE sites SET replay_assets = ? WHERE id = ?", (mode, site.id))
+    return get_site(conn, site.id)
+
+
 def get_site(conn: sqlite3.Connection, id_or_name: str) -> Site:
     """A site by id or name."""
     row = conn.execute(
@@ -281,17 +306,28 @@ def ensure_demo_site(conn: sqlite3.Connection, secret: bytes) -> Site:
         f"SELECT {_SITE_COLUMNS} FROM sites WHERE id = ?", (DEMO_SITE_ID,)
     ).fetchone()
     if row is None:
+        # Its failures follow the normal promotion rule: the demo key is public, so a single
+        # request must not be able to open issues.
         site, _ = create_site(conn, DEMO_SITE_NAME, [], site_id=DEMO_SITE_ID)
         conn.execute("DELETE FROM site_keys WHERE site_id = ?", (DEMO_SITE_ID,))
-        # The demo exists to show a first issue within a minute: one failure promotes it.
-        conn.execute("UPDATE sites SET promote_after = 1 WHERE id = ?", (DEMO_SITE_ID,))
-        site = get_site(conn, DEMO_SITE_ID)
     else:
         site = _row_to_site(row)
     digest = hash_key(demo_key(secret))
     if not conn.execute("SELECT 1 FROM site_keys WHERE key_hash = ?", (digest,)).fetchone():
         add_key(conn, DEMO_SITE_ID, demo_key(secret))
+    else:  # turned off by an earlier start, on again now
+        conn.execute("UPDATE site_keys SET revoked_at = NULL WHERE key_hash = ?", (digest,))
     return site
+
+
+def revoke_demo_key(conn: sqlite3.Connection) -> int:
+    """Stop the demo site's public key from working (the demo is off); its data stays."""
+    return int(
+        conn.execute(
+            "UPDATE site_keys SET revoked_at = ? WHERE site_id = ? AND revoked_at IS NULL",
+            (now_ms(), DEMO_SITE_ID),
+        ).rowcount
+    )
 
 
 class KeyCache:

@@ -5,6 +5,7 @@ The builders behind them live in tests/support/; this file holds fixtures only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,9 +17,18 @@ from retrospec.chromium import CHROMIUM_ARGS, chromium_path
 from retrospec.settings import Settings
 from retrospec.storage.migrations import prepare_database
 from tests.support.data import make_settings
+from tests.support.disks import can_mount, small_disk
 from tests.support.receivers import HttpReceiver, SmtpReceiver
 from tests.support.sentry_sdk import SdkUnavailable, sentry_bundle
-from tests.support.servers import ServerProcess, StaticSite, free_port, serve_static, server_env
+from tests.support.servers import (
+    RequestLog,
+    ServerProcess,
+    StaticSite,
+    free_port,
+    logging_site,
+    serve_static,
+    server_env,
+)
 
 
 @pytest.fixture
@@ -38,7 +48,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         ddir = data_dir or tmp_path / f"data{len(started)}"
         ddir.mkdir(parents=True, exist_ok=True)
         env = server_env(ddir, **{k: str(v) for k, v in settings_env.items()})
-        server = ServerProcess(data_dir=ddir, port=free_port(), env=env)
+        server = ServerProcess(data_dir=ddir, port=free_port(), env=env, log_dir=tmp_path)
         server.start()
         started.append(server)
         return server
@@ -46,6 +56,29 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """Factory: tmpfs(size_mb) mounts a small real filesystem for this test.
+
+    Unmounted lazily at teardown, so a server still running on it is no problem. Skips (with the
+    reason) where mounting is not permitted; the settings-based floor tests still run there.
+    """
+    reason = can_mount()
+    if reason is not None:
+        pytest.skip(reason)
+    with contextlib.ExitStack() as stack:
+        count = [0]
+
+        def mount(size_mb: int) -> Path:
+            count[0] += 1
+            try:
+                return stack.enter_context(small_disk(tmp_path / f"disk{count[0]}", size_mb))
+            except PermissionError as exc:
+                pytest.skip(str(exc))
+
+        yield mount
 
 
 # --- browser ---------------------------------------------------------------------------
@@ -77,6 +110,13 @@ def browser(chromium_executable: str) -> Iterator[Any]:
         )
         yield instance
         instance.close()
+
+
+@pytest.fixture
+def request_log(tmp_path: Path) -> Iterator[RequestLog]:
+    """A server on another loopback port that answers everything and records every request."""
+    with logging_site(tmp_path / "remote") as log:
+        yield log
 
 
 @pytest.fixture

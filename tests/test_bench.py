@@ -94,3 +94,44 @@ def test_quick_bench_reports_every_benchmark(tmp_path: Path) -> None:
     assert ingest["acked_not_stored_batch1"]["value"] == 0
     assert ingest["acked_not_stored_batch10"]["value"] == 0
     assert benches["ingest-replay"]["figures"]["acked_not_stored"]["value"] == 0
+
+
+BLOCK_OPTIONAL = """
+import importlib, importlib.abc, json, sys, tempfile
+from pathlib import Path
+
+class Missing(importlib.abc.MetaPathFinder):
+    # What a plain `pip install .` lacks: the [test] extra's httpx and playwright.
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("httpx", "playwright"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+
+sys.meta_path.insert(0, Missing())
+from retrospec.bench.runner import BENCHMARKS, BenchContext, run_benchmarks
+for target in BENCHMARKS.values():
+    importlib.import_module(target.split(":")[0])  # every benchmark module imports
+ctx = BenchContext(quick=True, duration=1.0, warmup=0.0, workers=1, connections=1,
+                   workdir=Path(tempfile.mkdtemp()))
+results = run_benchmarks(["storage", "first-failure"], ctx)
+print(json.dumps([[r.name, r.status, r.notes] for r in results]))
+"""
+
+
+def test_benchmarks_without_the_test_extra_are_unavailable_and_name_it() -> None:
+    # Only the cheap part runs: each benchmark stops at its first check, before any server.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETROSPEC_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCK_OPTIONAL],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name, status, notes in results:
+        assert status == "unavailable", (name, notes, proc.stderr)
+        why = " ".join(notes)
+        assert "retrospec[test]" in why or "chromium is not installed" in why, (name, why)

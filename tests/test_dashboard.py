@@ -390,7 +390,9 @@ def test_the_sites_page_shows_each_sites_sentry_dsn(shop: Shop) -> None:
     site_id, project_id, dsn_key = query_one(
         shop.settings, "SELECT id, project_id, dsn_key FROM sites WHERE name = 'shop'"
     )
-    dsn = f"http://{dsn_key}@testserver.local/{project_id}"
+    # The configured address, never the request's Host header (snippets get copied).
+    base = shop.settings.base_url.split("://", 1)[1]
+    dsn = f"http://{dsn_key}@{base}/{project_id}"
     listing = shop.client.get("/sites")
     assert f'id="dsn-{site_id}">{dsn}<' in listing.text  # public: shown at any time
     assert f'dsn: "{dsn}"' in listing.text and "replayIntegration" in listing.text
@@ -401,4 +403,4 @@ def test_the_sites_page_shows_each_sites_sentry_dsn(shop: Shop) -> None:
     rotated = shop.client.post(f"/sites/{site_id}/rotate", headers=headers)
     assert dsn not in rotated.text
     (new_key,) = query_one(shop.settings, "SELECT dsn_key FROM sites WHERE id = ?", (site_id,))
-    assert f"http://{new_key}@testserver.local/{project_id}" in rotated.text
+    assert f"http://{new_key}@{base}/{project_id}" in rotated.text

@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from retrospec.storage.db import Writer, connect, transaction
+from retrospec.storage.db import WAL_SIZE_LIMIT_BYTES, Writer, connect, transaction
 from retrospec.storage.migrations import prepare_database
+from tests.support.data import add_site
+from tests.support.envelopes import heavy_failures
+from tests.support.servers import ServerProcess
 
 
 @pytest.fixture
@@ -171,3 +177,35 @@ def test_transaction_helper_rolls_back_on_error(db: Path) -> None:
         assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 0
     finally:
         conn.close()
+
+
+@pytest.mark.slow
+def test_the_wal_shrinks_back_after_a_burst(serve: Callable[..., ServerProcess]) -> None:
+    # A reader holding an old snapshot keeps checkpoints from finishing: the WAL grows past the
+    # limit. Once it lets go, the next checkpoint and write cut the file back down.
+    server = serve(
+        jobs="false", client_rate_limit_per_second="0", session_rate_limit_per_second="0"
+    )
+    _, key = add_site(server.settings, "shop")
+    url = f"{server.base_url}/api/v1/ingest"
+    wal = server.settings.db_path.with_name("retrospec.sqlite3-wal")
+    reader = sqlite3.connect(server.settings.db_path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM failures").fetchone()
+    sid = str(uuid.uuid4())
+    seq = 0
+    while wal.stat().st_size <= WAL_SIZE_LIMIT_BYTES:
+        response = httpx.post(url, params={"key": key}, content=heavy_failures(sid, seq))
+        assert response.status_code == 202
+        seq += 1
+        assert seq < 200, "the WAL never grew"
+    reader.execute("COMMIT")
+    reader.close()
+    deadline = time.monotonic() + 30
+    while wal.stat().st_size > WAL_SIZE_LIMIT_BYTES:
+        assert time.monotonic() < deadline, wal.stat().st_size
+        time.sleep(0.6)  # a checkpoint, then a write that restarts the WAL and cuts it
+        httpx.post(url, params={"key": key}, content=heavy_failures(sid, seq, n=1))
+        seq += 1
+    server.stop()
+    assert not wal.exists() or wal.stat().st_size == 0  # a clean stop leaves it empty

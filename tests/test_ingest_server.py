@@ -152,7 +152,7 @@ def test_rate_limit_answers_429_with_retry_after(serve: Callable[..., ServerProc
 def test_low_disk_refuses_replay_data_but_takes_failures(
     serve: Callable[..., ServerProcess],
 ) -> None:
-    server = serve(min_free_disk_mb=10**9)  # a floor no disk meets
+    server = serve(min_free_disk_mb=10**9, health_token="hc-token")  # a floor no disk meets
     _, key = add_site(server.settings, "shop")
     url = f"{server.base_url}/api/v1/ingest"
     refused = httpx.post(url, params={"key": key}, content=json.dumps(batch()))
@@ -163,9 +163,14 @@ def test_low_disk_refuses_replay_data_but_takes_failures(
     taken = httpx.post(url, params={"key": key}, content=json.dumps(failures_only))
     assert taken.status_code == 202
     assert counts(server.settings.db_path) == (1, 1, 1)
-    health = httpx.get(f"{server.base_url}/healthz").json()
-    assert health["status"] == "ok"
+    # Anyone learns that the server is degraded, not why nor by how much.
+    assert httpx.get(f"{server.base_url}/healthz").json() == {"status": "degraded"}
+    health = httpx.get(
+        f"{server.base_url}/healthz", headers={"authorization": "Bearer hc-token"}
+    ).json()
+    assert health["status"] == "degraded"
     assert health["disk"]["low"] is True and health["disk"]["replay_ingest"] == "refused"
+    assert health["disk"]["failure_ingest"] == "accepted"
 
 
 def test_acknowledged_batches_survive_sigkill(serve: Callable[..., ServerProcess]) -> None:

@@ -47,6 +47,7 @@ FLOORS: dict[str, int] = {
     "retrospec.errors": 1,
     "retrospec.console": 1,
     "retrospec.ids": 1,
+    "retrospec.safetext": 1,
     "retrospec": 1,  # the package itself: __version__
 }
 

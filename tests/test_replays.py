@@ -512,3 +512,35 @@ def test_old_single_blob_chunks_and_segments_build_together(env: Env) -> None:
     assert result.details["ready"] == 1 and result.details["error"] == 1
     assert env.session(a)["replay_status"] == "ready"
     assert "chunk 0: blob is truncated" in env.session(b)["replay_reason"]
+
+
+def test_a_site_with_a_huge_backlog_cannot_starve_another_sites_replays(env: Env) -> None:
+    # "garbage": 6 big sessions, older than the one session of "blog" that waits behind them.
+    blog, _ = add_site(env.settings, "blog")
+    garbage = [sid(500 + i) for i in range(6)]
+    for i, s in enumerate(garbage):
+        env.send(s, 0, page_load(T0 + i), received_at=T0 + 1000 + i)
+    other = Env(env.settings, blog, env.conn, env.blobs)
+    late = sid(600)
+    other.send(late, 0, page_load(T0), received_at=T0 + 9000)
+    env.conn.execute(
+        "UPDATE sessions SET raw_bytes = 1000000 WHERE site_id = ?", (env.site.id,)
+    )  # pretend each garbage session is 1 MB
+    order = dirty_sessions(env.conn, 10, T0 + 10_000)
+    # Sites take turns: the blog's session comes second, not seventh.
+    assert [r[0] for r in order][:2] == [garbage[0], late]
+    # A 2 MB run budget: each of the two sites gets its 1 MB share.
+    picked, total = replay_job.pick_fairly(order, 2_000_000)
+    assert picked == [garbage[0], late] and total == 1_000_000 + order[1][1]
+    result = env.run(max_run_bytes=2_000_000)
+    assert env.session(late)["replay_status"] == "ready"
+    assert result.details["waiting"] == 5
+
+
+def test_pick_fairly_caps_each_site_at_its_share_of_the_run() -> None:
+    candidates = [("a1", 90, "a"), ("b1", 90, "b"), ("a2", 20, "a"), ("c1", 200, "c")]
+    # Shares of 33 bytes: a site's first session may pass its share, but not the run's budget.
+    assert replay_job.pick_fairly(candidates, 100) == (["a1"], 90)
+    # Shares of 100: a2 would take site a past its share, c1 the run past its budget.
+    assert replay_job.pick_fairly(candidates, 300) == (["a1", "b1"], 180)
+    assert replay_job.pick_fairly(candidates, 1000) == (["a1", "b1", "a2", "c1"], 400)

@@ -614,7 +614,13 @@ def populate_server(server: ServerProcess, n: int = 20) -> tuple[Shop, str]:
 def test_cli_purge_while_serving_under_ingest_traffic(
     serve: Callable[..., ServerProcess],
 ) -> None:
-    server = serve(demo="false", replay_interval_seconds="0.5", rate_limit_per_second="0")
+    server = serve(
+        demo="false",
+        replay_interval_seconds="0.5",
+        rate_limit_per_second="0",
+        client_rate_limit_per_second="0",
+        session_rate_limit_per_second="0",
+    )
     shop, key = populate_server(server)
     s = server.settings
     ages = spread_over_days(shop)
@@ -684,7 +690,13 @@ def test_cli_purge_while_serving_under_ingest_traffic(
 def test_purge_killed_midway_resumes_without_dangling_rows_or_orphans(
     serve: Callable[..., ServerProcess],
 ) -> None:
-    server = serve(demo="false", replay_interval_seconds="0.5", rate_limit_per_second="0")
+    server = serve(
+        demo="false",
+        replay_interval_seconds="0.5",
+        rate_limit_per_second="0",
+        client_rate_limit_per_second="0",
+        session_rate_limit_per_second="0",
+    )
     shop, _ = populate_server(server, n=12)
     s = server.settings
     age_sessions(s.db_path, shop.sessions, 10 * DAY_MS)
@@ -716,7 +728,7 @@ def test_purge_killed_midway_resumes_without_dangling_rows_or_orphans(
 def test_low_disk_is_reported_by_healthz_ingest_and_purge(
     serve: Callable[..., ServerProcess],
 ) -> None:
-    server = serve(demo="false", min_free_disk_mb=str(10**9))  # a floor no disk meets
+    server = serve(demo="false", min_free_disk_mb=str(10**9), health_token="hc")  # no disk meets
     _, key = add_site(server.settings, "shop")
     url = f"{server.base_url}/api/v1/ingest?key={key}"
     sid = str(uuid.uuid4())
@@ -724,8 +736,9 @@ def test_low_disk_is_reported_by_healthz_ingest_and_purge(
     assert refused.status_code == 507 and "low on disk" in refused.json()["error"]
     taken = httpx.post(url, json=cart_batch(sid, 1, events=False))
     assert taken.status_code == 202  # failures still come in
-    health = httpx.get(f"{server.base_url}/healthz").json()
-    assert health["disk"]["low"] is True and health["disk"]["replay_ingest"] == "refused"
+    health = httpx.get(f"{server.base_url}/healthz", headers={"authorization": "Bearer hc"})
+    assert health.json()["disk"]["low"] is True
+    assert health.json()["disk"]["replay_ingest"] == "refused"
 
     code, out, err = finish(retrospec(server, "purge"))
     assert code == 0

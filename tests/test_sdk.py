@@ -146,7 +146,7 @@ def test_demo_page_embeds_the_sdk_for_the_demo_site(
 def test_demo_is_off_with_retrospec_demo_false(tmp_path: Path) -> None:
     env = {"RETROSPEC_DATA_DIR": str(tmp_path / "data"), "RETROSPEC_DEMO": "false"}
     settings = load_settings(None, env=env).settings
-    assert settings.demo is False
+    assert settings.demo == "false" and not settings.demo_enabled
     with client_for(settings) as client:
         assert client.get("/demo").status_code == 404
         assert client.get("/demo/api/fail").status_code == 404

@@ -592,3 +592,92 @@ def test_a_tab_opened_from_a_live_tab_gets_its_own_session(
     ids = [p.evaluate("JSON.parse(sessionStorage['retrospec.session']).id") for p in (page, popup)]
     assert ids[0] != ids[1]
     wait_for(lambda: len(site_rows(server, "sessions", site_id)) == 2, what="two sessions")
+
+
+SECRET = "s3cr3t-5a7b"
+PRIVATE_PAGE = f"""
+<a id="reset" href="/reset?code={SECRET}">Reset</a>
+<form id="pay" action="/pay?session={SECRET}"><button type="button">Pay</button></form>
+<img src="pixel.gif?sig={SECRET}" srcset="pixel.gif?sig={SECRET} 1x" alt="">
+<div id="note" contenteditable="true">Write here</div>
+<button id="boom" type="button">Boom</button>
+<script src="boom.js?token={SECRET}"></script>
+"""
+
+
+def sent_batches(page: Any) -> list[dict[str, Any]]:
+    """What the SDK POSTs to ingest, captured in the browser before it leaves (gzip or not)."""
+    import gzip
+
+    bodies: list[dict[str, Any]] = []
+
+    def capture(route: Any) -> None:
+        raw = route.request.post_data_buffer or b""
+        bodies.append(json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw))
+        route.continue_()
+
+    page.route("**/api/v1/ingest**", capture)
+    return bodies
+
+
+def test_sdk_sends_no_query_string_and_no_contenteditable_text(
+    server: ServerProcess, static_site: StaticSite, context: Any
+) -> None:
+    site_id, key = new_site(server, "private")
+    (static_site.root / "boom.js").write_text(
+        "document.getElementById('boom').addEventListener('click', function explode() {"
+        " throw new Error('kaboom'); });"
+    )
+    (static_site.root / "pixel.gif").write_bytes(b"GIF89a")
+    url = static_site.write(
+        "private.html", sdk_page(server, key, body=PRIVATE_PAGE, options={"flushIntervalMs": 200})
+    )
+    page = context.new_page()
+    bodies = sent_batches(page)
+    page.goto(f"{url}?token={SECRET}#access_token={SECRET}")
+    page.click("#note")
+    page.keyboard.type("typed private words")
+    page.click("#boom")
+    page.evaluate("history.pushState({}, '', '/account?invite=" + SECRET + "')")
+    page.evaluate("rs.flush()")
+    wait_for(lambda: site_rows(server, "failures", site_id), what="the failure")
+    page.evaluate("rs.flush()")
+    sent = json.dumps(bodies)
+    assert bodies and "kaboom" in sent and "boom.js" in sent  # the stack was sent...
+    assert SECRET not in sent  # ...without any query string, anywhere
+    assert "typed private words" not in sent and "Write here" not in sent
+    (failure,) = site_rows(server, "failures", site_id)
+    assert SECRET not in json.dumps(dict(failure))
+
+
+def test_a_507_for_failures_means_retry_later_never_dropped(
+    serve: Any, static_site: StaticSite, context: Any
+) -> None:
+    # Below the disk reserve every batch is refused: the failure must stay queued.
+    full: ServerProcess = serve(
+        jobs="false", min_free_disk_mb=str(10**12), disk_reserve_mb=str(10**12)
+    )
+    site_id, key = new_site(full, "retry")
+    url = static_site.write(
+        "retry.html", sdk_page(full, key, body=FORM, options={"flushIntervalMs": 100}, spy=True)
+    )
+    page = context.new_page()
+    page.goto(url)
+    page.evaluate("rs.captureException(new Error('kept for later'))")
+    wait_for(
+        lambda: [a for a in page.evaluate("window.__ingest") if a.get("status") == 507][1:],
+        what="two 507 answers (with replay data, then the failures alone)",
+    )
+    assert site_rows(full, "failures", site_id) == []
+    # The disk has room again (a restart with the default floors, same address and data).
+    full.stop()
+    roomy = ServerProcess(
+        data_dir=full.data_dir, port=full.port, env=server_env(full.data_dir, jobs="false")
+    )
+    roomy.start()
+    try:
+        page.evaluate("window.dispatchEvent(new Event('online'))")  # retry now, not in 60 s
+        (failure,) = wait_for(lambda: site_rows(roomy, "failures", site_id), what="the failure")
+        assert failure["message"] == "kept for later"
+    finally:
+        roomy.stop()

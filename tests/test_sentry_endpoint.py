@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import brotli
+import msgspec
 import pytest
 from litestar.testing import TestClient
 
 from retrospec.app import create_app
 from retrospec.ids import is_session_id
+from retrospec.ingest.envelope import decode_payload
 from retrospec.settings import Settings
 from retrospec.sites import Site
 from retrospec.storage.blobs import BlobStore, read_chunk
@@ -358,7 +360,7 @@ def test_failures_keep_what_the_event_said(env: Env) -> None:
     assert message == event["exception"]["values"][-1]["value"]
     assert url == event["request"]["url"] and release == "shop@1.0.0"
     assert browser.startswith("Chrome")
-    stored = json.loads(payload)
+    stored = msgspec.to_builtins(decode_payload(payload))
     lines = stored["stack"].splitlines()
     assert lines[0].startswith("TypeError: ")
     assert lines[1].startswith("    at computeCartTotal (") and "/app.js:" in lines[1]

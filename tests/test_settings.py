@@ -34,7 +34,7 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
     assert s.port == 9003  # flag beats env beats file
     assert s.promote_after == 3  # env beats file
     assert s.host == "0.0.0.0"  # file beats default; a None flag is "not given"
-    assert s.demo is False
+    assert s.demo == "false" and not s.demo_enabled
     assert loaded.sources["port"] == "flag --port"
     assert loaded.sources["promote_after"] == "env RETROSPEC_PROMOTE_AFTER"
     assert loaded.sources["host"] == str(config)

@@ -17,6 +17,7 @@ const DEFAULTS = {
   beforeSend: null,
   inactivityTimeoutMs: 30 * 60 * 1000,
   stripQueryStrings: true,
+  keepQueryParams: [], // query parameters kept in captured URLs (the server must keep them too)
   bufferMs: 60000,
   maxQueueBytes: 5 * 1024 * 1024, // unsent data kept while the server is away
 };
@@ -29,6 +30,7 @@ const MAX_PENDING_FAILURES = 100;
 const FAILURE_FLUSH_MS = 500; // failures go out soon, gathering a burst into one batch
 const BEACON_PIECE = 56 * 1024;
 const KINDS = ["error", "unhandledrejection", "network", "console", "custom"];
+const EDITABLE = '[contenteditable]:not([contenteditable="false"])';
 // One client per page, even when both the script and the module are loaded.
 const GLOBAL = typeof Symbol === "function" ? Symbol.for("retrospec.client") : "__retrospec";
 
@@ -111,7 +113,10 @@ function createClient(opts) {
   // Our own requests skip every fetch hook, ours included.
   const transport = createTransport(ingestUrl + "?key=" + encodeURIComponent(opts.apiKey),
     window.fetch.bind(window), opts.maxQueueBytes);
-  const clean = (url) => (opts.stripQueryStrings ? stripQuery(String(url)) : String(url));
+  const keep = [].concat(opts.keepQueryParams || []).map(String);
+  const clean = (url) => (opts.stripQueryStrings ? stripQuery(String(url), keep) : String(url));
+  const cleanText = (text) => (opts.stripQueryStrings ? stripTextUrls(text, keep) : text);
+  const replacer = opts.stripQueryStrings ? urlReplacer(keep) : undefined;
   const failsOn = statusMatcher(opts.networkFailureStatus);
   const ignore = [].concat(opts.ignoreErrors || []);
 
@@ -179,8 +184,8 @@ function createClient(opts) {
   function onEvent(ev) {
     if (!active) return;
     try {
-      if (ev.type === META && ev.data && typeof ev.data.href === "string") ev.data.href = clean(ev.data.href);
-      const text = JSON.stringify(ev);
+      // Every URL the recorded DOM carries (href, src, srcset, action, ...) loses its query.
+      const text = JSON.stringify(ev, replacer);
       if (session.mode === "buffer") return bufferEvent(ev, text);
       events.push(text);
       eventBytes += text.length;
@@ -223,7 +228,9 @@ function createClient(opts) {
         emit: onEvent,
         maskAllInputs: !!opts.maskAllInputs,
         maskInputOptions: { password: true },
-        maskTextSelector: opts.maskTextSelector || undefined,
+        // Text typed into contenteditable elements is masked like input values.
+        maskTextSelector: [opts.maskTextSelector, opts.maskAllInputs ? EDITABLE : null]
+          .filter(Boolean).join(", ") || undefined,
         blockSelector: opts.blockSelector || undefined,
         slimDOMOptions: "all",
         sampling: { scroll: 150, input: "last", media: 800 },
@@ -343,6 +350,8 @@ function createClient(opts) {
     if (failures.length >= MAX_PENDING_FAILURES) return;
     f = normalizeFailure(f, clean(location.href));
     if (!f.debug_ids) f.debug_ids = debugIdsFor(f.stack);
+    f.stack = cleanText(f.stack);
+    f.message = cleanText(f.message);
     addCustom("retrospec.failure", {
       kind: f.kind,
       type: f.type,

@@ -131,11 +131,14 @@ function createTransport(endpoint, nativeFetch, maxBytes) {
   function result(b, status, retryAfter) {
     sending = null;
     if (status === -1) return;
-    if (status === 507 || status === 413) {
-      // Low disk or too big: the server refuses replay data but still takes failures.
-      if (b.events && b.events.length) return dropEvents(b);
-      return remove(b);
+    if ((status === 507 || status === 413) && b.events && b.events.length) {
+      // Low disk, or the batch or session is too big for replay data: the server refuses the
+      // replay data but takes failures, so they go again at once without it.
+      return dropEvents(b);
     }
+    if (status === 413) return remove(b); // failures alone too big: retrying cannot help
+    // 507 for failures means "nothing stored, retry later" (never "dropped"): they stay
+    // queued and go again after the wait below, like on a 5xx.
     if (status >= 200 && status < 500 && status !== 429 && status !== 408) {
       // Accepted, or refused for good (bad input, unknown key): retrying cannot help.
       remove(b);
@@ -147,10 +150,12 @@ function createTransport(endpoint, nativeFetch, maxBytes) {
       }
       return;
     }
-    // Network error, 5xx, 408 or 429: back off, and let flush() callers stop waiting.
+    // Network error, 5xx (507 included), 408 or 429: back off, and let flush() callers stop
+    // waiting.
     attempts++;
     const backoff = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * Math.pow(2, attempts - 1));
-    const delay = (status === 429 && retryAfterMs(retryAfter)) || backoff * (0.8 + Math.random() * 0.4);
+    const delay = ((status === 429 || status === 507) && retryAfterMs(retryAfter)) ||
+      backoff * (0.8 + Math.random() * 0.4);
     nextAt = now() + delay;
     settle();
   }

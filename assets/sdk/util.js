@@ -49,13 +49,58 @@ function cap(text, limit) {
   return text.length > limit ? text.slice(0, limit - 1) + "\u2026" : text;
 }
 
-// URL without its query string; a fragment survives only when it looks like a route ("#/cart"),
-// never when it carries parameters ("#access_token=...").
-function stripQuery(url) {
+// URL without its query string (bar the parameters named in `keep`); a fragment survives only
+// when it looks like a route ("#/cart"), never when it carries parameters ("#access_token=...").
+function stripQuery(url, keep) {
   const at = url.indexOf("#");
   let hash = at >= 0 ? url.slice(at).split("?")[0] : "";
   if (/[=&]/.test(hash)) hash = "";
-  return (at >= 0 ? url.slice(0, at) : url).split("?")[0] + hash;
+  const base = at >= 0 ? url.slice(0, at) : url;
+  const q = base.indexOf("?");
+  let out = q >= 0 ? base.slice(0, q) : base;
+  if (q >= 0 && keep && keep.length) {
+    const kept = base.slice(q + 1).split("&").filter((p) => keep.indexOf(decodeParam(p.split("=")[0])) >= 0);
+    if (kept.length) out += "?" + kept.join("&");
+  }
+  return out + hash;
+}
+
+function decodeParam(name) {
+  try {
+    return decodeURIComponent(name.replace(/\+/g, " "));
+  } catch (e) {
+    return name;
+  }
+}
+
+// Every URL inside free text (stack frames, messages) without its query string; a frame's
+// ":line:col" stays after the path.
+const URL_IN_TEXT = /\b[a-zA-Z][a-zA-Z0-9+.-]{1,15}:\/\/[^\s"'<>()[\]{}\x60]+/g;
+function stripTextUrls(text, keep) {
+  if (typeof text !== "string" || text.indexOf("://") < 0) return text;
+  return text.replace(URL_IN_TEXT, (token) => {
+    const m = /(?::\d+){1,2}$/.exec(token);
+    const tail = m ? m[0] : "";
+    return stripQuery(tail ? token.slice(0, -tail.length) : token, keep) + tail;
+  });
+}
+
+// Recorded DOM attributes (and rrweb's own URL fields) that carry URLs.
+const URL_KEYS = { href: 1, src: 1, action: 1, formaction: 1, poster: 1, url: 1, request_url: 1 };
+
+// A JSON.stringify replacer that strips query strings from the URLs a recorded event carries.
+function urlReplacer(keep) {
+  return function (key, value) {
+    if (typeof value !== "string" || (value.indexOf("?") < 0 && value.indexOf("#") < 0)) return value;
+    if (key === "srcset") {
+      return value.split(",").map((c) => {
+        const bits = c.trim().split(/\s+/);
+        bits[0] = stripQuery(bits[0], keep);
+        return bits.join(" ");
+      }).join(", ");
+    }
+    return URL_KEYS[key] === 1 ? stripQuery(value, keep) : value;
+  };
 }
 
 function absoluteUrl(url) {

@@ -241,7 +241,7 @@ def _rows(env: _Envelope, now: int, frame: _Frame | None) -> _Writes:
     session = (
         s.id, "bench", now, now, None, None, None, None, None, s.user_agent, None, None,
         s.url, s.url, s.release, None, None, 1 if frame else 0, len(env.failures), raw, stored,
-        "pending" if frame else "none",
+        "pending" if frame else "none", 0,
     )  # fmt: skip
     failures = [
         (

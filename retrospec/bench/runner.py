@@ -45,6 +45,11 @@ BENCHMARKS: dict[str, str] = {
 }
 
 
+# Optional packages the benchmarks drive a browser with come from this extra (a plain
+# `pip install .` leaves them out; those benchmarks report "unavailable", naming it).
+PLAYWRIGHT_EXTRA = "'retrospec[test]' (playwright)"
+
+
 class Unavailable(Exception):
     """A benchmark cannot run here (a browser or an optional package is missing); reported."""
 
@@ -60,7 +65,7 @@ def module_available(name: str) -> bool:
 def require_module(name: str, install: str) -> None:
     """Raise Unavailable, naming what to install, when an optional package is missing."""
     if not module_available(name):
-        raise Unavailable(f"needs {name}: pip install {install}")
+        raise Unavailable(f"needs {name}, which is not installed: pip install {install}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,7 +342,17 @@ def start_retrospec(
     finally:
         conn.close()
     port = free_port()
-    values = {"rate_limit_per_second": "0", "jobs": "true" if jobs else "false"}
+    # Load comes from one address and many sessions: the per-client, per-session and per-site
+    # buckets and the daily quotas would measure themselves, not the server.
+    values = {
+        "rate_limit_per_second": "0",
+        "client_rate_limit_per_second": "0",
+        "session_rate_limit_per_second": "0",
+        "quota_batches_per_day": "0",
+        "quota_failures_per_day": "0",
+        "quota_mb_per_day": "0",
+        "jobs": "true" if jobs else "false",
+    }
     values.update(settings or {})
     server = RetrospecServer(
         name="retrospec serve",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from retrospec.bench.runner import (
+    PLAYWRIGHT_EXTRA,
     BenchContext,
     BenchResult,
     Figure,
@@ -22,6 +23,7 @@ from retrospec.bench.runner import (
     Unavailable,
     at_most,
     http_get,
+    require_module,
     running,
     start_retrospec,
 )
@@ -123,10 +125,8 @@ def run(ctx: BenchContext, res: BenchResult) -> None:
     chromium = chromium_path()
     if chromium is None:
         raise Unavailable("chromium is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        raise Unavailable("playwright is not installed (pip install playwright)") from None
+    require_module("playwright", PLAYWRIGHT_EXTRA)
+    from playwright.sync_api import sync_playwright
 
     seconds = 4.0 if ctx.quick else 60.0
     rng = random.Random(17)

@@ -81,6 +81,21 @@ def read(settings: Settings, fn: Callable[[sqlite3.Connection], T]) -> T:
         return fn(conn)
 
 
+def base_url(settings: Settings) -> str:
+    """Where links point: public_url, else the address the last `retrospec serve` announced
+    (so `--port` or `--host` given to serve show up here), else host and port from settings."""
+    if settings.public_url or not settings.db_path.exists():
+        return settings.base_url
+    from retrospec.startup import served_url
+    from retrospec.storage.db import reading
+
+    try:
+        with reading(settings.db_path) as conn:
+            return served_url(conn) or settings.base_url
+    except sqlite3.Error:
+        return settings.base_url
+
+
 def ago(ms: int | None, now: int | None = None) -> str:
     """'just now', '42s ago', '3m ago', '5h ago', '2d ago', then a date."""
     if ms is None:
@@ -110,8 +125,10 @@ def human_bytes(n: int) -> str:
 
 
 def short_id(value: str) -> str:
-    """A session id as tables show it: whole on wide terminals, its first 8 characters at 80."""
-    return value if int(console.out.width) >= WIDE or len(value) <= 13 else value[:8]
+    """A session id as tables show it: whole on wide terminals and in pipes, else 8 characters."""
+    if not console.is_terminal() or int(console.out.width) >= WIDE or len(value) <= 13:
+        return value
+    return value[:8]
 
 
 def one_line(text: str | None, limit: int = TITLE_CHARS) -> str:
@@ -133,14 +150,27 @@ def fit_table(
     title: str | None = None,
     empty: str = "nothing to show",
 ) -> None:
-    """Print a table at the terminal's width (80 when piped) with one column taking the rest.
+    """Print a table at the terminal's width with one column taking the rest.
 
     rich squeezes every no_wrap column alike when a table is too wide, so the other columns get
     their content width here and only the flex column is cut, with an ellipsis. While the flex
     column is narrower than `comfortable`, headers switch to their "short" form and `optional`
-    columns are dropped, in order.
+    columns are dropped, in order; a column's "cut" option caps its values' length.
+    When stdout is not a terminal, every column and every value is printed whole, tab-separated
+    (console.print_table), so scripts can rely on it.
     """
-    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    if not console.is_terminal():
+        console.print_table([name for name, _ in columns], rows, title=None, empty=empty)
+        return
+    cells = [
+        [
+            one_line("" if v is None else str(v), columns[i][1]["cut"])
+            if "cut" in columns[i][1]
+            else ("" if v is None else str(v))
+            for i, v in enumerate(row)
+        ]
+        for row in rows
+    ]
     fi = [name for name, _ in columns].index(flex)
     names = [name for name, _ in columns]
     keep = list(range(len(columns)))
@@ -158,7 +188,10 @@ def fit_table(
     width = min(max(12, room()), max([len(names[fi]), *(len(r[fi]) for r in cells)]))
     out_columns: list[Column] = []
     for i in keep:
-        opts = {"no_wrap": True, **{k: v for k, v in columns[i][1].items() if k != "short"}}
+        opts = {
+            "no_wrap": True,
+            **{k: v for k, v in columns[i][1].items() if k not in ("short", "cut")},
+        }
         if i == fi:
             opts.update(min_width=width, max_width=width, overflow="ellipsis")
         out_columns.append((names[i], opts))

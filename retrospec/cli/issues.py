@@ -18,6 +18,7 @@ from retrospec.cli.common import (
     JsonOpt,
     SiteOpt,
     ago,
+    base_url,
     fit_table,
     load,
     one_line,
@@ -90,7 +91,7 @@ def issues_list(
                 "status": status.value,
                 "site": site,
                 "total": total,
-                "issues": [issue_json(i, settings.base_url) for i in items],
+                "issues": [issue_json(i, base_url(settings)) for i in items],
             }
         )
         return
@@ -106,7 +107,7 @@ def issues_list(
             ("sessions", {"justify": "right", "short": "sess"}),
             ("users", {"justify": "right"}),
             ("last seen", {"short": "seen"}),
-            ("site", {}),
+            ("site", {"cut": 16}),
         ],
         [
             (
@@ -117,7 +118,7 @@ def issues_list(
                 i.session_count,
                 i.user_count,
                 ago(i.last_seen_at, now),
-                one_line(i.site_name, 16),
+                i.site_name,
             )
             for i in items
         ],
@@ -145,7 +146,7 @@ def issues_show(
         raise UsageError("choose one of --json and --markdown")
     settings = load().settings
     ev = read(settings, lambda c: get_evidence(c, issue_id))
-    base = settings.base_url
+    base = base_url(settings)
     if json_out:
         console.print_json(evidence_json(ev, base))
     elif markdown:

@@ -11,9 +11,9 @@ from retrospec.cli.common import (
     JsonOpt,
     SiteOpt,
     ago,
+    base_url,
     fit_table,
     load,
-    one_line,
     read,
     short_id,
 )
@@ -52,7 +52,7 @@ def sessions_list(
                 "site": site,
                 "with_failures": with_failures,
                 "total": total,
-                "sessions": [session_json(s, settings.base_url) for s in items],
+                "sessions": [session_json(s, base_url(settings)) for s in items],
             }
         )
         return
@@ -67,7 +67,7 @@ def sessions_list(
             ("failures", {"justify": "right", "short": "fails"}),
             ("replay", {}),
             ("last seen", {"short": "seen"}),
-            ("site", {}),
+            ("site", {"cut": 16}),
         ],
         [
             (
@@ -78,7 +78,7 @@ def sessions_list(
                 s.failures,
                 "expired" if s.expired else s.replay_status,
                 ago(s.last_seen_at, now),
-                one_line(s.site_name, 16),
+                s.site_name,
             )
             for s in items
         ],

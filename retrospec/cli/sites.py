@@ -1,4 +1,4 @@
-"""`retrospec sites ...`: sites, their ingest keys, upload tokens, DSNs and source map fetching."""
+"""`retrospec sites ...`: sites, their keys, upload tokens, DSNs, source map and replay settings."""
 
 from __future__ import annotations
 
@@ -74,6 +74,7 @@ def sites_list(json_out: JsonOpt = False) -> None:
                 "key_prefixes": key_prefixes(conn, s.id),
                 "fetch_sourcemaps": s.fetch_sourcemaps,
                 "dsn": dsn(s, base),
+                "replay_assets": s.replay_assets,
                 "created_at": iso(s.created_at),
             }
             for s in list_sites(conn)
@@ -84,7 +85,7 @@ def sites_list(json_out: JsonOpt = False) -> None:
         console.print_json(items)
         return
     console.print_table(
-        ["id", "name", "allowed origins", "keys", "Sentry DSN", "created"],
+        ["id", "name", "allowed origins", "keys", "Sentry DSN", "replay assets", "created"],
         [
             (
                 i["id"],
@@ -92,6 +93,7 @@ def sites_list(json_out: JsonOpt = False) -> None:
                 ", ".join(i["origins"]) or "any origin",
                 ", ".join(p + "…" for p in i["key_prefixes"]),
                 i["dsn"] or "",
+                i["replay_assets"],
                 (i["created_at"] or "")[:10],
             )
             for i in items
@@ -200,3 +202,29 @@ def sites_fetch_sourcemaps(
         )
         return
     console.success(f"{updated.name}: fetching source maps is {state}")
+
+
+@sites_app.command("replay-assets")
+def sites_replay_assets(
+    site: Annotated[str, typer.Argument(help="Site name or id.")],
+    mode: Annotated[
+        str,
+        typer.Argument(
+            help="blocked: replays load nothing from other hosts (default); remote: the "
+            "viewer's browser loads the recorded page's images, fonts and stylesheets."
+        ),
+    ],
+    json_out: JsonOpt = False,
+) -> None:
+    """Whether this site's replays may load the recorded page's remote assets."""
+    from retrospec.sites import get_site, set_replay_assets
+
+    updated = with_db(
+        load(), lambda c: set_replay_assets(c, get_site(c, site).id, mode), write=True
+    )
+    if json_out:
+        console.print_json(
+            {"id": updated.id, "name": updated.name, "replay_assets": updated.replay_assets}
+        )
+        return
+    console.success(f"{updated.name}: replay assets {updated.replay_assets}")

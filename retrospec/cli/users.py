@@ -1,4 +1,4 @@
-"""`retrospec users add USERNAME [--password-stdin]`: dashboard accounts from a terminal."""
+"""`retrospec users add|list|remove|passwd|logout-all`: dashboard accounts from a terminal."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def users_add(
     ] = False,
 ) -> None:
     """Create a dashboard account (asks for the password twice, without echo)."""
-    from retrospec.cli.common import load, with_db
+    from retrospec.cli.common import base_url, load, with_db
 
     name = auth.validate_username(username)
     password = _read_password(password_stdin)
@@ -53,7 +53,57 @@ def users_add(
         return auth.create_user(conn, name, password_hash)
 
     user = with_db(loaded, write, write=True)
-    console.success(f"created user {user.username}; sign in at {loaded.settings.base_url}/login")
+    console.success(f"created user {user.username}; sign in at {base_url(loaded.settings)}/login")
+
+
+UsernameArg = Annotated[str, typer.Argument(help="Login name, as `retrospec users list` shows.")]
+
+
+@users_app.command("remove")
+def users_remove(username: UsernameArg) -> None:
+    """Delete an account and end every login it has."""
+    from retrospec.cli.common import load, with_db
+
+    def write(conn: Any) -> tuple[str, int]:
+        user = auth.get_user(conn, username)
+        return user.username, auth.remove_user(conn, user.id)
+
+    name, ended = with_db(load(), write, write=True)
+    console.success(f"removed user {name} ({ended} login{'s' if ended != 1 else ''} ended)")
+
+
+@users_app.command("passwd")
+def users_passwd(
+    username: UsernameArg,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin (one line).")
+    ] = False,
+) -> None:
+    """Set a new password (asks twice, without echo); every login of the user ends."""
+    from retrospec.cli.common import load, with_db
+
+    loaded = load()
+    user = with_db(loaded, lambda c: auth.get_user(c, username))
+    password = _read_password(password_stdin)
+    auth.validate_password(password)
+    password_hash = auth.hash_password(password)
+    ended = with_db(loaded, lambda c: auth.change_password(c, user.id, password_hash), write=True)
+    console.success(
+        f"changed the password of {user.username}; {ended} login{'s' if ended != 1 else ''} ended"
+    )
+
+
+@users_app.command("logout-all")
+def users_logout_all(username: UsernameArg) -> None:
+    """End every login of a user (every browser signs in again)."""
+    from retrospec.cli.common import load, with_db
+
+    def write(conn: Any) -> tuple[str, int]:
+        user = auth.get_user(conn, username)
+        return user.username, auth.end_user_sessions(conn, user.id)
+
+    name, ended = with_db(load(), write, write=True)
+    console.success(f"ended {ended} login{'s' if ended != 1 else ''} of {name}")
 
 
 @users_app.command("list")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from retrospec.ids import SESSION_ID_PATTERN
+from retrospec.storage.blobs import compress, decompress
 
 FailureKind = Literal["error", "unhandledrejection", "network", "console", "custom"]
 FAILURE_KINDS: tuple[str, ...] = ("error", "unhandledrejection", "network", "console", "custom")
@@ -21,6 +23,8 @@ Url = Annotated[str, msgspec.Meta(max_length=4096)]
 Stack = Annotated[str, msgspec.Meta(max_length=65536)]
 SessionId = Annotated[str, msgspec.Meta(pattern=SESSION_ID_PATTERN)]
 Millis = Annotated[int, msgspec.Meta(ge=0, le=32503680000000)]  # up to year 3000
+# Line and column numbers: anything bigger is not a source position (and not a 64-bit int).
+Position = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
 
 
 class User(msgspec.Struct, forbid_unknown_fields=False):
@@ -56,12 +60,12 @@ class Failure(msgspec.Struct, forbid_unknown_fields=False):
     stack: Stack | None = None
     url: Url | None = None
     filename: Url | None = None
-    lineno: int | None = None
-    colno: int | None = None
+    lineno: Position | None = None
+    colno: Position | None = None
     method: Annotated[str, msgspec.Meta(max_length=16)] | None = None
     request_url: Url | None = None
     status: Annotated[int, msgspec.Meta(ge=0, le=999)] | None = None
-    duration_ms: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    duration_ms: Annotated[float, msgspec.Meta(ge=0, le=1e10)] | None = None
     fingerprint: list[Short] | None = None
     # Anything else the SDK or beforeSend attached; kept verbatim (never parsed) in the payload.
     context: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
@@ -98,3 +102,29 @@ class FailurePayload(msgspec.Struct, omit_defaults=True):
 ENVELOPE_DECODER = msgspec.json.Decoder(Envelope)
 PAYLOAD_ENCODER = msgspec.json.Encoder()
 PAYLOAD_DECODER = msgspec.json.Decoder(FailurePayload)
+# Stored payloads over this many bytes of JSON are zstd-compressed, as "z1:" + base64 (the
+# column stays TEXT, so it ports as it is); smaller ones stay plain JSON.
+PAYLOAD_COMPRESS_FROM = 1024
+_ZSTD_MARK = "z1:"
+
+
+def encode_payload(payload: FailurePayload) -> str | None:
+    """The failures.payload column for a payload (None when it is empty)."""
+    encoded = PAYLOAD_ENCODER.encode(payload)
+    if encoded == b"{}":
+        return None
+    if len(encoded) < PAYLOAD_COMPRESS_FROM:
+        return encoded.decode("utf-8")
+    return _ZSTD_MARK + base64.b64encode(compress(encoded)).decode("ascii")
+
+
+def decode_payload(stored: str | bytes) -> FailurePayload:
+    """A failures.payload value, plain JSON or compressed, back to its payload."""
+    text = stored.decode("utf-8", "replace") if isinstance(stored, bytes) else stored
+    if not text.startswith(_ZSTD_MARK):
+        return PAYLOAD_DECODER.decode(text)
+    try:
+        raw = decompress(base64.b64decode(text[len(_ZSTD_MARK) :]), max_size=1 << 24)
+    except Exception as exc:  # bad base64 or zstd: readers treat it like bad JSON
+        raise msgspec.DecodeError(f"corrupt compressed payload: {exc}") from None
+    return PAYLOAD_DECODER.decode(raw)

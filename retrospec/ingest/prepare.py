@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from typing import Any
 
 import msgspec
 
@@ -16,10 +17,17 @@ from retrospec.errors import (
 )
 from retrospec.ingest.envelope import (
     ENVELOPE_DECODER,
-    PAYLOAD_ENCODER,
     Envelope,
     Failure,
     FailurePayload,
+    encode_payload,
+)
+from retrospec.ingest.scrub import (
+    scrub_tags,
+    scrub_text,
+    scrub_value,
+    strip_event_urls,
+    strip_url,
 )
 from retrospec.ingest.useragent import parse as parse_user_agent
 from retrospec.ingest.write import PendingChunk, PreparedBatch, StoredChunk
@@ -29,6 +37,17 @@ from retrospec.storage.blobs import BlobStore, chunk_key, compress
 log = logging.getLogger(__name__)
 
 MESSAGE_SUMMARY_CHARS = 2000
+# Compact failure storage: what a stored failure keeps at most (the rest is cut, and the
+# payload is compressed once its JSON passes 1 KB; see envelope.encode_payload).
+STACK_CHARS = 16_384
+CONTEXT_BYTES = 8_192
+URL_CHARS = 1_024
+MAX_TAGS = 50
+MAX_FINGERPRINT_PARTS = 20
+MAX_DEBUG_IDS = 100
+_ANY = msgspec.json.Decoder()
+_EVENTS = msgspec.json.Decoder(list[msgspec.Raw])
+_JSON = msgspec.json.Encoder()
 # Events up to this size are compressed on the event loop (~40 µs for a typical 10 KB batch):
 # handing them to the I/O pool costs more than the work (a thread hop and GIL hand-offs; chunk
 # ingest measured ~1,500/s that way against ~2,100/s inline). Bigger batches (full snapshots)
@@ -67,6 +86,9 @@ def decode_envelope(body: bytes) -> Envelope:
         raise BadRequest(f"invalid batch: {exc}") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        # msgspec walks nesting recursively, even inside values it keeps raw.
+        raise BadRequest("malformed JSON: nested too deeply") from None
     if len(env.events):
         head = bytes(memoryview(env.events)[:64]).lstrip()
         if not head.startswith(b"[") and head != b"null":
@@ -90,6 +112,34 @@ def compress_events(events: bytes) -> PendingChunk:
     return PendingChunk(frame=compress(events), raw_bytes=len(events))
 
 
+def count_events(events: bytes) -> int:
+    """How many rrweb events a raw events array holds (skipped over, never parsed: ~2.5 µs/KB)."""
+    try:
+        return len(_EVENTS.decode(events))
+    except msgspec.ValidationError:
+        raise BadRequest("invalid batch: `events` must be an array of rrweb events") from None
+    except (msgspec.DecodeError, RecursionError):
+        raise BadRequest("malformed JSON in `events`") from None
+
+
+# Counting events builds one small object per event, so an array of millions of tiny ones
+# ("[0,0,0,...]", 10 MB of it gzips to 10 KB) must be refused before it is counted: an array
+# with this many commas per allowed event is over the cap, whatever its nesting (a real batch
+# has a few commas per event; one huge full snapshot has many, but not this many).
+COMMAS_PER_EVENT = 64
+
+
+def pack_events(events: bytes, max_events: int, keep: frozenset[str]) -> PendingChunk:
+    """Count (capped), strip recorded URLs' query strings, compress: a batch's events, stored."""
+    if events.count(b",") >= max_events * COMMAS_PER_EVENT:
+        raise PayloadTooLarge(f"a batch may carry at most {max_events} events")
+    count = count_events(events)
+    if count > max_events:
+        raise PayloadTooLarge(f"a batch may carry at most {max_events} events, got {count}")
+    cleaned = strip_event_urls(events, keep)
+    return PendingChunk(frame=compress(cleaned), raw_bytes=len(cleaned), events=count)
+
+
 def store_events(blobs: BlobStore, site: Site, env: Envelope, events: bytes) -> StoredChunk:
     """Write one chunk as its own blob: the layout before segments (old rows, tests, tools)."""
     key = chunk_key(site.id, env.session.id, env.seq, events)
@@ -109,26 +159,76 @@ def user_key(env: Envelope) -> str | None:
     return None
 
 
-def _payload(f: Failure) -> str | None:
+def _cut(text: str | None, limit: int) -> str | None:
+    return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _url(url: str | None, keep: frozenset[str]) -> str | None:
+    return None if url is None else _cut(strip_url(url, keep), URL_CHARS)
+
+
+def _context(f: Failure, keep: frozenset[str]) -> Any:
+    if not len(f.context):
+        return None
+    try:
+        value = scrub_value(_ANY.decode(f.context), keep)
+    except (msgspec.DecodeError, RecursionError):
+        return "[unreadable context]"
+    encoded = _JSON.encode(value)
+    if len(encoded) <= CONTEXT_BYTES:
+        return value
+    # Too big to keep whole: keep its start as text, so a reader still sees what it was.
+    return encoded[: CONTEXT_BYTES - 64].decode("utf-8", "ignore") + f"… [{len(encoded)} bytes]"
+
+
+def _payload(f: Failure, keep: frozenset[str]) -> str | None:
+    debug_ids = None
+    if f.debug_ids:
+        items = list(f.debug_ids.items())[:MAX_DEBUG_IDS]
+        debug_ids = {strip_url(url, keep): value for url, value in items}
     payload = FailurePayload(
-        stack=f.stack,
-        filename=f.filename,
+        stack=_cut(scrub_text(f.stack[:STACK_CHARS], keep), STACK_CHARS) if f.stack else f.stack,
+        filename=_url(f.filename, keep),
         lineno=f.lineno,
         colno=f.colno,
-        fingerprint=f.fingerprint,
-        context=f.context if len(f.context) else None,
-        tags=f.tags,
-        debug_ids=f.debug_ids,
+        fingerprint=f.fingerprint[:MAX_FINGERPRINT_PARTS] if f.fingerprint else f.fingerprint,
+        context=_context(f, keep),
+        tags=scrub_tags(dict(list(f.tags.items())[:MAX_TAGS])) if f.tags else f.tags,
+        debug_ids=debug_ids,
     )
-    encoded = PAYLOAD_ENCODER.encode(payload)
-    return None if encoded == b"{}" else encoded.decode("utf-8")
+    return encode_payload(payload)
+
+
+def failure_text_bytes(env: Envelope) -> int:
+    """Roughly how much failure text a batch carries (what scrubbing it costs)."""
+    return sum(len(f.message or "") + len(f.stack or "") + len(f.context) for f in env.failures)
+
+
+# Columns of a failure row that can be long (message, url, request_url, payload); the others
+# are short and covered by the fixed overhead.
+_LONG_COLUMNS = (5, 6, 10, 18)
+
+
+def failure_bytes(row: tuple[object, ...]) -> int:
+    """What a failure row costs in storage, roughly: its long text and a fixed overhead."""
+    return 256 + sum([len(v) for v in (row[i] for i in _LONG_COLUMNS) if isinstance(v, str)])
 
 
 def prepare(
-    site: Site, env: Envelope, chunk: StoredChunk | PendingChunk | None, received_at: int
+    site: Site,
+    env: Envelope,
+    chunk: StoredChunk | PendingChunk | None,
+    received_at: int,
+    *,
+    keep: frozenset[str] = frozenset(),
 ) -> PreparedBatch:
-    """Turn a decoded envelope into rows (parsing and formatting stay outside the transaction)."""
+    """Turn a decoded envelope into rows (parsing and formatting stay outside the transaction).
+
+    Every URL loses its query string (bar `keep`) and secrets are scrubbed (ingest.scrub);
+    stacks, contexts and the rest of a failure's payload are cut to the limits above.
+    """
     meta = env.session
+    page_url = _url(meta.url, keep)
     user = meta.user
     browser, os_name = parse_user_agent(meta.user_agent)
     ukey = user_key(env)
@@ -147,8 +247,8 @@ def prepare(
         meta.user_agent,
         browser,
         os_name,
-        meta.url,
-        meta.url,
+        page_url,
+        page_url,
         meta.release,
         meta.environment,
         meta.sdk,
@@ -157,6 +257,7 @@ def prepare(
         chunk.raw_bytes if chunk else 0,
         chunk.stored_bytes if chunk else 0,
         "pending" if chunk else "none",
+        chunk.events if chunk else 0,
     )
     failure_rows = [
         (
@@ -165,12 +266,14 @@ def prepare(
             env.seq,
             f.kind,
             f.type,
-            f.message[:MESSAGE_SUMMARY_CHARS] if f.message else f.message,
-            f.url or meta.url,
+            scrub_text(f.message[: MESSAGE_SUMMARY_CHARS * 2], keep)[:MESSAGE_SUMMARY_CHARS]
+            if f.message
+            else f.message,
+            _url(f.url, keep) or page_url,
             f.ts,
             received_at,
             f.method.upper() if f.method else None,
-            f.request_url,
+            _url(f.request_url, keep),
             f.status,
             f.duration_ms,
             meta.release,
@@ -178,7 +281,7 @@ def prepare(
             browser,
             os_name,
             ukey,
-            _payload(f),
+            _payload(f, keep),
         )
         for f in env.failures
     ]
@@ -190,4 +293,5 @@ def prepare(
         session_row=session_row,
         failure_rows=failure_rows,
         chunk=chunk,
+        failure_bytes=sum(failure_bytes(row) for row in failure_rows),
     )

@@ -16,8 +16,9 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from retrospec.clock import now_ms
-from retrospec.errors import Forbidden, InsufficientStorage, StorageFailed
+from retrospec.clock import day_of, now_ms
+from retrospec.errors import Forbidden, InsufficientStorage, PayloadTooLarge, StorageFailed
+from retrospec.ingest.usage import record_usage
 from retrospec.storage.blobs import BlobStore, segment_key
 from retrospec.storage.db import transaction
 
@@ -28,8 +29,8 @@ SESSION_UPSERT = """
 INSERT INTO sessions (
     id, site_id, started_at, last_seen_at, user_id, user_email, user_name, anonymous_id,
     user_key, user_agent, browser, os, entry_url, last_url, release, environment, sdk,
-    batches, chunks, failures, raw_bytes, stored_bytes, replay_status
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)
+    batches, chunks, failures, raw_bytes, stored_bytes, replay_status, events
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     last_seen_at = max(sessions.last_seen_at, excluded.last_seen_at),
     started_at = min(sessions.started_at, excluded.started_at),
@@ -50,6 +51,7 @@ ON CONFLICT (id) DO UPDATE SET
     failures = sessions.failures + excluded.failures,
     raw_bytes = sessions.raw_bytes + excluded.raw_bytes,
     stored_bytes = sessions.stored_bytes + excluded.stored_bytes,
+    events = sessions.events + excluded.events,
     replay_status = CASE
         WHEN excluded.chunks > 0 AND sessions.replay_status = 'none' THEN 'pending'
         ELSE sessions.replay_status END
@@ -73,6 +75,7 @@ class StoredChunk:
     stored_bytes: int
     offset: int | None = None
     length: int | None = None
+    events: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,7 @@ class PendingChunk:
 
     frame: bytes
     raw_bytes: int
+    events: int = 0
 
     @property
     def stored_bytes(self) -> int:
@@ -99,6 +103,74 @@ class PreparedBatch:
     session_row: tuple[object, ...]
     failure_rows: Sequence[tuple[object, ...]]
     chunk: StoredChunk | PendingChunk | None
+    # What the failure rows cost in storage (their text and an overhead), for the quotas.
+    failure_bytes: int = 0
+
+    @property
+    def accounted_bytes(self) -> int:
+        """Bytes this batch adds to its site's daily quota: stored events plus failure rows."""
+        return self.failure_bytes + (self.chunk.stored_bytes if self.chunk else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """What one session may store in all (max_session_mb, max_session_events)."""
+
+    raw_bytes: int
+    events: int
+
+
+def _session_refusals(
+    conn: sqlite3.Connection,
+    batches: Sequence[PreparedBatch],
+    limits: SessionLimits | None,
+    skip: set[int],
+) -> dict[int, Exception]:
+    """Batches whose replay data would take their session past its limits (index -> 413).
+
+    One query over the group's sessions that returns rows only for sessions near a limit, so
+    the common case fetches nothing.
+    """
+    if limits is None:
+        return {}
+    totals: dict[str, list[int]] = {}
+    for i, b in enumerate(batches):
+        if i not in skip and b.chunk is not None:
+            t = totals.setdefault(b.session_id, [0, 0])
+            t[0] += b.chunk.raw_bytes
+            t[1] += b.chunk.events
+    if not totals:
+        return {}
+    stored: dict[str, list[int]] = {}
+    items = sorted(totals.items())
+    for n in range(0, len(items), 300):
+        part = items[n : n + 300]
+        values = ",".join(["(?, ?, ?)"] * len(part))
+        rows = conn.execute(
+            f"WITH k(s, raw, ev) AS (VALUES {values}) "
+            "SELECT s.id, s.raw_bytes, s.events FROM k JOIN sessions s ON s.id = k.s "
+            "WHERE s.raw_bytes + k.raw > ? OR s.events + k.ev > ?",
+            [v for sid, (raw, ev) in part for v in (sid, raw, ev)]
+            + [limits.raw_bytes, limits.events],
+        )
+        stored.update((str(r[0]), [int(r[1]), int(r[2])]) for r in rows)
+    for sid, (raw, ev) in items:
+        if sid not in stored and (raw > limits.raw_bytes or ev > limits.events):
+            stored[sid] = [0, 0]  # new in this group, but the group alone breaks a limit
+    refused: dict[int, Exception] = {}
+    for i, b in enumerate(batches):
+        running = stored.get(b.session_id)
+        if running is None or i in skip or b.chunk is None:
+            continue
+        raw, ev = running[0] + b.chunk.raw_bytes, running[1] + b.chunk.events
+        if raw > limits.raw_bytes or ev > limits.events:
+            refused[i] = PayloadTooLarge(
+                f"session {b.session_id} reached its replay limit ({limits.raw_bytes} bytes, "
+                f"{limits.events} events); its replay data is refused, failures are still taken"
+            )
+        else:
+            running[0], running[1] = raw, ev
+    return refused
 
 
 CHUNK_INSERT = """
@@ -152,25 +224,37 @@ class ChunkNotStaged(RuntimeError):
     """A batch reached the insert with its events still unwritten (the stage step was skipped)."""
 
 
-def write_batches(conn: sqlite3.Connection, batches: list[PreparedBatch]) -> list[bool | Exception]:
+def write_batches(
+    conn: sqlite3.Connection,
+    batches: list[PreparedBatch],
+    *,
+    limits: SessionLimits | None = None,
+) -> list[bool | Exception]:
     """Insert many batches with a few executemany calls (the writer groups concurrent ingests).
 
     Runs inside the write transaction, after stage_batches placed the events. Returns per batch:
     True if stored, False for an idempotent retry of a stored (session, seq), or an Exception
-    instance (nothing written): Forbidden when the session id belongs to another site.
+    instance (nothing written): Forbidden when the session id belongs to another site,
+    PayloadTooLarge when its events would take the session past `limits`. The sites' daily
+    usage counters grow in the same transaction.
     """
     pairs = [(b.session_id, b.seq) for b in batches]
     existing = _existing_chunks(conn, pairs)
     owners = _foreign_owners(conn, batches)
+    repeats = {i for i, pair in enumerate(pairs) if pair in existing}
+    over = _session_refusals(conn, batches, limits, repeats)
     results: list[bool | Exception] = []
     accepted: list[PreparedBatch] = []
-    for batch, pair in zip(batches, pairs, strict=True):
+    for i, (batch, pair) in enumerate(zip(batches, pairs, strict=True)):
         if pair in existing:
             results.append(False)
             continue
         owner = owners.setdefault(batch.session_id, batch.site_id)
         if owner != batch.site_id:
             results.append(Forbidden("this session id belongs to another site"))
+            continue
+        if i in over:
+            results.append(over[i])
             continue
         if isinstance(batch.chunk, PendingChunk):
             # Never a row without its blob: the stage step decides which chunks to write.
@@ -185,7 +269,18 @@ def write_batches(conn: sqlite3.Connection, batches: list[PreparedBatch]) -> lis
         rows = [row for b in accepted for row in b.failure_rows]
         if rows:
             conn.executemany(FAILURE_INSERT, rows)
+        record_usage(conn, _usage(accepted))
     return results
+
+
+def _usage(accepted: list[PreparedBatch]) -> list[tuple[str, int, int, int, int]]:
+    per: dict[tuple[str, int], list[int]] = {}
+    for b in accepted:
+        t = per.setdefault((b.site_id, day_of(b.received_at)), [0, 0, 0])
+        t[0] += 1
+        t[1] += len(b.failure_rows)
+        t[2] += b.accounted_bytes
+    return [(site, day, n, f, nbytes) for (site, day), (n, f, nbytes) in per.items()]
 
 
 def _chunk_row(b: PreparedBatch) -> tuple[object, ...]:
@@ -209,7 +304,11 @@ def _chunk_row(b: PreparedBatch) -> tuple[object, ...]:
 
 
 def stage_batches(
-    blobs: BlobStore, conn: sqlite3.Connection, batches: list[PreparedBatch]
+    blobs: BlobStore,
+    conn: sqlite3.Connection,
+    batches: list[PreparedBatch],
+    *,
+    limits: SessionLimits | None = None,
 ) -> list[PreparedBatch | Exception]:
     """Write the new chunks of a group as one segment per site; outside any write transaction.
 
@@ -217,8 +316,8 @@ def stage_batches(
     chunks, so what it reads here is what the transaction will see). Retries of a stored
     (session, seq), repeats within the group and sessions of another site get no bytes. Returns
     per batch the batch with its chunk placed (key, offset, length), or an Exception instance
-    for a batch that must not be written (its segment could not be stored, or Forbidden).
-    write_batches re-checks everything inside the transaction.
+    for a batch that must not be written (its segment could not be stored, Forbidden, or over
+    its session's `limits`). write_batches re-checks everything inside the transaction.
     """
     out: list[PreparedBatch | Exception] = list(batches)
     if not any(isinstance(b.chunk, PendingChunk) for b in batches):
@@ -229,6 +328,14 @@ def stage_batches(
     leaders: dict[tuple[str, int], int] = {}
     followers: list[tuple[int, int]] = []  # (index, index of the batch it repeats)
     by_site: dict[str, list[int]] = {}
+    skip: set[int] = set()
+    for i, pair in enumerate(pairs):
+        if pair in existing or pair in leaders:
+            skip.add(i)
+        else:
+            leaders[pair] = i
+    leaders.clear()
+    over = _session_refusals(conn, batches, limits, skip)
     for i, (batch, pair) in enumerate(zip(batches, pairs, strict=True)):
         if pair in existing:
             continue  # a retry of a stored batch: write_batches answers "duplicate"
@@ -237,6 +344,10 @@ def stage_batches(
             continue
         if owners.setdefault(batch.session_id, batch.site_id) != batch.site_id:
             out[i] = Forbidden("this session id belongs to another site")
+            continue
+        if i in over:
+            out[i] = over[i]
+            leaders[pair] = i
             continue
         leaders[pair] = i
         if isinstance(batch.chunk, PendingChunk):
@@ -252,7 +363,9 @@ def stage_batches(
             assert isinstance(pending, PendingChunk)
             size = len(pending.frame)
             frames.append(pending.frame)
-            placed.append((i, StoredChunk(key, pending.raw_bytes, size, offset, size)))
+            placed.append(
+                (i, StoredChunk(key, pending.raw_bytes, size, offset, size, pending.events))
+            )
             offset += size
         try:
             blobs.put_raw(key, b"".join(frames))
@@ -272,7 +385,10 @@ def stage_batches(
 
 def _storage_error(exc: OSError) -> Exception:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return InsufficientStorage("the server is out of disk space; the batch was not stored")
+        return InsufficientStorage(
+            "the server is out of disk space; the batch was not stored, retry later",
+            headers={"retry-after": "60"},
+        )
     return StorageFailed("the replay data could not be stored; the batch was not stored")
 
 

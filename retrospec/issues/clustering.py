@@ -51,7 +51,7 @@ import msgspec
 
 from retrospec.alerts import outbox
 from retrospec.clock import day_of, now_ms
-from retrospec.ingest.envelope import PAYLOAD_DECODER, FailurePayload
+from retrospec.ingest.envelope import FailurePayload, decode_payload
 from retrospec.issues import releases
 from retrospec.issues.fingerprint import FailureInput, Fingerprint, fingerprint, path_template
 from retrospec.issues.sourcemapping import (
@@ -170,7 +170,7 @@ def _payload(row: Mapping[str, Any]) -> FailurePayload | None:
     if not row["payload"]:
         return None
     try:
-        return PAYLOAD_DECODER.decode(row["payload"])
+        return decode_payload(row["payload"])
     except msgspec.DecodeError:
         return None
 

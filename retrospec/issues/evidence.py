@@ -34,7 +34,7 @@ import msgspec
 
 from retrospec.clock import day_of
 from retrospec.clock import now_ms as _now_ms
-from retrospec.ingest.envelope import PAYLOAD_DECODER
+from retrospec.ingest.envelope import decode_payload
 from retrospec.issues.fingerprint import path_template
 from retrospec.issues.queries import IssueSummary, daily_counts, get_issue
 from retrospec.sourcemaps.store import has_maps
@@ -368,7 +368,7 @@ def gather_evidence(
     stack = None
     if payload:
         try:
-            stack = PAYLOAD_DECODER.decode(payload).stack
+            stack = decode_payload(payload).stack
         except msgspec.DecodeError:
             stack = None
     top: dict[str, list[tuple[str, int]]] = {facet: [] for facet in FACETS}

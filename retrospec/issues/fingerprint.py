@@ -58,9 +58,14 @@ _DEFAULT_PARTS = frozenset({"{{ default }}", "{{default}}"})  # Sentry's "extend
 _TYPE_PREFIX = re.compile(r"([A-Z][\w$]*(?:Error|Exception)|Error): (.*)", re.S)
 
 # Placeholders, applied in this order (URLs and e-mails contain numbers, UUIDs contain hex).
+# Starts are anchored (\b, a lookbehind) and runs bounded, so a long run of word characters in a
+# message costs linear time: failure messages come from anyone holding an ingest key.
 _PLACEHOLDERS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\b(?:[a-z][a-z0-9+.-]*://|www\.)[^\s'\"<>()\[\]{}`]+", re.I), "<url>"),
-    (re.compile(r"[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"), "<email>"),
+    (re.compile(r"\b(?:[a-z][a-z0-9+.-]{0,31}://|www\.)[^\s'\"<>()\[\]{}`]+", re.I), "<url>"),
+    (
+        re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+"),
+        "<email>",
+    ),
     (
         re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),
         "<uuid>",

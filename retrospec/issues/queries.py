@@ -17,6 +17,7 @@ from typing import Any
 from retrospec.clock import day_of
 from retrospec.clock import now_ms as _now_ms
 from retrospec.errors import BadRequest, NotFound
+from retrospec.ids import is_row_id
 from retrospec.issues.releases import latest_release
 from retrospec.sites import get_site
 
@@ -156,6 +157,8 @@ def list_issues(
 
 def get_issue(conn: sqlite3.Connection, issue_id: int) -> IssueSummary:
     """One issue or candidate by id (errors.NotFound)."""
+    if not is_row_id(issue_id):
+        raise NotFound(f"no issue {issue_id}")
     rows = list(
         conn.execute(
             f"SELECT {_SUMMARY_COLUMNS} FROM clusters c JOIN sites s ON s.id = c.site_id "
@@ -204,6 +207,8 @@ def change_status(
     """
     if action not in ACTIONS:
         raise BadRequest(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
+    if not is_row_id(issue_id):
+        raise NotFound(f"no issue {issue_id}")
     row = conn.execute(
         "SELECT status, site_id FROM clusters WHERE id = ?", (int(issue_id),)
     ).fetchone()

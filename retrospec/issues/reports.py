@@ -8,6 +8,7 @@ from typing import Any
 from retrospec.clock import iso, replay_clock
 from retrospec.issues.evidence import DAY_MS, FACETS, AffectedSession, Evidence
 from retrospec.issues.queries import IssueSummary
+from retrospec.safetext import neutralise_mentions, strip_controls
 
 SCHEMA_VERSION = 1
 
@@ -174,13 +175,14 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#~|&])")
 
 
 def _md(text: str | None) -> str:
-    """Client-supplied text as inert markdown (one line, markup escaped)."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join((text or "").split()))
+    """Client-supplied text as inert markdown: one line, no controls, markup escaped, no @."""
+    flat = " ".join(strip_controls(text or "").split())
+    return neutralise_mentions(_MD_SPECIAL.sub(r"\\\1", flat))
 
 
 def _code(text: str | None) -> str:
     """Inline code span that survives backticks inside the text."""
-    body = " ".join((text or "").split())
+    body = " ".join(strip_controls(text or "").split())
     longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if body.startswith("`") or body.endswith("`") or longest else ""
@@ -188,6 +190,7 @@ def _code(text: str | None) -> str:
 
 
 def _block(text: str) -> str:
+    text = strip_controls(text)
     longest = max((len(run) for run in re.findall(r"`{3,}", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}\n{text.rstrip()}\n{fence}"

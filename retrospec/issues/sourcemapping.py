@@ -19,7 +19,7 @@ import msgspec
 
 from retrospec.clock import now_ms
 from retrospec.errors import RetrospecError
-from retrospec.ingest.envelope import PAYLOAD_DECODER
+from retrospec.ingest.envelope import decode_payload
 from retrospec.issues.stackframes import Frame, parse_stack
 from retrospec.issues.symbolicate import symbolicate
 from retrospec.jobs.context import JobContext
@@ -203,7 +203,7 @@ def _decode(text: str | None) -> Any:
     if not text:
         return None
     try:
-        return PAYLOAD_DECODER.decode(text)
+        return decode_payload(text)
     except msgspec.DecodeError:
         return None
 

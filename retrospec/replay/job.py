@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 
 from retrospec.clock import now_ms
+from retrospec.ingest.guards import DiskGuard
 from retrospec.jobs.context import JobContext, JobResult
 from retrospec.replay.build import (
     MAX_SESSION_RAW_BYTES,
@@ -53,12 +54,18 @@ _VERSION_RE = re.compile(r"^v(\d+)\.zst$")
 Hook = Callable[[str, str], None]
 
 
+# Round robin over sites: every site's oldest dirty session first, then every site's second,
+# and so on, so one site's backlog cannot fill the batch while another site's replays wait.
 _DIRTY_SQL = """
-SELECT id, raw_bytes FROM sessions
-WHERE chunks > replay_chunks AND replay_status != 'expired'
-  AND (? OR replay_built_at IS NULL OR raw_bytes < ?
-       OR replay_built_at + min(raw_bytes / ?, ?) <= ?)
-ORDER BY last_seen_at
+SELECT id, raw_bytes, site_id FROM (
+    SELECT id, raw_bytes, site_id, last_seen_at,
+           row_number() OVER (PARTITION BY site_id ORDER BY last_seen_at, id) AS turn
+    FROM sessions
+    WHERE chunks > replay_chunks AND replay_status != 'expired'
+      AND (? OR replay_built_at IS NULL OR raw_bytes < ?
+           OR replay_built_at + min(raw_bytes / ?, ?) <= ?)
+) AS dirty
+ORDER BY turn, last_seen_at, id
 LIMIT ?
 """
 
@@ -70,8 +77,11 @@ _DIRTY_COUNT_SQL = (
 
 def dirty_sessions(
     conn: sqlite3.Connection, limit: int, now: int, *, force: bool = False
-) -> list[tuple[str, int]]:
-    """(id, raw bytes) of sessions with chunks not yet in their replay, oldest activity first."""
+) -> list[tuple[str, int, str]]:
+    """(id, raw bytes, site id) of sessions with chunks not yet in their replay.
+
+    Oldest activity first within a site, sites taking turns.
+    """
     rows = conn.execute(
         _DIRTY_SQL,
         (
@@ -83,7 +93,7 @@ def dirty_sessions(
             limit,
         ),
     ).fetchall()
-    return [(str(r[0]), int(r[1])) for r in rows]
+    return [(str(r[0]), int(r[1]), str(r[2])) for r in rows]
 
 
 def load_work(conn: sqlite3.Connection, session_id: str) -> Work | None:
@@ -210,7 +220,8 @@ def process(ctx: JobContext, conn: sqlite3.Connection, session_id: str, hook: Ho
     work = load_work(conn, session_id)
     if work is None or work.status == "expired" or work.version <= work.built_chunks:
         return "skipped"
-    max_bytes = int(ctx.options.get("max_session_bytes", MAX_SESSION_RAW_BYTES))
+    default_max = min(MAX_SESSION_RAW_BYTES, ctx.settings.max_session_mb * 1024 * 1024)
+    max_bytes = int(ctx.options.get("max_session_bytes", default_max))
     try:
         # Parsing and compressing events is the CPU-heavy part: in the server it runs in the
         # compute process, off the interpreter the event loop uses.
@@ -241,6 +252,30 @@ def process(ctx: JobContext, conn: sqlite3.Connection, session_id: str, hook: Ho
     return built.status
 
 
+def pick_fairly(candidates: list[tuple[str, int, str]], budget: int) -> tuple[list[str], int]:
+    """Sessions for one run: at most `budget` raw bytes, each site at most its share of it.
+
+    A site's share is the budget split evenly between the sites waiting; a site's first session
+    may pass its share (a session is never split) but not the run's budget. So a site sending
+    huge or garbage sessions spends its own share, never another site's turn.
+    """
+    sites = {site for _sid, _raw, site in candidates}
+    share = budget // max(1, len(sites))
+    spent: dict[str, int] = {}
+    picked: list[str] = []
+    total = 0
+    for session_id, raw, site in candidates:
+        used = spent.get(site)
+        if used is not None and used + raw > share:
+            continue  # this site had its share; the others still get theirs
+        if picked and total + raw > budget:
+            continue
+        spent[site] = (used or 0) + raw
+        picked.append(session_id)
+        total += raw
+    return picked, total
+
+
 def run(ctx: JobContext) -> JobResult:
     """Build or extend the replays of sessions with new chunks (bounded batch, idempotent)."""
     started = time.monotonic()
@@ -249,17 +284,18 @@ def run(ctx: JobContext) -> JobResult:
     budget = int(ctx.options.get("max_run_bytes", MAX_RUN_RAW_BYTES))
     counts = {"ready": 0, "no_snapshot": 0, "error": 0, "skipped": 0, "failed": 0}
     errors: list[str] = []
+    settings = ctx.settings
+    disk = DiskGuard(
+        settings.data_path, settings.min_free_disk_mb, 0, reserve_mb=settings.disk_reserve_mb
+    )
+    if ctx.blobs.local and disk.critical():
+        # New artifacts need room; the reserve is left for SQLite. Purge frees space.
+        return JobResult(message="postponed: free disk is below disk_reserve_mb")
     conn = ctx.reader()
     try:
         candidates = dirty_sessions(conn, ctx.settings.job_batch_size, now_ms(), force=force)
         dirty = int(conn.execute(_DIRTY_COUNT_SQL).fetchone()[0])
-        picked: list[str] = []
-        total = 0
-        for session_id, raw in candidates:
-            if picked and total + raw > budget:
-                break
-            picked.append(session_id)
-            total += raw
+        picked, total = pick_fairly(candidates, budget)
         for session_id in picked:
             ctx.check_stop()
             try:

@@ -148,6 +148,24 @@ def split_frames(data: bytes) -> list[bytes]:
     return frames
 
 
+# Blobs hold recorded sessions: files 0600 and directories 0700, whatever the umask.
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+
+
+def _private_dirs(path: str) -> None:
+    missing = []
+    at = path
+    while at and not os.path.isdir(at):
+        missing.append(at)
+        parent = os.path.dirname(at)
+        if parent == at:
+            break
+        at = parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(directory, 0o700)
+
+
 class CorruptBlob(ValueError):
     """Stored bytes that cannot be what a row says they are (a segment shorter than its frames)."""
 
@@ -163,7 +181,7 @@ class BlobStore:
         self.local = "file" in _protocols(fs)
         self._made: set[str] = set()
         if self.local:
-            os.makedirs(self.root, exist_ok=True)
+            _private_dirs(self.root)
 
     def path(self, key: str) -> str:
         """Full path of a validated key."""
@@ -181,16 +199,16 @@ class BlobStore:
         parent = final.rsplit("/", 1)[0]
         if self.local:
             if parent not in self._made:
-                os.makedirs(parent, exist_ok=True)
+                _private_dirs(parent)
                 self._made.add(parent)
             tmp = f"{final}{_TMP_MARK}{secrets.token_hex(4)}"
             try:
-                fh = open(tmp, "wb")  # noqa: SIM115 - reopened below if the directory went away
+                fd = os.open(tmp, _NEW_FILE, 0o600)
             except FileNotFoundError:
                 # Purge prunes empty directories; make it again rather than trust the cache.
-                os.makedirs(parent, exist_ok=True)
-                fh = open(tmp, "wb")  # noqa: SIM115
-            with fh:
+                _private_dirs(parent)
+                fd = os.open(tmp, _NEW_FILE, 0o600)
+            with os.fdopen(fd, "wb") as fh:
                 fh.write(blob)
             os.replace(tmp, final)
             return

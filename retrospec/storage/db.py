@@ -30,7 +30,12 @@ StageFn = Callable[[sqlite3.Connection, list[Any]], list[Any]]
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
+SQLITE_FULL = 13  # "database or disk is full": a 507 for ingest, not a bug
 CHECKPOINT_INTERVAL_S = 0.5
+# After a checkpoint has copied everything back, the next write restarts the WAL and SQLite
+# cuts the file down to this size: a burst (or a long read holding checkpoints back) grows the
+# WAL, but it does not stay big.
+WAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024
 
 
 def connect(
@@ -54,6 +59,7 @@ def _configure(conn: sqlite3.Connection, *, synchronous: str, readonly: bool) ->
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise RuntimeError(f"SQLite refused WAL mode (got {mode})")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
     sync = "FULL" if synchronous == "full" else "NORMAL"
     conn.execute(f"PRAGMA synchronous = {sync}")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -148,7 +154,13 @@ class Writer:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as exc:
                     log.warning("WAL checkpoint failed: %s", exc)
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            # The writer has stopped: copy everything back and leave an empty WAL behind
+            # (waiting briefly for a CLI reader, never holding up the shutdown for long).
+            conn.execute("PRAGMA busy_timeout = 2000")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error as exc:
+                log.warning("final WAL checkpoint failed: %s", exc)
         finally:
             conn.close()
 
@@ -275,7 +287,10 @@ class Writer:
             conn.execute("COMMIT")
         except Exception as exc:
             # The commit itself failed (disk full, I/O error): nothing in the group is durable.
-            log.exception("write group of %d failed", len(live))
+            if getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL:
+                log.warning("write group of %d failed: the disk is full", len(live))
+            else:
+                log.exception("write group of %d failed", len(live))
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             outcomes = [(op, None, exc) for op in live]

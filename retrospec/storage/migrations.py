@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from pathlib import Path
 
@@ -310,6 +312,38 @@ CREATE INDEX chunks_blob_key ON chunks(blob_key) WHERE blob_key IS NOT NULL;
 """,
     ),
     (
+        5,
+        "hardening: site quotas, replay assets, session event counts",
+        """
+-- What each site stored per UTC day (day = epoch ms // 86400000): ingest checks its quotas
+-- against these counters and bumps them in the transaction that stores a batch.
+CREATE TABLE site_usage (
+    site_id TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+    day INTEGER NOT NULL,
+    batches INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (site_id, day)
+) WITHOUT ROWID;
+
+-- Whether a replay may load the recorded page's remote assets (stylesheets' url(), fonts,
+-- images) into the viewer's browser: 'blocked' (the default: a CSP keeps every request on this
+-- server) or 'remote' (the viewer's browser fetches them from their hosts, as recorded).
+ALTER TABLE sites ADD COLUMN replay_assets TEXT NOT NULL DEFAULT 'blocked';
+
+-- rrweb events a session stored (its cap is max_session_events).
+ALTER TABLE sessions ADD COLUMN events INTEGER NOT NULL DEFAULT 0;
+
+-- The replay job takes dirty sessions site by site in turn (oldest first within a site), so
+-- one site's backlog cannot starve another's replays; this reads them in that order.
+CREATE INDEX sessions_replay_dirty_site ON sessions(site_id, last_seen_at)
+    WHERE chunks > replay_chunks;
+
+-- The demo site used to promote on a single failure; it follows the normal rule now.
+UPDATE sites SET promote_after = NULL WHERE id = 'demo' AND promote_after = 1;
+""",
+    ),
+    (
         6,
         "source maps, upload tokens, releases",
         """
@@ -565,9 +599,43 @@ def latest_version() -> int:
     return MIGRATIONS[-1][0]
 
 
+def make_private_dirs(path: Path) -> None:
+    """Create path and any missing parents as 0700 (only the directories created here)."""
+    missing = []
+    at = path
+    while not at.exists() and at != at.parent:
+        missing.append(at)
+        at = at.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(directory, 0o700)
+
+
+def private_database_files(path: Path) -> None:
+    """The database file exists as 0600 before SQLite opens it (its -wal and -shm files copy
+    the database's mode), and files an older version left readable are tightened."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        target = path.with_name(path.name + suffix)
+        try:
+            if target.stat().st_mode & 0o077:
+                target.chmod(0o600)
+        except OSError:  # missing, or not ours to change
+            continue
+
+
 def prepare_database(path: Path, *, synchronous: str = "normal") -> list[int]:
-    """Create the data directory and database if needed and bring the schema up to date."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Create the data directory (0700) and database (0600) if needed; migrate the schema.
+
+    A data directory that already exists is tightened to 0700 as well: it holds recorded
+    sessions and the instance secret, for the server's user only.
+    """
+    make_private_dirs(path.parent)
+    if path.parent.stat().st_mode & 0o077:
+        with contextlib.suppress(OSError):  # not ours to change (another user's CLI run)
+            path.parent.chmod(0o700)
+    private_database_files(path)
     conn = connect(path, synchronous=synchronous)
     try:
         version = current_version(conn)

@@ -93,14 +93,30 @@ async def login_guard(
             raise CsrfRejected
 
 
+# Characters a Location header may carry as they are; anything else (non-ASCII) is
+# percent-encoded, so the redirect is always a valid header.
+_URL_SAFE = "/?&=#%:@!$'()*+,;~-._"
+
+
 def safe_next(value: str | None) -> str:
-    """A post-login destination on this server only (no //host or scheme tricks)."""
-    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
+    """A post-login destination on this server only (no //host or scheme tricks).
+
+    Control characters (CR/LF would split the Location header), backslashes and overlong
+    values fall back to "/"; non-ASCII is percent-encoded.
+    """
+    if not value or len(value) > 2000 or not value.startswith("/"):
         return "/"
-    parts = urlsplit(value)
+    if value.startswith(("//", "/\\")) or "\\" in value:
+        return "/"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value):
+        return "/"
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return "/"
     if parts.scheme or parts.netloc:
         return "/"
-    return value
+    return quote(value, safe=_URL_SAFE)
 
 
 def login_url(next_path: str) -> str:
@@ -123,8 +139,11 @@ def handle_login_required(request: Request[Any, Any, Any], _: Exception) -> Resp
     """Redirect to /login; htmx requests get HX-Redirect (a 303 would be swapped in place)."""
     if request.headers.get("hx-request") == "true":
         current = request.headers.get("hx-current-url", "/")
-        parts = urlsplit(current)
-        target = login_url(parts.path + (f"?{parts.query}" if parts.query else ""))
+        try:
+            parts = urlsplit(current)
+            target = login_url(parts.path + (f"?{parts.query}" if parts.query else ""))
+        except ValueError:  # a header the client wrote: never worth a 500
+            target = "/login"
         return Response(
             "Your login has expired.",
             status_code=401,

@@ -6,7 +6,14 @@ from typing import Any
 
 from litestar import Router
 
-from retrospec.web import alert_pages, auth_pages, issue_pages, session_pages, site_pages
+from retrospec.web import (
+    alert_pages,
+    auth_pages,
+    issue_pages,
+    session_pages,
+    site_pages,
+    user_pages,
+)
 from retrospec.web.access import EXCEPTION_HANDLERS, login_guard
 
 
@@ -20,6 +27,7 @@ def routes() -> list[Any]:
             *session_pages.HANDLERS,
             *site_pages.HANDLERS,
             *alert_pages.HANDLERS,
+            *user_pages.HANDLERS,
         ],
         # Guard on the router: a new page is behind login unless it opts out with
         # opt={"public": True}.

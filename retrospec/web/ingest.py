@@ -49,14 +49,26 @@ _WANTED = {
 }
 
 
-def _headers(scope: dict[str, Any]) -> dict[str, str]:
+def _headers(scope: dict[str, Any], wanted: frozenset[bytes]) -> dict[str, str]:
     # ASGI servers send lower-case names; decode only the few headers ingest reads.
     found: dict[str, str] = {}
     for name, value in scope["headers"]:
         lower = name.lower()
-        if lower in _WANTED:
+        if lower in wanted:
             found[lower.decode("latin-1")] = value.decode("latin-1")
     return found
+
+
+def client_address(scope: dict[str, Any], headers: dict[str, str], header: str) -> str | None:
+    """Where the request came from: the peer, or the last hop a trusted proxy header names."""
+    if header:
+        forwarded = headers.get(header, "")
+        # The proxy appends the address it saw; anything before it the client could forge.
+        last = forwarded.rsplit(",", 1)[-1].strip()[:64]
+        if last:
+            return last
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 async def _send_json(
@@ -105,9 +117,13 @@ class IngestHandler:
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
+        self.address_header = pipeline.settings.client_address_header.strip().lower()
+        self.wanted = frozenset(
+            _WANTED | ({self.address_header.encode("latin-1")} if self.address_header else set())
+        )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        headers = _headers(scope)
+        headers = _headers(scope, self.wanted)
         origin = headers.get("origin")
         try:
             method = scope["method"]
@@ -171,9 +187,12 @@ class IngestHandler:
         encoding = headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity", "gzip"):
             raise UnsupportedMediaType(f"content encoding {encoding!r} is not supported; use gzip")
-        site = await self.pipeline.admit(key, origin)
-        declared = headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
+        address = client_address(scope, headers, self.address_header)
+        site = await self.pipeline.admit(key, origin, client_address=address)
+        declared = headers.get("content-length", "")
+        # A length of more digits than any cap has is over it (int() of thousands of digits
+        # would raise).
+        if declared.isdigit() and (len(declared) > 15 or int(declared) > settings.max_body_bytes):
             raise PayloadTooLarge(f"body is over the {settings.max_body_bytes}-byte limit")
         body = await _read_body(receive, settings.max_body_bytes)
         if encoding == "gzip" or body[:2] == prepare.GZIP_MAGIC:

@@ -149,8 +149,9 @@ async def issue_list(request: Request[Any, Any, Any]) -> Response[str]:
 
 
 def _base_url(request: Request[Any, Any, Any]) -> str:
-    configured = runtime(request).settings.public_url
-    return configured.rstrip("/") if configured else str(request.base_url).rstrip("/")
+    # public_url, else the address `serve` listens on: never the request's Host header, which
+    # the client chooses (a forged one would end up in links people copy).
+    return runtime(request).settings.base_url
 
 
 def _status_context(issue: issues.IssueSummary) -> dict[str, Any]:

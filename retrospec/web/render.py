@@ -15,26 +15,42 @@ from markupsafe import Markup, escape
 
 from retrospec.clock import iso, replay_clock
 from retrospec.paths import templates_dir
+from retrospec.safetext import for_html
 
 # No inline script anywhere, so script-src needs no 'unsafe-inline': injected markup cannot run.
-# Styles stay open: rrweb rebuilds the recorded page's <style> elements in the (sandboxed,
-# same-document-policy) replay iframe, and recorded pages load their images and fonts from
-# their own origins.
+# Inline styles stay allowed: rrweb rebuilds the recorded page's <style> elements in the replay
+# iframe (sandboxed without scripts; an about:blank document, so it runs under this policy).
+# Nothing loads from another origin: in a replay that keeps the recorded page's remote CSS
+# url()s, @imports, fonts, images and prefetches from telling a third party who watches.
+_BASE_CSP = [
+    "default-src 'self'",
+    "script-src 'self'",
+    "connect-src 'self'",
+    "frame-src 'self'",
+    "worker-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+]
 CSP = "; ".join(
     [
-        "default-src 'self'",
-        "script-src 'self'",
+        *_BASE_CSP,
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: blob:",
+        "font-src 'self' data:",
+        "media-src 'self' data: blob:",
+    ]
+)
+# A site whose replay_assets is 'remote': the viewer's browser loads the recorded page's
+# stylesheets, images, fonts and media from their hosts (no Referer: see replay_headers).
+REMOTE_ASSETS_CSP = "; ".join(
+    [
+        *_BASE_CSP,
         "style-src 'self' 'unsafe-inline' http: https:",
         "img-src 'self' data: blob: http: https:",
         "font-src 'self' data: http: https:",
         "media-src 'self' data: blob: http: https:",
-        "connect-src 'self'",
-        "frame-src 'self'",
-        "worker-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
     ]
 )
 SECURITY_HEADERS = {
@@ -47,6 +63,12 @@ SECURITY_HEADERS = {
     # One URL answers with a full page or an htmx fragment.
     "vary": "HX-Request, Cookie",
 }
+
+
+def replay_headers(replay_assets: str) -> dict[str, str]:
+    """Headers of a replay page: its CSP follows the site's replay_assets; never a Referer."""
+    csp = REMOTE_ASSETS_CSP if replay_assets == "remote" else CSP
+    return {"content-security-policy": csp, "referrer-policy": "no-referrer"}
 
 
 def is_fragment_request(request: Request[Any, Any, Any]) -> bool:
@@ -188,6 +210,16 @@ def query(base: Mapping[str, Any], **changes: Any) -> str:
     return ("?" + urlencode(clean)) if clean else ""
 
 
+def display(value: Any) -> Any:
+    """Every `{{ ... }}` output: strings lose control characters and have bidi isolated.
+
+    Runs before autoescaping; markup we built ourselves (Markup: sparklines, tojson) passes.
+    """
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return for_html(value)
+    return value
+
+
 @cache
 def environment() -> Environment:
     """The dashboard's Jinja2 environment (autoescape on for every template)."""
@@ -197,6 +229,7 @@ def environment() -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=display,
     )
     env.filters.update(
         ago=ago,
@@ -240,7 +273,7 @@ def page(
         "section": "",
         "path": request.url.path,
         "now": _now(),
-        "demo_enabled": request.app.state.rt.settings.demo,
+        "demo_enabled": request.app.state.rt.settings.demo_enabled,
         **(context or {}),
     }
     body = render_string(name, ctx)

@@ -107,9 +107,9 @@ def _demo_routes(rt: Runtime) -> list[Any]:
 
 
 def routes(rt: Runtime) -> list[Any]:
-    """Route handlers for app.py; /demo only when settings.demo is on."""
+    """Route handlers for app.py; /demo only when the demo is on (settings.demo_enabled)."""
     bundles()  # build at startup so a broken SDK source fails `retrospec serve`, not a request
     handlers: list[Any] = [sdk_script, sdk_module]
-    if rt.settings.demo:
+    if rt.settings.demo_enabled:
         handlers.extend(_demo_routes(rt))
     return handlers

@@ -15,10 +15,10 @@ from litestar.params import FromPath
 from retrospec.errors import NotFound
 from retrospec.ids import is_session_id
 from retrospec.replay import queries as replays
-from retrospec.sites import list_sites
+from retrospec.sites import get_site, list_sites
 from retrospec.web.access import runtime
 from retrospec.web.offload import in_pool
-from retrospec.web.render import SECURITY_HEADERS, is_fragment_request, page
+from retrospec.web.render import SECURITY_HEADERS, is_fragment_request, page, replay_headers
 
 PAGE_SIZE = 50
 # Replays are JSON with long runs of repeated structure: level 5 gets ~90% of level 9's
@@ -64,11 +64,13 @@ class SessionFilters:
 
 def _replay_page_data(
     conn: sqlite3.Connection, sid: str
-) -> tuple[replays.SessionView, list[replays.Marker], list[replays.FailureView]]:
+) -> tuple[replays.SessionView, list[replays.Marker], list[replays.FailureView], str]:
+    session = replays.get_session(conn, sid)
     return (
-        replays.get_session(conn, sid),
+        session,
         replays.list_markers(conn, sid),
         replays.list_session_failures(conn, sid),
+        get_site(conn, session.site_id).replay_assets,
     )
 
 
@@ -126,7 +128,7 @@ async def replay_page(request: Request[Any, Any, Any], session_id: FromPath[str]
     """The replay with its markers and captured failures; ?t=<ms> opens at that offset."""
     rt = runtime(request)
     sid = _session_id(session_id)
-    session, markers, failures = await rt.reads.run(_replay_page_data, sid)
+    session, markers, failures, assets = await rt.reads.run(_replay_page_data, sid)
     start_at = _offset_param(request.query_params.get("t"))
     playable = session.replay_key is not None and not session.expired
     marker_data = [
@@ -143,8 +145,11 @@ async def replay_page(request: Request[Any, Any, Any], session_id: FromPath[str]
         "jump_before_ms": JUMP_BEFORE_MS,
         "retention_days": rt.settings.retention_days,
         "counts": {k: sum(1 for m in markers if m.kind == k) for k in MARKER_KINDS},
+        "replay_assets": assets,
     }
-    return page(request, "replay.html", context)
+    # The recorded page plays in an about:blank frame, under this page's policy: by default
+    # its remote assets are blocked (see render.CSP).
+    return page(request, "replay.html", context, headers=replay_headers(assets))
 
 
 @get("/sessions/{session_id:str}/state")

@@ -67,9 +67,11 @@ def _card(conn: sqlite3.Connection, site_id: str, key: str | None = None) -> Sit
 
 
 def base_url(request: Request[Any, Any, Any]) -> str:
-    """Where browsers reach this server (public_url when set, else the request's own)."""
-    configured = runtime(request).settings.public_url
-    return configured.rstrip("/") if configured else str(request.base_url).rstrip("/")
+    """Where browsers reach this server: public_url, else the address `serve` listens on.
+
+    Never the request's Host header: the client chooses it, and snippets get copied.
+    """
+    return runtime(request).settings.base_url
 
 
 def _origins(text: str) -> list[str]:
@@ -225,6 +227,26 @@ async def site_releases(request: Request[Any, Any, Any], site_id: FromPath[str])
     return page(request, "releases.html", {"section": "sites", "site": site, "rows": rows})
 
 
+@post("/sites/{site_id:str}/replay-assets", status_code=200)
+async def site_replay_assets(
+    request: Request[Any, Any, Any], site_id: FromPath[str]
+) -> Response[str]:
+    """Block (default) or allow the recorded page's remote assets in this site's replays."""
+    rt = runtime(request)
+    form = await request.form()
+    mode = str(form.get("mode") or "")
+    site = await rt.writer.run(lambda c: sites.set_replay_assets(c, site_id, mode))
+    if request.headers.get("hx-request") != "true":
+        return redirect("/sites")
+    card = await rt.reads.run(_card, site.id)
+    notice = (
+        "Replays now load this site's remote images, fonts and stylesheets."
+        if site.replay_assets == "remote"
+        else "Replays now load nothing from other hosts."
+    )
+    return _card_response(request, card, notice=notice)
+
+
 HANDLERS = [
     site_list,
     site_add,
@@ -233,4 +255,5 @@ HANDLERS = [
     site_upload_token,
     site_fetch_sourcemaps,
     site_releases,
+    site_replay_assets,
 ]

@@ -7,6 +7,8 @@ failures, with the stacks of one cart bug as different browsers and deploys repo
 
 from __future__ import annotations
 
+import gzip
+import json
 import time
 import uuid
 from typing import Any
@@ -202,3 +204,22 @@ def network(
         "status": status,
         "duration_ms": 31.5,
     }
+
+
+def heavy_failures(session_id: str, seq: int, n: int = 100) -> bytes:
+    """The amplifying attack: a few KB of gzip that decode into n big, repetitive failures."""
+    failures = [
+        {
+            "kind": "error",
+            "ts": 1000 + i,
+            "type": "TypeError",
+            "message": f"boom {seq}.{i} " + "m" * 3000,
+            "url": "https://shop.example/" + "u" * 3000,
+            "request_url": "https://api.example/" + "r" * 3000,
+            "stack": "TypeError: boom\n" + "    at f (https://shop.example/app.js:1:2)\n" * 50,
+            "context": {"blob": "c" * 10_000},
+        }
+        for i in range(n)
+    ]
+    body = envelope({"id": session_id, "url": "https://shop.example/"}, seq, failures=failures)
+    return gzip.compress(json.dumps(body).encode())

@@ -39,6 +39,9 @@ class ServerProcess:
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(default_factory=Path)
+    # Where the server's output goes (default: beside the data dir); tests whose data dir is
+    # on a tiny disk keep the log elsewhere.
+    log_dir: Path | None = None
 
     @property
     def base_url(self) -> str:
@@ -48,9 +51,9 @@ class ServerProcess:
     def settings(self) -> Settings:
         return make_settings(self.data_dir)
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         """Start the server and wait until /healthz answers."""
-        self.log_path = self.data_dir.parent / f"serve-{self.port}.log"
+        self.log_path = (self.log_dir or self.data_dir.parent) / f"serve-{self.port}.log"
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "retrospec", "serve", "--port", str(self.port)],
@@ -142,6 +145,59 @@ def serve_static(root: Path) -> Iterator[StaticSite]:
     thread.start()
     try:
         yield StaticSite(root=root, port=int(httpd.server_address[1]))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+class _LoggingHandler(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with a tiny body of the type its extension asks for, and logs it."""
+
+    log: list[dict[str, str]]
+    TYPES = {
+        ".css": "text/css",
+        ".png": "image/png",
+        ".woff2": "font/woff2",
+        ".js": "text/javascript",
+    }
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.log.append({"path": self.path, "referer": self.headers.get("Referer", "")})
+        ext = os.path.splitext(self.path.split("?", 1)[0])[1]
+        body = b"body{}" if ext == ".css" else b"x"
+        self.send_response(200)
+        self.send_header("Content-Type", self.TYPES.get(ext, "text/plain"))
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@dataclass
+class RequestLog:
+    """A server on its own loopback port that records every request made to it."""
+
+    port: int
+    requests: list[dict[str, str]]
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def logging_site(root: Path) -> Iterator[RequestLog]:
+    """A request-logging server on a free loopback port until exit."""
+    requests: list[dict[str, str]] = []
+    handler = type("Handler", (_LoggingHandler,), {"log": requests})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield RequestLog(port=int(httpd.server_address[1]), requests=requests)
     finally:
         httpd.shutdown()
         httpd.server_close()
