@@ -92,6 +92,10 @@ SCHEMAS: dict[str, Any] = {
             "line": _nullable(INT),
             "column": _nullable(INT),
             "in_app": _nullable(BOOL),
+            "mapped": BOOL,
+            "context_line": _nullable(STR),
+            "pre_context": {"type": "array", "items": STR},
+            "post_context": {"type": "array", "items": STR},
         }
     ),
     "TopValue": _obj({"value": STR, "count": COUNT}),
@@ -111,6 +115,17 @@ SCHEMAS: dict[str, Any] = {
             "last_seen": TIME,
             "stack": _nullable(STR),
             "frames": {"type": "array", "items": _ref("Frame")},
+            "releases": _nullable(
+                _obj(
+                    {
+                        "first": _nullable(STR),
+                        "last": _nullable(STR),
+                        "resolved_in": _nullable(STR),
+                        "sample": _nullable(STR),
+                        "sample_has_source_maps": _nullable(BOOL),
+                    }
+                )
+            ),
             "top": _obj(
                 {
                     facet: {"type": "array", "items": _ref("TopValue")}
@@ -181,6 +196,7 @@ SCHEMAS: dict[str, Any] = {
                             "enum": ["promoted", "resolved", "ignored", "reopened", "regressed"],
                         },
                         "actor": _nullable(STR),
+                        "release": _nullable(STR),
                     }
                 ),
             },
