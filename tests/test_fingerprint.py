@@ -9,10 +9,10 @@ from retrospec.issues.fingerprint import (
     Fingerprint,
     Frame,
     fingerprint,
-    normalize_message,
     parse_stack,
     path_template,
 )
+from retrospec.issues.messages import normalize_message
 
 PAGE = "https://shop.example.com/cart?step=2"
 
