@@ -8,7 +8,15 @@ from dataclasses import dataclass, replace
 from functools import lru_cache, wraps
 from typing import TypeVar
 
-__all__ = ["Frame", "parse_stack", "split_url", "template_segment"]
+__all__ = [
+    "Frame",
+    "collapse_repeats",
+    "is_cross_site_cdn",
+    "is_vendor",
+    "parse_stack",
+    "split_url",
+    "template_segment",
+]
 
 # Stacks can be huge ("too much recursion" in Firefox prints thousands of lines); grouping only
 # needs the top, so parsing stops early to keep the per-failure cost bounded.
@@ -221,7 +229,7 @@ def _normalize_file(file: str) -> tuple[str, str, bool]:
         for i, seg in enumerate(segments)
         if seg != "." or i == last
     )
-    return host, path, _is_vendor(host, path)
+    return host, path, is_vendor(host, path)
 
 
 def _host_matches(host: str, domains: frozenset[str]) -> bool:
@@ -241,14 +249,16 @@ def _site(host: str) -> str:
     return ".".join(parts[-2:])
 
 
-def _is_vendor(host: str, path: str) -> bool:
+def is_vendor(host: str, path: str) -> bool:
+    """Whether a frame's file (host, normalised path) is vendor code: a library or a CDN."""
     return (bool(host) and _host_matches(host, _VENDOR_HOSTS)) or bool(
         _VENDOR_PATH.search(path.lower())
     )
 
 
 @lru_cache(maxsize=1024)
-def _is_cross_site_cdn(host: str, page_host: str) -> bool:
+def is_cross_site_cdn(host: str, page_host: str) -> bool:
+    """Whether `host` is another site's CDN-looking host, seen from a page on `page_host`."""
     if not host or not page_host or _site(host) == _site(page_host):
         return False
     labels = host.partition(":")[0].split(".")
@@ -353,29 +363,39 @@ def _parse_line(line: str) -> Frame | None:
     )
 
 
-def parse_stack(stack: str | None, *, page_url: str | None = None) -> list[Frame]:
+def collapse_repeats(frames: list[Frame]) -> list[Frame]:
+    """Fold consecutive frames that normalise alike (recursion) into one."""
+    out: list[Frame] = []
+    prev: tuple[str | None, str | None] | None = None
+    for frame in frames:
+        ident = (frame.function, frame.path)
+        if ident != prev:
+            out.append(frame)
+        prev = ident
+    return out
+
+
+def parse_stack(
+    stack: str | None, *, page_url: str | None = None, collapse: bool = True
+) -> list[Frame]:
     """Parse a Chrome/Firefox/Safari stack into normalised frames, top first.
 
     Eval, native and extension frames are dropped. Consecutive frames that normalise alike
-    collapse: that folds recursion, and adjacent anonymous frames of one bundle, into one.
+    collapse: that folds recursion, and adjacent anonymous frames of one bundle, into one
+    (`collapse=False` keeps them, for source maps or older grouping rules to tell them apart).
     With `page_url`, frames from another site's CDN-looking host are marked not in-app.
     """
     if not stack:
         return []
     page_host = split_url(page_url)[0] if page_url else ""
     frames: list[Frame] = []
-    prev: tuple[str | None, str | None] | None = None
     for line in stack.splitlines()[:MAX_STACK_LINES]:
         frame = _parse_line(line)
         if frame is None:
             continue
-        ident = (frame.function, frame.path)
-        if ident == prev:
-            continue
-        prev = ident
         if frame.in_app and page_host and frame.raw_file:
             host = _normalize_file(frame.raw_file)[0]
-            if _is_cross_site_cdn(host, page_host):
+            if is_cross_site_cdn(host, page_host):
                 frame = replace(frame, in_app=False)
         frames.append(frame)
-    return frames
+    return collapse_repeats(frames) if collapse else frames
