@@ -12,18 +12,22 @@ Messages are canonicalised and their values replaced by placeholders in issues/m
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 from retrospec.issues.messages import (
     SCAN_CHARS,
     TYPE_PREFIX,
     collapse,
+    engine_message,
+    message_template,
     normalize_message,
     strip_uncaught,
 )
 from retrospec.issues.stackframes import Frame, parse_stack, split_url, template_segment
 
 __all__ = [
+    "GROUPING_VERSION",
     "FailureInput",
     "Fingerprint",
     "Frame",
@@ -32,7 +36,11 @@ __all__ = [
     "path_template",
 ]
 
-MAX_HASHED_FRAMES = 5
+# The grouping rules' version, stored on every cluster. Raise it when a key changes; the old
+# version's keys stay computable (issues/grouping_v1.py) so promoted issues keep their failures.
+GROUPING_VERSION = 2
+MAX_CONSOLE_SCAN = 16_000
+MAX_SOURCE_LINE_CHARS = 200
 MAX_TITLE_CHARS = 200
 MAX_KEPT_FRAMES = 50
 
@@ -69,6 +77,7 @@ class Fingerprint:
     culprit: str | None
     frames: tuple[Frame, ...]  # the normalised frames kept (in-app preferred), top first
     key: str  # the human-readable grouping key that was hashed (for debugging)
+    family: str = "error"  # which failures may share a cluster: error | console | network
 
 
 def path_template(url: str) -> tuple[str, str]:
@@ -125,14 +134,90 @@ def _network(failure: FailureInput, request_url: str) -> Fingerprint:
     status = _status_class(failure.status)
     key = "\n".join(("network", method, host, path, status))
     title = _cap(f"{method} {host}{path} → {status}", MAX_TITLE_CHARS)
-    return Fingerprint(_hash(key), "network", title, f"{method} {path}", (), key)
+    return Fingerprint(_hash(key), "network", title, f"{method} {path}", (), key, "network")
+
+
+def _console_error(failure: FailureInput) -> tuple[str, str, str] | None:
+    """(type, message, stack) of an error that a framework logged with console.error."""
+    message = (failure.message or "")[:MAX_CONSOLE_SCAN]
+    head, newline, rest = message.partition("\n")
+    if newline and parse_stack(rest):
+        # AngularJS's $log (and code like it) formats the error: "TypeError: msg\n    at ...".
+        head = strip_uncaught(collapse(head))
+        m = TYPE_PREFIX.fullmatch(head)
+        return (m[1], m[2], rest) if m is not None else ((failure.type or "Error"), head, rest)
+    stack = failure.stack or ""
+    if failure.type and stack:
+        # An Error object passed to console.error (SDKs before 2 sent it as console output).
+        first = collapse(stack.lstrip().partition("\n")[0][:SCAN_CHARS])
+        m = TYPE_PREFIX.fullmatch(first)
+        if m is not None and m[1] == failure.type:
+            return m[1], m[2], stack
+    return None
+
+
+def _site_function(frame: Frame) -> str:
+    name = frame.function
+    if not name:
+        return "?"
+    # Minifiers reach 3-character names in big bundles ("Qbe", "t$1"); they change per deploy.
+    if (
+        not frame.mapped
+        and len(name) == 3
+        and (
+            any(c.isdigit() or c in "$_" for c in name)
+            or (any(c.isupper() for c in name) and any(c.islower() for c in name))
+        )
+    ):
+        return "?"
+    return name
+
+
+def _site_path(frame: Frame) -> str:
+    if not frame.path:
+        return "?"
+    if frame.mapped:
+        return frame.path  # an original source file: stable across deploys
+    # Only the file name: asset directories move between releases ("/assets/v2/",
+    # "/static/2.0.0/", "/r/2025.06.2/", Next's build id) and between build set-ups.
+    return frame.path.rpartition("/")[2] or frame.path
+
+
+def _source_line(frame: Frame) -> str | None:
+    if not frame.mapped or not frame.context_line:
+        return None
+    line = collapse(frame.context_line)
+    return line if 0 < len(line) <= MAX_SOURCE_LINE_CHARS else None  # longer: generated code
+
+
+def _names(identifier: str, line: str) -> bool:
+    return re.search(rf"(?<![\w$]){re.escape(identifier)}(?![\w$])", line) is not None
+
+
+def _site_message(text: str, line: str | None) -> str:
+    """What of the message goes into a stack key (module docs: version 2)."""
+    engine = engine_message(text)
+    if engine is not None:
+        name = engine.identifier
+        if name is not None and line is not None and not _names(name, line):
+            # The failing line reads a computed key (record[field]): the name is data.
+            return "cannot access property <key>"
+        return engine.text
+    # The failing source line is the site; the message (the user's data) adds nothing.
+    return "" if line is not None else message_template(text)
 
 
 def _error_like(failure: FailureInput, kind: str) -> Fingerprint:
     family = _FAMILY.get(kind, kind or "error")
-    type_, text = _split_type(failure.type, failure.message, failure.stack)
-    normalized = normalize_message(text)
-    if type_ == "InternalError" and normalized == "maximum call stack size exceeded":
+    stack = failure.stack
+    promoted = _console_error(failure) if family == "console" and failure.frames is None else None
+    if promoted is not None:
+        family = "error"
+        type_, text, stack = promoted
+        text = collapse(text)
+    else:
+        type_, text = _split_type(failure.type, failure.message, stack)
+    if type_ == "InternalError" and normalize_message(text) == "maximum call stack size exceeded":
         type_ = "RangeError"  # Firefox's name for V8's and Safari's RangeError here
     if type_ and text:
         title = f"{type_}: {text}"
@@ -142,16 +227,20 @@ def _error_like(failure: FailureInput, kind: str) -> Fingerprint:
     if failure.frames is not None:
         frames = list(failure.frames)
     else:
-        frames = parse_stack(failure.stack, page_url=failure.page_url) if failure.stack else []
+        frames = parse_stack(stack, page_url=failure.page_url) if stack else []
     # Prefer in-app frames; if the whole stack is vendor code, that still beats no stack.
     kept = [f for f in frames if f.in_app] or frames
     if not kept:
-        key = "\n".join(("message", family, type_, normalized))
-        return Fingerprint(_hash(key), "message", title, None, (), key)
-    lines = [f"{f.function or '?'} {f.path or '?'}" for f in kept[:MAX_HASHED_FRAMES]]
-    key = "\n".join(("stack", family, type_, normalized, *lines))
+        engine = engine_message(text)
+        message = engine.text if engine is not None else message_template(text)
+        key = "\n".join(("text", family, type_, message))
+        return Fingerprint(_hash(key), "message", title, None, (), key, family)
+    top = kept[0]
+    line = _source_line(top)
+    site = f"{_site_function(top)} {_site_path(top)}"
+    key = "\n".join(("site", family, type_, _site_message(text, line), site, line or ""))
     kept_frames = tuple(kept[:MAX_KEPT_FRAMES])
-    return Fingerprint(_hash(key), "stack", title, _culprit(kept[0]), kept_frames, key)
+    return Fingerprint(_hash(key), "stack", title, _culprit(top), kept_frames, key, family)
 
 
 def fingerprint(failure: FailureInput) -> Fingerprint:
@@ -170,4 +259,6 @@ def fingerprint(failure: FailureInput) -> Fingerprint:
         for p in parts
     )
     key = "\n".join(("explicit", *escaped))
-    return Fingerprint(_hash(key), "explicit", default.title, default.culprit, default.frames, key)
+    return Fingerprint(
+        _hash(key), "explicit", default.title, default.culprit, default.frames, key, default.family
+    )

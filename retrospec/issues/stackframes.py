@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 from functools import lru_cache, wraps
 from typing import TypeVar
 
+from retrospec.issues.bundlenames import strip_bundle_hash
+
 __all__ = [
     "Frame",
     "collapse_repeats",
@@ -42,7 +44,6 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 _B64 = re.compile(r"[A-Za-z0-9_-]+")
 _EMAIL = re.compile(r"[^@/\s]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _VERSION = re.compile(r"v?\d+(?:\.\d+)+")
-_TRAILING_HEX = re.compile(r"[-_~]([0-9A-Fa-f]{6,})$")
 
 # Vendor code, matched against the normalised (lower-cased) path. Webpack/Vite/Next name their
 # third-party chunks predictably; well-known libraries are matched by their bundle names.
@@ -164,48 +165,11 @@ def template_segment(seg: str) -> str:
     return seg
 
 
-def _looks_like_b64_hash(tok: str) -> bool:
-    """Vite/Rollup/esbuild style 8-char hashes (`BdWv3kQ1`, `B4qY_t-Z`, `QWERTYUI`)."""
-    if not _B64.fullmatch(tok) or tok.isdigit():
-        return False
-    digits = sum(c.isdigit() for c in tok)
-    inner_upper = sum(c.isupper() for c in tok[1:])
-    has_lower = any(c.islower() for c in tok)
-    if digits:
-        # One digit alone is common in real names ("handler2"); random hashes mix more.
-        return (inner_upper > 0 and has_lower) or digits >= 2 or "-" in tok or "_" in tok
-    return (inner_upper >= 2 and has_lower) or tok.isupper()
-
-
-def _is_content_hash_token(tok: str) -> bool:
-    n = len(tok)
-    if n < 6:
-        return False
-    if _HEX.fullmatch(tok):
-        return _has_digit(tok) or n >= 12
-    # "-"/"_" inside a whole token means a name ("jquery-3", "app-3F9A1C2B"); trailing hashes
-    # after such separators are handled by _strip_trailing_hash.
-    if (n == 8 or n >= 12) and "-" not in tok and "_" not in tok:
-        return _looks_like_b64_hash(tok)
-    return False
-
-
-def _strip_trailing_hash(tok: str) -> str:
-    m = _TRAILING_HEX.search(tok)
-    if m is not None and m.start() > 0 and _has_digit(m.group(1)):
-        return tok[: m.start()]
-    if len(tok) > 9 and tok[-9] in "-_~" and _looks_like_b64_hash(tok[-8:]):
-        return tok[:-9]
-    return tok
-
-
-def _strip_content_hash(name: str) -> str:
+def _strip_content_hash(dirs: str, name: str) -> str:
     """`main.3f9a1c2b.chunk.js` -> `main.chunk.js`, `index-BdWv3kQ1.js` -> `index.js`."""
     if "." not in name:
         return template_segment(name)
-    *body, ext = name.split(".")
-    kept = [_strip_trailing_hash(tok) for tok in body if not _is_content_hash_token(tok)]
-    return ".".join([*(kept or [":hash"]), ext])
+    return strip_bundle_hash(f"{dirs}/{name}").rpartition("/")[2]
 
 
 def _template_dir(seg: str) -> str:
@@ -225,7 +189,7 @@ def _normalize_file(file: str) -> tuple[str, str, bool]:
     segments = path.split("/")
     last = len(segments) - 1
     path = "/".join(
-        _strip_content_hash(seg) if i == last else _template_dir(seg)
+        _strip_content_hash(path, seg) if i == last else _template_dir(seg)
         for i, seg in enumerate(segments)
         if seg != "." or i == last
     )
