@@ -277,8 +277,9 @@ def test_json_schema_is_stable(feed: Feed) -> None:
         "schema_version", "id", "site", "kind", "status", "regression", "title", "message",
         "culprit", "counts", "first_seen", "last_seen", "stack", "frames", "top",
         "representative", "steps", "last_step_agreement", "confidence", "sessions", "history",
-        "daily",
+        "daily", "merged_into", "merged", "grouping_version",
     }  # fmt: skip
+    assert (doc["merged_into"], doc["merged"], doc["grouping_version"]) == (None, [], 2)
     assert doc["schema_version"] == 1
     assert doc["counts"] == {"failures": 6, "sessions": 5, "users": 4}
     assert doc["representative"]["replay_url"] == (

@@ -121,6 +121,7 @@ class HistoryEntry(NamedTuple):
     at: int
     action: str
     actor: str | None
+    detail: str | None = None  # merges: the other issue's id
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,9 @@ class Evidence:
     history: list[HistoryEntry]
     daily: list[int]
     daily_first_day: int = 0  # UTC day number (days since the epoch) of daily[0]
+    merged_into: int | None = None  # set while this cluster is merged into another
+    merged: tuple[tuple[int, str], ...] = ()  # (id, title) of clusters merged into this one
+    grouping_version: int = 1
 
 
 def _rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
@@ -364,13 +368,23 @@ def gather_evidence(
     steps = _steps(conn, rep) if rep is not None else []
     agreement = _agreement(conn, cid, steps)
     history = [
-        HistoryEntry(int(at), str(action), actor)
-        for at, action, actor in _rows(
+        HistoryEntry(int(at), str(action), actor, detail)
+        for at, action, actor, detail in _rows(
             conn,
-            "SELECT at, action, actor FROM issue_events WHERE cluster_id = ? ORDER BY at, id",
+            "SELECT at, action, actor, detail FROM issue_events WHERE cluster_id = ? "
+            "ORDER BY at, id",
             (cid,),
         )
     ]
+    [(merged_into, version)] = _rows(
+        conn, "SELECT merged_into, grouping_version FROM clusters WHERE id = ?", (cid,)
+    )
+    merged = tuple(
+        (int(i), str(t))
+        for i, t in _rows(
+            conn, "SELECT id, title FROM clusters WHERE merged_into = ? ORDER BY id", (cid,)
+        )
+    )
     return Evidence(
         issue=issue,
         message=message,
@@ -385,6 +399,9 @@ def gather_evidence(
         history=history,
         daily=daily,
         daily_first_day=daily_first_day,
+        merged_into=None if merged_into is None else int(merged_into),
+        merged=merged,
+        grouping_version=int(version),
     )
 
 
