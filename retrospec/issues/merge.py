@@ -194,8 +194,11 @@ def recompute(conn: sqlite3.Connection, cid: int, now: int) -> None:
         "first_seen_at), "
         "last_seen_at = coalesce((SELECT max(received_at) FROM failures WHERE cluster_id = ?), "
         "last_seen_at), "
-        "sample_failure_id = coalesce((SELECT max(id) FROM failures WHERE cluster_id = ? "
-        "AND payload IS NOT NULL), (SELECT max(id) FROM failures WHERE cluster_id = ?), "
-        "sample_failure_id), updated_at = ? WHERE id = ?",
-        (cid, cid, cid, cid, cid, cid, cid, now, cid),
+        # The sample stays while it is still the cluster's (the target keeps its own message).
+        "sample_failure_id = coalesce((SELECT f.id FROM failures f "
+        "WHERE f.id = clusters.sample_failure_id AND f.cluster_id = ?), "
+        "(SELECT max(id) FROM failures WHERE cluster_id = ? AND payload IS NOT NULL), "
+        "(SELECT max(id) FROM failures WHERE cluster_id = ?), sample_failure_id), "
+        "updated_at = ? WHERE id = ?",
+        (cid, cid, cid, cid, cid, cid, cid, cid, now, cid),
     )
