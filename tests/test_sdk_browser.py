@@ -592,3 +592,66 @@ def test_a_tab_opened_from_a_live_tab_gets_its_own_session(
     ids = [p.evaluate("JSON.parse(sessionStorage['retrospec.session']).id") for p in (page, popup)]
     assert ids[0] != ids[1]
     wait_for(lambda: len(site_rows(server, "sessions", site_id)) == 2, what="two sessions")
+
+
+FRAMEWORKS = """
+<script>
+function openCard(card) { return card.assignee.name.toUpperCase(); }
+// What React error boundaries, Vue's errorHandler and AngularJS's $exceptionHandler do.
+function boundary(fn) { try { fn(); } catch (e) { console.error(e); } }
+function vueHandler(fn) { try { fn(); } catch (e) { console.error('Error in handler:', e); } }
+function angularLog(fn) { try { fn(); } catch (e) { console.error(e.stack); } }
+function logAndRethrow(fn) { try { fn(); } catch (e) { console.error(e); throw e; } }
+</script>
+"""
+
+
+def test_errors_frameworks_log_with_console_error_are_errors(
+    server: ServerProcess, static_site: StaticSite, context: Any
+) -> None:
+    site_id, key = new_site(server, "frameworks")
+    html = sdk_page(server, key, body=FRAMEWORKS, options={"flushIntervalMs": 200})
+    url = static_site.write("frameworks.html", html)
+    page = context.new_page()
+    page.goto(url)
+    page.evaluate(
+        """() => {
+        boundary(() => openCard({assignee: null}));
+        vueHandler(() => openCard({assignee: null}));
+        angularLog(() => openCard({assignee: null}));
+        setTimeout(() => openCard({}));  // the same bug, uncaught
+        setTimeout(() => logAndRethrow(() => openCard({assignee: null})));
+    }"""
+    )
+    rows = wait_for(
+        lambda: (r := site_rows(server, "failures", site_id)) and len(r) >= 5 and r,
+        what="5 failures",
+    )
+    page.wait_for_timeout(500)
+    rows = site_rows(server, "failures", site_id)
+    kinds = sorted(r["kind"] for r in rows)
+    # Logged and rethrown is one failure; AngularJS logs text (the stack as a string).
+    assert kinds == ["console", "error", "error", "error", "error"], kinds
+    payloads = {r["id"]: json.loads(r["payload"]) for r in rows}
+    logged = [r for r in rows if r["kind"] == "error"]
+    for r in logged:
+        assert r["type"] == "TypeError"
+        assert r["message"].startswith("Cannot read properties of ")
+        assert "openCard" in payloads[r["id"]]["stack"]
+    contexts = [payloads[r["id"]].get("context") for r in logged]
+    assert {"console": "Error in handler:"} in contexts
+
+    # All five are one bug: null and undefined at one site, logged or not, text or Error.
+    prints = {
+        fingerprint(
+            FailureInput(
+                kind=r["kind"],
+                type=r["type"],
+                message=r["message"],
+                stack=payloads[r["id"]].get("stack"),
+                page_url=r["url"],
+            )
+        ).hash
+        for r in rows
+    }
+    assert len(prints) == 1

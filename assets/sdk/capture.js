@@ -24,6 +24,14 @@ function callerStack(trace) {
 
 function installCapture(sink) {
   const live = () => sink.active() && !sink.busy();
+  // One Error object is one failure, even when a framework logs it and it also goes uncaught.
+  const reported = typeof WeakSet === "function" ? new WeakSet() : null;
+  const once = (err) => {
+    if (!reported || !err || typeof err !== "object") return false;
+    if (reported.has(err)) return true;
+    reported.add(err);
+    return false;
+  };
   const cleanups = [];
   const on = (type, fn) => {
     window.addEventListener(type, fn);
@@ -34,6 +42,7 @@ function installCapture(sink) {
     // Failed <img>/<script> loads do not bubble to window; only script errors arrive here.
     if (!live() || !(ev instanceof ErrorEvent)) return;
     sink.guard(() => {
+      if (once(ev.error)) return;
       const f = errorFailure("error", ev.error, ev.error === undefined || ev.error === null
         ? ev.message : "Uncaught " + describe(ev.error));
       if (ev.filename) f.filename = sink.clean(ev.filename);
@@ -47,6 +56,7 @@ function installCapture(sink) {
     if (!live()) return;
     sink.guard(() => {
       const reason = ev.reason;
+      if (once(reason)) return;
       const f = errorFailure("unhandledrejection", reason,
         "Non-Error promise rejection: " + describe(reason));
       if (!isErrorLike(reason)) {
@@ -65,7 +75,18 @@ function installCapture(sink) {
         const trace = new Error();
         sink.guard(() => {
           const err = args.find(isErrorLike);
-          const f = err ? errorFailure("console", err) : { kind: "console", stack: callerStack(trace) };
+          if (err) {
+            // Frameworks log the errors they catch (React error boundaries, Vue's errorHandler,
+            // AngularJS's $exceptionHandler): that is the error itself, of its real type and
+            // with its real stack, as Sentry's CaptureConsole reports it.
+            if (once(err)) return;
+            const f = errorFailure("error", err);
+            const rest = args.filter((a) => a !== err).map(describe).join(" ");
+            if (rest) f.context = { console: cap(rest, MAX_MESSAGE) };
+            sink.report(f);
+            return;
+          }
+          const f = { kind: "console", stack: callerStack(trace) };
           f.message = cap(args.map(describe).join(" "), MAX_MESSAGE);
           sink.report(f);
         });
