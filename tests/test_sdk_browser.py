@@ -602,6 +602,7 @@ function boundary(fn) { try { fn(); } catch (e) { console.error(e); } }
 function vueHandler(fn) { try { fn(); } catch (e) { console.error('Error in handler:', e); } }
 function angularLog(fn) { try { fn(); } catch (e) { console.error(e.stack); } }
 function logAndRethrow(fn) { try { fn(); } catch (e) { console.error(e); throw e; } }
+function hooked(fn) { try { fn(); } catch (e) { rs.captureException(e); console.error(e); } }
 </script>
 """
 
@@ -621,19 +622,20 @@ def test_errors_frameworks_log_with_console_error_are_errors(
         angularLog(() => openCard({assignee: null}));
         setTimeout(() => openCard({}));  // the same bug, uncaught
         setTimeout(() => logAndRethrow(() => openCard({assignee: null})));
+        hooked(() => openCard({assignee: null}));
     }"""
     )
     rows = wait_for(
-        lambda: (r := site_rows(server, "failures", site_id)) and len(r) >= 5 and r,
-        what="5 failures",
+        lambda: (r := site_rows(server, "failures", site_id)) and len(r) >= 6 and r,
+        what="6 failures",
     )
     page.wait_for_timeout(500)
     rows = site_rows(server, "failures", site_id)
     kinds = sorted(r["kind"] for r in rows)
-    # Logged and rethrown is one failure; AngularJS logs text (the stack as a string).
-    assert kinds == ["console", "error", "error", "error", "error"], kinds
+    # Logged and rethrown is one failure, so is captured and logged; AngularJS logs text.
+    assert kinds == ["console", "custom", "error", "error", "error", "error"], kinds
     payloads = {r["id"]: json.loads(r["payload"]) for r in rows}
-    logged = [r for r in rows if r["kind"] == "error"]
+    logged = [r for r in rows if r["kind"] in ("error", "custom")]
     for r in logged:
         assert r["type"] == "TypeError"
         assert r["message"].startswith("Cannot read properties of ")
@@ -641,7 +643,7 @@ def test_errors_frameworks_log_with_console_error_are_errors(
     contexts = [payloads[r["id"]].get("context") for r in logged]
     assert {"console": "Error in handler:"} in contexts
 
-    # All five are one bug: null and undefined at one site, logged or not, text or Error.
+    # All six are one bug: null and undefined at one site, logged or not, text or Error.
     prints = {
         fingerprint(
             FailureInput(

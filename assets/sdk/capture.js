@@ -14,6 +14,16 @@ function errorFailure(kind, err, fallback) {
   return { kind, message: cap(fallback, MAX_MESSAGE) };
 }
 
+// One Error object is one failure, even when a framework logs it, a hook passes it to
+// captureException and it also goes uncaught. True when `err` was reported already.
+const reportedErrors = typeof WeakSet === "function" ? new WeakSet() : null;
+function seenBefore(err) {
+  if (!reportedErrors || !err || typeof err !== "object") return false;
+  if (reportedErrors.has(err)) return true;
+  reportedErrors.add(err);
+  return false;
+}
+
 // Where console.error was called from: a fresh stack minus its header and our wrapper's frame,
 // so two calls from one code path group together.
 function callerStack(trace) {
@@ -24,14 +34,6 @@ function callerStack(trace) {
 
 function installCapture(sink) {
   const live = () => sink.active() && !sink.busy();
-  // One Error object is one failure, even when a framework logs it and it also goes uncaught.
-  const reported = typeof WeakSet === "function" ? new WeakSet() : null;
-  const once = (err) => {
-    if (!reported || !err || typeof err !== "object") return false;
-    if (reported.has(err)) return true;
-    reported.add(err);
-    return false;
-  };
   const cleanups = [];
   const on = (type, fn) => {
     window.addEventListener(type, fn);
@@ -42,7 +44,7 @@ function installCapture(sink) {
     // Failed <img>/<script> loads do not bubble to window; only script errors arrive here.
     if (!live() || !(ev instanceof ErrorEvent)) return;
     sink.guard(() => {
-      if (once(ev.error)) return;
+      if (seenBefore(ev.error)) return;
       const f = errorFailure("error", ev.error, ev.error === undefined || ev.error === null
         ? ev.message : "Uncaught " + describe(ev.error));
       if (ev.filename) f.filename = sink.clean(ev.filename);
@@ -56,7 +58,7 @@ function installCapture(sink) {
     if (!live()) return;
     sink.guard(() => {
       const reason = ev.reason;
-      if (once(reason)) return;
+      if (seenBefore(reason)) return;
       const f = errorFailure("unhandledrejection", reason,
         "Non-Error promise rejection: " + describe(reason));
       if (!isErrorLike(reason)) {
@@ -79,7 +81,7 @@ function installCapture(sink) {
             // Frameworks log the errors they catch (React error boundaries, Vue's errorHandler,
             // AngularJS's $exceptionHandler): that is the error itself, of its real type and
             // with its real stack, as Sentry's CaptureConsole reports it.
-            if (once(err)) return;
+            if (seenBefore(err)) return;
             const f = errorFailure("error", err);
             const rest = args.filter((a) => a !== err).map(describe).join(" ");
             if (rest) f.context = { console: cap(rest, MAX_MESSAGE) };
