@@ -41,6 +41,7 @@ BENCHMARKS: dict[str, str] = {
     "purge": "retrospec.bench.purge:run",
     "sdk-size": "retrospec.bench.firstrun:run_sdk_size",
     "first-failure": "retrospec.bench.firstrun:run_first_failure",
+    "grouping": "retrospec.bench.grouping:run",
 }
 
 

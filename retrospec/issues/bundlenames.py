@@ -39,6 +39,7 @@ _WORDLIKE = re.compile(r"[A-Z]?[a-z]+(?:[A-Z][a-z]+)*")
 _DIGIT_RUN = re.compile(r"[0-9]+")
 _LETTER_RUN = re.compile(r"[A-Za-z]{4,}")
 _VOWEL = re.compile(r"[aeiouyAEIOUY]")
+_CAMEL_PART = re.compile(r"[A-Z]?[a-z]+")
 _DASH_SUFFIX = re.compile(r"(?P<name>.+?)[-_~](?P<hash>[A-Za-z0-9_-]{8}|[0-9a-fA-F]{6,})")
 _TURBOPACK = re.compile(r"(?:(?P<prefix>[a-z]+)-)?(?P<hash>[0-9a-z_-]{13})")
 
@@ -65,7 +66,14 @@ def looks_like_hash8(tok: str) -> bool:
         # "handler2", "web3auth", "190proof" keep their digits in one run and are pronounceable.
         return upper or runs >= 2 or not _pronounceable(tok)
     if upper and lower:
-        return _WORDLIKE.fullmatch(tok) is None or not _pronounceable(tok)
+        # camelCase words each have a vowel ("UserList"); "BxmbUyzw" reads as one word but not
+        # its parts.
+        parts = _CAMEL_PART.findall(tok)
+        return (
+            _WORDLIKE.fullmatch(tok) is None
+            or not _pronounceable(tok)
+            or any(len(p) >= 4 and not _VOWEL.search(p) for p in parts)
+        )
     return False  # lower-case letters only: a word
 
 

@@ -41,6 +41,7 @@ __all__ = [
 GROUPING_VERSION = 2
 MAX_CONSOLE_SCAN = 16_000
 MAX_SOURCE_LINE_CHARS = 200
+_ENTRY_NAMES = frozenset({"main", "index", "app", "bundle"})
 MAX_TITLE_CHARS = 200
 MAX_KEPT_FRAMES = 50
 
@@ -126,9 +127,20 @@ def _culprit(frame: Frame) -> str | None:
     return frame.path or frame.function
 
 
+def _id_segment(seg: str) -> str:
+    # Ids of any shape: a segment of 4+ characters mixing letters and digits ("c9zt1dvws",
+    # "e1a2", "ord-2024-17") is a value; "v2" and "h5" stay, as do words and templates.
+    if seg.startswith(":") or len(seg) < 4:
+        return seg
+    digits = any(c.isdigit() for c in seg)
+    letters = any(c.isalpha() for c in seg)
+    return ":id" if digits and letters else seg
+
+
 def _network(failure: FailureInput, request_url: str) -> Fingerprint:
     method = (failure.method or "").strip().upper() or "GET"  # fetch's and XHR's default
     host, path = path_template(request_url)
+    path = "/".join(_id_segment(seg) for seg in path.split("/"))
     if not host and failure.page_url:
         host = split_url(failure.page_url)[0]  # relative request: same origin as the page
     status = _status_class(failure.status)
@@ -180,7 +192,11 @@ def _site_path(frame: Frame) -> str:
         return frame.path  # an original source file: stable across deploys
     # Only the file name: asset directories move between releases ("/assets/v2/",
     # "/static/2.0.0/", "/r/2025.06.2/", Next's build id) and between build set-ups.
-    return frame.path.rpartition("/")[2] or frame.path
+    name = frame.path.rpartition("/")[2] or frame.path
+    stem, dot, ext = name.rpartition(".")
+    # The entry bundle's name is the bundler's convention (webpack and esbuild `main`, Vite and
+    # Next `index`, others `app` or `bundle`), not the app's: a new set-up renames it.
+    return f"<entry>.{ext}" if dot and stem in _ENTRY_NAMES else name
 
 
 def _source_line(frame: Frame) -> str | None:

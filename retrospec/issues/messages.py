@@ -19,6 +19,7 @@ the result is capped at 300 characters. Titles keep the original wording (capped
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -265,9 +266,21 @@ def _template_token(token: str) -> str:
     return token.replace(core, "<val>", 1) if valued else token
 
 
+def _is_json(text: str) -> bool:
+    if text[:1] not in ("[", "{"):
+        return False
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
 def message_template(message: str) -> str:
     """A message with every value-like part replaced by a placeholder (version 2)."""
     text = strip_uncaught(collapse(message[:SCAN_CHARS]))
+    if _is_json(message.strip()):
+        return "<json>"  # serialised data (a validation library's issue list), not a sentence
     for pattern, placeholder in _PLACEHOLDERS[:-1]:  # URLs, e-mails, UUIDs, IPs, hex
         text = pattern.sub(placeholder, text)
     text = _QUOTED.sub("<str>", text)
