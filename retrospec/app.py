@@ -15,7 +15,7 @@ from retrospec.jobs.context import JobContext
 from retrospec.runtime import Runtime
 from retrospec.scheduler import Scheduler
 from retrospec.settings import Settings
-from retrospec.web import dashboard, sdk
+from retrospec.web import api, dashboard, sdk
 from retrospec.web.assets import AssetIndex, serve_asset
 from retrospec.web.health import healthz
 from retrospec.web.ingest import IngestHandler
@@ -62,6 +62,7 @@ def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
             healthz,
             serve_asset,
             *sdk.routes(rt),
+            *api.routes(),
             *dashboard.routes(),
         ],
         lifespan=[lifespan],

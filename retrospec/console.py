@@ -66,7 +66,8 @@ def print_pairs(pairs: Iterable[tuple[str, Any]]) -> None:
 
 def error(message: str) -> None:
     """One line on stderr saying what went wrong and what to do."""
-    err.print(f"[red]error:[/red] {escape(message)}")
+    # soft_wrap: one line whatever the terminal's width, so scripts can grep it.
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
 
 
 def warn(message: str) -> None:

@@ -51,6 +51,12 @@ class InvalidKey(RetrospecError):
     http_status = 401
 
 
+class Unauthorized(RetrospecError):
+    """A JSON API request without a valid token (missing, unknown or revoked)."""
+
+    http_status = 401
+
+
 class Forbidden(RetrospecError):
     """The origin or user may not do this."""
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from retrospec import retention
+from retrospec.alerts import deliver
 from retrospec.clock import now_ms
 from retrospec.issues import clustering
 from retrospec.jobs.compute import ComputePool
@@ -30,6 +31,7 @@ JOBS: dict[str, JobFn] = {
     "replays": replay_job.run,
     "cluster": clustering.run,
     "purge": retention.run,
+    "deliver": deliver.run,
 }
 
 
@@ -75,6 +77,7 @@ class Scheduler:
             "cluster": settings.cluster_interval_seconds,
             "replays": settings.replay_interval_seconds,
             "purge": settings.purge_interval_hours * 3600,
+            "deliver": settings.alert_interval_seconds,
         }
         now = datetime.now(UTC)
         for name, seconds in intervals.items():

@@ -55,6 +55,33 @@ class Settings:
     login_session_hours: float = _f(336.0, "How long a dashboard login lasts.")
     cookie_secure: bool = _f(False, "Mark dashboard cookies Secure (set when served over HTTPS).")
     log_level: str = _f("info", "Log level: debug, info, warning or error.")
+    smtp_url: str = _f(
+        "",
+        "SMTP server for alert e-mails: smtp://user:pass@host:587 (STARTTLS when the server "
+        "offers it) or smtps://user:pass@host:465 (TLS from the start); empty: no e-mail.",
+    )
+    smtp_from: str = _f("", "Sender of alert e-mails; empty means retrospec@<public_url's host>.")
+    alert_interval_seconds: float = _f(2.0, "How often the deliver job sends queued alerts.")
+    alert_delay_seconds: float = _f(
+        10.0,
+        "How long a new alert waits before it is sent, so its replay (the steps before the "
+        "failure) is built and a burst of alerts becomes one digest.",
+    )
+    alert_retry_seconds: float = _f(
+        30.0, "Wait before retrying a failed alert delivery; doubles per attempt up to an hour."
+    )
+    alert_max_attempts: int = _f(12, "Delivery attempts before an alert is given up as failed.")
+    alert_timeout_seconds: float = _f(10.0, "Timeout of one SMTP or webhook delivery attempt.")
+    alert_digest_threshold: int = _f(
+        5, "More alerts than this for one rule within alert_digest_minutes become one digest."
+    )
+    alert_digest_minutes: float = _f(5.0, "The digest window (see alert_digest_threshold).")
+    spike_threshold: int = _f(
+        100, "Failures of one open issue within spike_window_minutes that make a spike alert."
+    )
+    spike_window_minutes: float = _f(
+        60.0, "The spike window; at most one spike alert per issue and rule per window."
+    )
 
     @property
     def data_path(self) -> Path:
@@ -203,9 +230,21 @@ def _validate(s: Settings) -> None:
         "cluster_interval_seconds",
         "purge_interval_hours",
         "login_session_hours",
+        "alert_interval_seconds",
+        "alert_retry_seconds",
+        "alert_timeout_seconds",
+        "alert_digest_minutes",
+        "spike_window_minutes",
     ):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{name} must be positive")
+    for name in ("alert_max_attempts", "alert_digest_threshold", "spike_threshold"):
+        if getattr(s, name) < 1:
+            raise ConfigError(f"{name} must be at least 1")
+    if s.alert_delay_seconds < 0:
+        raise ConfigError("alert_delay_seconds must not be negative")
+    if s.smtp_url and not s.smtp_url.startswith(("smtp://", "smtps://")):
+        raise ConfigError("smtp_url must start with smtp:// or smtps://, e.g. smtp://host:587")
 
 
 def parse_duration(text: str) -> float:

@@ -16,6 +16,7 @@ from retrospec.chromium import CHROMIUM_ARGS, chromium_path
 from retrospec.settings import Settings
 from retrospec.storage.migrations import prepare_database
 from tests.support.data import make_settings
+from tests.support.receivers import HttpReceiver, SmtpReceiver
 from tests.support.servers import ServerProcess, StaticSite, free_port, serve_static, server_env
 
 
@@ -84,3 +85,22 @@ def static_site(tmp_path: Path) -> Iterator[StaticSite]:
     root.mkdir()
     with serve_static(root) as site:
         yield site
+
+
+# --- alert receivers -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpReceiver]:
+    """A real SMTP server (aiosmtpd) on loopback, keeping every message it accepts."""
+    receiver = SmtpReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def hook() -> Iterator[HttpReceiver]:
+    """A real HTTP webhook receiver on loopback, keeping every request it accepts."""
+    receiver = HttpReceiver().start()
+    yield receiver
+    receiver.stop()

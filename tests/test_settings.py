@@ -144,3 +144,19 @@ def test_settings_command_shows_sources(tmp_path: Path, monkeypatch: pytest.Monk
     table = CliRunner().invoke(cli.app, ["settings"])
     assert table.exit_code == 0
     assert "env RETROSPEC_RETENTION_DAYS" in table.output
+
+
+def test_settings_command_hides_the_smtp_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RETROSPEC_SMTP_URL", "smtp://ops:hunter2@mail.example.com:587")
+    monkeypatch.setenv("RETROSPEC_SMTP_FROM", "alerts@example.com")
+    result = CliRunner().invoke(cli.app, ["settings", "--json"])
+    data = json.loads(result.output)["settings"]
+    assert data["smtp_url"] == {
+        "value": "smtp://ops:***@mail.example.com:587",
+        "source": "env RETROSPEC_SMTP_URL",
+    }
+    assert data["smtp_from"]["value"] == "alerts@example.com"
+    assert "hunter2" not in CliRunner().invoke(cli.app, ["settings"]).output

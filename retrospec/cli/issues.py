@@ -65,13 +65,6 @@ def _actor() -> str:
 # --- issues ----------------------------------------------------------------------------------
 
 
-def issue_json(issue: Any, base_url: str) -> dict[str, Any]:
-    """One row of `issues list --json`."""
-    from retrospec.issues.reports import summary_json
-
-    return {**summary_json(issue), "url": f"{base_url}/issues/{issue.id}"}
-
-
 @issues_app.command("list")
 def issues_list(
     site: SiteOpt = None,
@@ -83,6 +76,7 @@ def issues_list(
 ) -> None:
     """Issues, most recently seen first."""
     from retrospec.issues import queries as issues
+    from retrospec.issues.reports import issue_json
 
     settings = load().settings
     items, total = read(

@@ -33,6 +33,7 @@ class JobName(StrEnum):
     replays = "replays"
     cluster = "cluster"
     purge = "purge"
+    deliver = "deliver"
 
 
 def register(app: typer.Typer) -> None:
@@ -100,7 +101,7 @@ def _run(ctx: Any, name: str) -> tuple[str, Any]:
 
 @jobs_app.command("run")
 def jobs_run(
-    name: Annotated[JobName, typer.Argument(help="replays, cluster or purge.")],
+    name: Annotated[JobName, typer.Argument(help="replays, cluster, purge or deliver.")],
     json_out: JsonOpt = False,
 ) -> None:
     """Run one job now, with the same code the scheduler runs (exit 1 if it had errors)."""

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from retrospec import __version__, console
-from retrospec.cli import bench, issues, jobs, server, sessions, sites, users
+from retrospec.cli import alerts, bench, issues, jobs, server, sessions, sites, tokens, users
 from retrospec.cli.common import ConfigOpt, state
 from retrospec.errors import RetrospecError
 
@@ -42,7 +42,7 @@ def root(
     state.config = config
 
 
-for _module in (server, sites, bench, issues, sessions, jobs, users):
+for _module in (server, sites, bench, issues, sessions, jobs, users, alerts, tokens):
     _module.register(app)
 
 

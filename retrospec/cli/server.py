@@ -35,13 +35,26 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Listen port [default: 8080].")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Data directory.")] = None,
     no_jobs: Annotated[bool, typer.Option("--no-jobs", help="Do not run background jobs.")] = False,
+    smtp_url: Annotated[
+        str | None, typer.Option("--smtp-url", help="SMTP server for alert e-mails.")
+    ] = None,
+    smtp_from: Annotated[
+        str | None, typer.Option("--smtp-from", help="Sender of alert e-mails.")
+    ] = None,
 ) -> None:
     """Run the server: ingest API, dashboard and background jobs, on one port."""
     import uvicorn
 
     from retrospec.app import ServeApp, create_app
 
-    loaded = load(host=host, port=port, data_dir=data_dir, jobs=False if no_jobs else None)
+    loaded = load(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        jobs=False if no_jobs else None,
+        smtp_url=smtp_url,
+        smtp_from=smtp_from,
+    )
     settings = loaded.settings
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -102,6 +115,10 @@ def show_settings(json_out: JsonOpt = False) -> None:
         value = getattr(loaded.settings, name)
         if name == "secret" and value:
             value = "(set)"
+        elif name == "smtp_url" and value:
+            from retrospec.alerts.channels import redact_smtp_url
+
+            value = redact_smtp_url(value)
         rows.append((name, value, loaded.sources[name]))
     if json_out:
         console.print_json(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -17,7 +17,7 @@ from retrospec.cli.common import (
     read,
     short_id,
 )
-from retrospec.clock import iso, now_ms, replay_clock
+from retrospec.clock import now_ms, replay_clock
 
 sessions_app = typer.Typer(help="Recorded browser sessions.", no_args_is_help=True)
 
@@ -25,37 +25,6 @@ sessions_app = typer.Typer(help="Recorded browser sessions.", no_args_is_help=Tr
 def register(app: typer.Typer) -> None:
     """Add `sessions` to the root CLI."""
     app.add_typer(sessions_app, name="sessions")
-
-
-def session_json(s: Any, base_url: str) -> dict[str, Any]:
-    """One row of `sessions list --json`."""
-    playable = not s.expired and s.replay_status in ("ready", "pending")
-    return {
-        "id": s.id,
-        "site": {"id": s.site_id, "name": s.site_name},
-        "started_at": iso(s.started_at),
-        "last_seen": iso(s.last_seen_at),
-        "user": {"id": s.user_id, "email": s.user_email, "name": s.user_name},
-        "user_key": s.user_key,
-        "browser": s.browser,
-        "os": s.os,
-        "entry_url": s.entry_url,
-        "last_url": s.last_url,
-        "release": s.release,
-        "environment": s.environment,
-        "failures": s.failures,
-        "replay": {
-            "status": s.replay_status,
-            "reason": s.replay_reason,
-            "expired": s.expired,
-            "duration_ms": s.duration_ms,
-            "active_ms": s.active_ms,
-            "pages": list(s.pages or []),
-            "clicks": s.clicks,
-            "rage_clicks": s.rage_clicks,
-            "url": f"{base_url}/sessions/{s.id}" if playable else None,
-        },
-    }
 
 
 @sessions_app.command("list")
@@ -69,6 +38,7 @@ def sessions_list(
 ) -> None:
     """Recorded sessions, most recently active first."""
     from retrospec.replay import queries as replays
+    from retrospec.replay.reports import session_json
 
     settings = load().settings
     items, total = read(

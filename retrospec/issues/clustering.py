@@ -19,9 +19,10 @@ session rule caps at 2 so that a larger promote_after still means "that many fai
 promote_after = 1 keeps meaning "every failure is an issue".
 
 Lifecycle: a failure received after an issue was resolved reopens it as a regression (status
-open, regression = 1, regressed_at, an issue_events 'regressed' row). Ignored issues stay ignored
-while their counts keep growing. Cluster `kind` is the failure family: error (error,
-unhandledrejection and custom share clusters), network or console.
+open, regression = 1, regressed_at, an issue_events 'regressed' row). Ignored issues stay
+ignored while their counts keep growing. Promotions and regressions queue their alerts
+(alert_outbox rows, one per matching rule) in the same transaction. Cluster `kind` is the
+failure family: error (error, unhandledrejection and custom share clusters), network or console.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from retrospec.alerts import outbox
 from retrospec.clock import day_of, now_ms
 from retrospec.ingest.envelope import PAYLOAD_DECODER
 from retrospec.issues import grouping_v1, identity
@@ -561,4 +563,12 @@ def _lifecycle(
     if events:
         conn.executemany(
             "INSERT INTO issue_events (cluster_id, at, action) VALUES (?, ?, ?)", events
+        )
+        # Alerts are queued in this same transaction: an alert exists exactly when its
+        # promotion or regression does (the deliver job sends them; see alerts/outbox.py).
+        outbox.enqueue(
+            conn,
+            [(cid, touched[cid][0], "promoted") for cid in stats.promoted]
+            + [(cid, touched[cid][0], "regression") for cid in stats.regressed],
+            now,
         )

@@ -411,3 +411,14 @@ def get_evidence(conn: sqlite3.Connection, issue_id: int, *, now_ms: int | None 
     now = _now_ms() if now_ms is None else now_ms
     daily = (daily_counts(conn, [issue.id], days=EVIDENCE_DAYS, now_ms=now))[issue.id]
     return gather_evidence(conn, issue, daily, day_of(now) - EVIDENCE_DAYS + 1)
+
+
+def first_release(conn: sqlite3.Connection, issue_id: int) -> str | None:
+    """The release of the issue's oldest failure that carried one (None when none did)."""
+    rows = _rows(
+        conn,
+        "SELECT release FROM failures WHERE cluster_id = ? AND release IS NOT NULL "
+        "ORDER BY received_at, id LIMIT 1",
+        (int(issue_id),),
+    )
+    return str(rows[0][0]) if rows else None

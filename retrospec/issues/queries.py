@@ -95,8 +95,14 @@ def list_issues(
     sort: str = "last_seen",
     limit: int = 50,
     offset: int = 0,
+    before: tuple[int, int] | None = None,
 ) -> tuple[list[IssueSummary], int]:
-    """One page of issues plus the total matching; status "all" excludes candidates."""
+    """One page of issues plus the total matching; status "all" excludes candidates.
+
+    before = (last_seen_at, id) of the previous page's last row pages by keyset instead of
+    offset (the JSON API's cursor): rows that move while paging are neither skipped twice nor
+    repeated. It needs sort "last_seen"; the total still counts every match.
+    """
     if status not in STATUSES:
         raise BadRequest(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
     if sort not in SORTS:
@@ -121,17 +127,23 @@ def list_issues(
         where.append("(c.title LIKE ? ESCAPE '\\' OR c.culprit LIKE ? ESCAPE '\\')")
         params += [pattern, pattern]
     clause = " AND ".join(where)
+    page_clause, page_params = clause, list(params)
+    if before is not None:
+        if sort != "last_seen":
+            raise BadRequest("a cursor pages issues by last_seen only")
+        page_clause += " AND (c.last_seen_at < ? OR (c.last_seen_at = ? AND c.id < ?))"
+        page_params += [int(before[0]), int(before[0]), int(before[1])]
     # Late row lookup: pick the page's ids from the (status, sort key) indexes first, then read
     # only those rows, so sorting and offsets never drag every issue's full row along.
     rows = conn.execute(
-        f"SELECT {_SUMMARY_COLUMNS} FROM (SELECT c.id FROM clusters c WHERE {clause} "
+        f"SELECT {_SUMMARY_COLUMNS} FROM (SELECT c.id FROM clusters c WHERE {page_clause} "
         f"ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?) page "
         f"JOIN clusters c ON c.id = page.id JOIN sites s ON s.id = c.site_id "
         f"ORDER BY {SORTS[sort]}",
-        (*params, limit, offset),
+        (*page_params, limit, offset),
     ).fetchall()
     items = [_summary(r) for r in rows]
-    if len(items) < limit and (items or offset == 0):
+    if before is None and len(items) < limit and (items or offset == 0):
         total = offset + len(items)  # the last page tells the total: skip the count query
     else:
         count = list(
@@ -210,3 +222,36 @@ def change_status(
         (int(issue_id), now, event, actor),
     )
     return new
+
+
+def busy_issues(
+    conn: sqlite3.Connection, since: int, threshold: int, limit: int = 200
+) -> list[tuple[int, str, int]]:
+    """(id, site_id, failures) of open issues with at least threshold failures received since
+    `since`: the spike candidates. Counts stop at threshold, so a hot issue costs at most
+    threshold index entries (the exact number is counted once, when an alert is written)."""
+    threshold = max(1, int(threshold))
+    candidates = conn.execute(
+        "SELECT id, site_id FROM clusters WHERE status = 'open' AND last_seen_at >= ? "
+        "AND failure_count >= ? ORDER BY last_seen_at DESC LIMIT ?",
+        (since, threshold, limit),
+    ).fetchall()
+    out: list[tuple[int, str, int]] = []
+    for cid, site_id in candidates:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM failures WHERE cluster_id = ? "
+            "AND received_at >= ? LIMIT ?) recent",
+            (cid, since, threshold),
+        ).fetchone()
+        if int(count) >= threshold:
+            out.append((int(cid), str(site_id), int(count)))
+    return out
+
+
+def failures_since(conn: sqlite3.Connection, issue_id: int, since: int) -> int:
+    """How many failures of an issue were received since `since` (for a spike alert's text)."""
+    row = conn.execute(
+        "SELECT count(*) FROM failures WHERE cluster_id = ? AND received_at >= ?",
+        (int(issue_id), since),
+    ).fetchone()
+    return int(row[0])

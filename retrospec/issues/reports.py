@@ -41,6 +41,11 @@ def summary_json(issue: IssueSummary) -> dict[str, Any]:
     }
 
 
+def issue_json(issue: IssueSummary, base_url: str) -> dict[str, Any]:
+    """One row of `issues list --json` (and of GET /api/v1/issues): the summary plus its link."""
+    return {**summary_json(issue), "url": f"{base_url.rstrip('/')}/issues/{issue.id}"}
+
+
 def evidence_json(ev: Evidence, base_url: str | None = None) -> dict[str, Any]:
     """The stable `issues show --json` document (schema_version 1).
 

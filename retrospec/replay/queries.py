@@ -243,8 +243,13 @@ def list_sessions(
     user: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    before: tuple[int, str] | None = None,
 ) -> tuple[list[SessionView], int]:
-    """Sessions, newest activity first, and the total matching (site by id or name)."""
+    """Sessions, newest activity first, and the total matching (site by id or name).
+
+    before = (last_seen_at, id) of the previous page's last row pages by keyset (the JSON
+    API's cursor); the total still counts every match.
+    """
     where: list[str] = []
     params: list[Any] = []
     if site is not None:
@@ -260,9 +265,14 @@ def list_sessions(
         params.extend([user, user, user, user])
     clause = (" WHERE " + " AND ".join(where)) if where else ""
     total_rows = list(conn.execute(f"SELECT count(*) FROM sessions s{clause}", params).fetchall())
+    page_where, page_params = list(where), list(params)
+    if before is not None:
+        page_where.append("(s.last_seen_at < ? OR (s.last_seen_at = ? AND s.id < ?))")
+        page_params += [int(before[0]), int(before[0]), str(before[1])]
+    page_clause = (" WHERE " + " AND ".join(page_where)) if page_where else ""
     rows = conn.execute(
-        f"SELECT {_SESSION_COLUMNS} {_SESSION_FROM}{clause} "
+        f"SELECT {_SESSION_COLUMNS} {_SESSION_FROM}{page_clause} "
         "ORDER BY s.last_seen_at DESC, s.id DESC LIMIT ? OFFSET ?",
-        [*params, max(0, int(limit)), max(0, int(offset))],
+        [*page_params, max(0, int(limit)), max(0, int(offset))],
     ).fetchall()
     return [_session(r) for r in rows], int(total_rows[0][0])

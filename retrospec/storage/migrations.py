@@ -339,6 +339,79 @@ CREATE INDEX cluster_aliases_cluster ON cluster_aliases(cluster_id);
 ALTER TABLE issue_events ADD COLUMN detail TEXT;
 """,
     ),
+    (
+        8,
+        "alerts, their outbox and delivery log; API tokens",
+        """
+-- Who is told about what, and how. site_id NULL: every site. format: email for e-mail rules,
+-- slack | discord | json for webhooks. secret signs webhook bodies (HMAC-SHA256); it has to be
+-- kept in the clear to sign with, unlike keys and tokens, which are stored as digests.
+-- events: comma-separated subset of promoted,regression,spike.
+CREATE TABLE alert_rules (
+    id INTEGER PRIMARY KEY,
+    site_id TEXT REFERENCES sites(id) ON DELETE CASCADE,
+    channel TEXT NOT NULL,
+    target TEXT NOT NULL,
+    format TEXT NOT NULL,
+    secret TEXT,
+    events TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+-- The outbox: one row per message to send. Promotions and regressions write theirs in the same
+-- transaction as the status change; the deliver job adds spikes and digests. status: pending
+-- (due_at says when) | sending (claimed until due_at, the lease) | sent | failed | digested
+-- (carried by the digest row digest_id). dedupe_key is unique, so no event is queued twice, and
+-- is what receivers see as the idempotency key (Message-ID, X-Retrospec-Delivery).
+CREATE TABLE alert_outbox (
+    id INTEGER PRIMARY KEY,
+    rule_id INTEGER NOT NULL REFERENCES alert_rules(id) ON DELETE CASCADE,
+    cluster_id INTEGER REFERENCES clusters(id) ON DELETE CASCADE,
+    event TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL UNIQUE,
+    detail TEXT,
+    created_at INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    due_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    digest_id INTEGER,
+    last_error TEXT,
+    sent_at INTEGER
+);
+CREATE INDEX alert_outbox_due ON alert_outbox(due_at) WHERE status IN ('pending', 'sending');
+CREATE INDEX alert_outbox_rule ON alert_outbox(rule_id, created_at);
+CREATE INDEX alert_outbox_cluster ON alert_outbox(cluster_id, event, created_at);
+CREATE INDEX alert_outbox_digest ON alert_outbox(digest_id) WHERE digest_id IS NOT NULL;
+
+-- Every delivery attempt and its outcome (sent | retry | failed), kept after the rule is gone.
+CREATE TABLE alert_deliveries (
+    id INTEGER PRIMARY KEY,
+    outbox_id INTEGER,
+    rule_id INTEGER NOT NULL,
+    cluster_id INTEGER,
+    event TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT,
+    duration_ms INTEGER
+);
+CREATE INDEX alert_deliveries_at ON alert_deliveries(at);
+
+-- Personal tokens for the JSON API: shown once, stored as SHA-256 digests. scope: read | write.
+CREATE TABLE api_tokens (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    token_prefix TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER,
+    revoked_at INTEGER
+);
+CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens(name) WHERE revoked_at IS NULL;
+""",
+    ),
 ]
 
 
@@ -366,13 +439,23 @@ def current_version(conn: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
+def applied_versions(conn: sqlite3.Connection) -> set[int]:
+    """The migration numbers recorded as applied."""
+    current_version(conn)  # creates the table on a fresh database
+    return {int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations")}
+
+
 def migrate(conn: sqlite3.Connection) -> list[int]:
-    """Apply every pending migration, each in its own transaction; return the numbers applied."""
+    """Apply every pending migration, each in its own transaction; return the numbers applied.
+
+    A migration is pending when its number is not recorded, not merely when it is above the
+    highest one: numbers are reserved per change, so one may land after a higher one.
+    """
     applied: list[int] = []
     for version, name, script in MIGRATIONS:
         with transaction(conn):
             # Re-read inside the write lock so two processes starting at once cannot both apply.
-            if current_version(conn) >= version:
+            if version in applied_versions(conn):
                 continue
             for statement in _statements(script):
                 conn.execute(statement)

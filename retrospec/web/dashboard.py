@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Router
 
-from retrospec.web import auth_pages, issue_pages, session_pages, site_pages
+from retrospec.web import alert_pages, auth_pages, issue_pages, session_pages, site_pages
 from retrospec.web.access import EXCEPTION_HANDLERS, login_guard
 
 
@@ -19,6 +19,7 @@ def routes() -> list[Any]:
             *issue_pages.HANDLERS,
             *session_pages.HANDLERS,
             *site_pages.HANDLERS,
+            *alert_pages.HANDLERS,
         ],
         # Guard on the router: a new page is behind login unless it opts out with
         # opt={"public": True}.

@@ -67,6 +67,9 @@ class ServerProcess:
                 if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
                     return
             time.sleep(0.1)
+        # Reap it: a child left running would surface later as another test's ResourceWarning.
+        self.proc.kill()
+        self.proc.wait()
         raise RuntimeError(f"retrospec serve did not answer /healthz:\n{self.log()}")
 
     def log(self) -> str:

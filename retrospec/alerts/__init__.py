@@ -1,0 +1,1 @@
+"""Alerts: rules (who hears about what), the outbox and its delivery job, messages and channels."""
