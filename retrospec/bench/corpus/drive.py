@@ -28,10 +28,15 @@ SLOW_SETTLE_MS = 400  # ... when the bug goes through the network or a promise
 STEP_TIMEOUT_MS = 4000
 CLEAN = "clean"
 
+# Seeds the app's stored records before its scripts run, once, in the page itself only (not in
+# frames without storage, where touching it would throw into the page).
 SEED_JS = """(items) => {
-  if (sessionStorage.getItem("__corpus_seeded")) return;
-  sessionStorage.setItem("__corpus_seeded", "1");
-  for (const [k, v] of Object.entries(items)) localStorage.setItem(k, v);
+  if (window.top !== window || !/^https?:$/.test(location.protocol)) return;
+  try {
+    if (sessionStorage.getItem("__corpus_seeded")) return;
+    sessionStorage.setItem("__corpus_seeded", "1");
+    for (const [k, v] of Object.entries(items)) localStorage.setItem(k, v);
+  } catch (e) {}
 }"""
 
 
@@ -181,11 +186,11 @@ def drive_all(
     playwright and browser (`launch(playwright)` starts one)."""
     from playwright.sync_api import sync_playwright
 
-    jobs: queue.SimpleQueue[tuple[App, str, int]] = queue.SimpleQueue()
+    # Both deploys of a site go to one worker, so they are served from one origin (its port).
+    jobs: queue.SimpleQueue[tuple[App, str]] = queue.SimpleQueue()
     for app in apps:
         for bundler in bundlers:
-            for deploy in (1, 2):
-                jobs.put((app, bundler, deploy))
+            jobs.put((app, bundler))
     stats = DriveStats()
     lock = threading.Lock()
     started = time.monotonic()
@@ -197,13 +202,14 @@ def drive_all(
             try:
                 while True:
                     try:
-                        app, bundler, deploy = jobs.get_nowait()
+                        app, bundler = jobs.get_nowait()
                     except queue.Empty:
                         break
-                    t = time.monotonic()
-                    drive_deploy(browser, app, bundler, deploy, ws, sdk, port, mine)
-                    log(f"drove {app.name} ({bundler}, deploy {deploy}): "
-                        f"{time.monotonic() - t:.1f} s")  # fmt: skip
+                    for deploy in (1, 2):
+                        t = time.monotonic()
+                        drive_deploy(browser, app, bundler, deploy, ws, sdk, port, mine)
+                        log(f"drove {app.name} ({bundler}, deploy {deploy}): "
+                            f"{time.monotonic() - t:.1f} s")  # fmt: skip
             finally:
                 browser.close()
         with lock:
