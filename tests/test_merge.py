@@ -22,9 +22,12 @@ STACK = """TypeError: Cannot read properties of undefined (reading '{prop}')
 
 
 def bug(prop: str, fn: str = "renderSummary") -> dict[str, Any]:
-    """One of two bugs the rules rightly keep apart (different properties)."""
+    """One of two bugs the rules rightly keep apart (different properties, read at different
+    places of one function)."""
     msg = f"Cannot read properties of undefined (reading '{prop}')"
-    return error(STACK.format(prop=prop, fn=fn), msg)
+    column = {"name": 2301, "city": 2377}.get(prop, 90)
+    stack = STACK.format(prop=prop, fn=fn).replace(":1:2301", f":1:{column}")
+    return error(stack, msg)
 
 
 @pytest.fixture

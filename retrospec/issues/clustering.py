@@ -84,6 +84,7 @@ class Item:
     frames: str | None  # JSON list of frame dicts, None without a stack
     facets: tuple[tuple[str, str], ...]
     legacy: tuple[str, ...] = ()  # hashes under older grouping versions (during a transition)
+    position: str | None = None  # Fingerprint.position
 
 
 @dataclass(slots=True)
@@ -225,6 +226,7 @@ def fingerprint_row(
         frames=frames_json(fp),
         facets=facets_of(row),
         legacy=legacy,
+        position=fp.position,
     )
     return item, ok
 
@@ -379,12 +381,19 @@ def apply_batch(
         return stats
 
     # Which cluster each failure joins (old issues by their old key, then current key or alias).
-    res = identity.resolve(conn, [identity.Key(i.site_id, i.fingerprint, i.legacy) for i in todo])
-    # Clusters: create the missing ones (counters start at 0; the UPDATE below adds).
+    res = identity.resolve(
+        conn, [identity.Key(i.site_id, i.fingerprint, i.legacy, i.position) for i in todo]
+    )
+    # Clusters: create the missing ones (counters start at 0; the UPDATE below adds). New
+    # failures at one exact position share the cluster of the first (identity.py, rule 3).
     fresh: dict[tuple[str, str], list[Item]] = {}
+    leader: dict[tuple[str, str], str] = {}
     for n, item in enumerate(todo):
         if n not in res.clusters:
-            fresh.setdefault((item.site_id, item.fingerprint), []).append(item)
+            fp = item.fingerprint
+            if item.position:
+                fp = leader.setdefault((item.site_id, item.position), fp)
+            fresh.setdefault((item.site_id, fp), []).append(item)
     new_rows = []
     for (site_id, fp), members in fresh.items():
         first = members[0]
@@ -409,11 +418,29 @@ def apply_batch(
             params,
         ):
             created[(site_id, fp)] = int(cid)
+
+    def creation_key(item: Item) -> tuple[str, str]:
+        if item.position:
+            return item.site_id, leader.get((item.site_id, item.position), item.fingerprint)
+        return item.site_id, item.fingerprint
+
     target = [
-        res.clusters[n] if n in res.clusters else created[(i.site_id, i.fingerprint)]
+        res.clusters[n] if n in res.clusters else created[creation_key(i)]
         for n, i in enumerate(todo)
     ]
-    stats.aliases = identity.add_aliases(conn, res.aliases, now)
+    # Keys that joined another key's cluster through their position lead there from now on.
+    aliases = list(res.aliases)
+    aliases += [
+        (i.site_id, i.fingerprint, cid)
+        for n, (i, cid) in enumerate(zip(todo, target, strict=True))
+        if n not in res.clusters and creation_key(i)[1] != i.fingerprint
+    ]
+    stats.aliases = identity.add_aliases(conn, aliases, now)
+    identity.add_positions(
+        conn,
+        [(i.site_id, i.position, cid) for i, cid in zip(todo, target, strict=True) if i.position],
+        now,
+    )
     groups: dict[int, list[Item]] = {}
     for item, cid in zip(todo, target, strict=True):
         groups.setdefault(cid, []).append(item)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from retrospec.issues.messages import (
     SCAN_CHARS,
@@ -79,6 +79,10 @@ class Fingerprint:
     frames: tuple[Frame, ...]  # the normalised frames kept (in-app preferred), top first
     key: str  # the human-readable grouping key that was hashed (for debugging)
     family: str = "error"  # which failures may share a cluster: error | console | network
+    # Without a source map: the hash of the exact position (deployed file, line, column) of an
+    # engine error that names a property. One expression failing with different property names
+    # (`record[field]`) is one bug; the cluster job learns it from failures that share it.
+    position: str | None = None
 
 
 def path_template(url: str) -> tuple[str, str]:
@@ -256,7 +260,20 @@ def _error_like(failure: FailureInput, kind: str) -> Fingerprint:
     site = f"{_site_function(top)} {_site_path(top)}"
     key = "\n".join(("site", family, type_, _site_message(text, line), site, line or ""))
     kept_frames = tuple(kept[:MAX_KEPT_FRAMES])
-    return Fingerprint(_hash(key), "stack", title, _culprit(top), kept_frames, key, family)
+    position = _position(top, family, type_, text) if line is None else None
+    fp = Fingerprint(_hash(key), "stack", title, _culprit(top), kept_frames, key, family)
+    return replace(fp, position=position) if position else fp
+
+
+def _position(top: Frame, family: str, type_: str, text: str) -> str | None:
+    """The exact code position of an engine error naming a property, in one deployed file."""
+    engine = engine_message(text)
+    if engine is None or engine.identifier is None or top.mapped or top.column is None:
+        return None
+    if not top.raw_file or top.line is None:
+        return None
+    where = top.raw_file.partition("?")[0].partition("#")[0]
+    return _hash("\n".join(("position", family, type_, where, f"{top.line}:{top.column}")))
 
 
 def fingerprint(failure: FailureInput) -> Fingerprint:

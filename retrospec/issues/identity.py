@@ -7,7 +7,12 @@ The rule (README "Grouping"), in order:
    reached an old issue still reach it, so a new version never re-keys an issue. The failure's
    current key then becomes an alias of that cluster, so later failures find it directly.
 2. Else the cluster whose own fingerprint is the current key, or which has it as an alias.
-3. Else nothing: the caller creates a new cluster (a candidate) under the current version.
+3. Else, for an engine error naming a property without a source map, the cluster that already
+   failed at the same exact position (deployed file, line, column): the same expression failing
+   with another property name (`record[field]`) is the same bug. Its key becomes an alias there,
+   so the other deploys' failures with that property find it too.
+4. Else nothing: the caller creates a new cluster (a candidate) under the current version; it
+   records the positions of its failures (cluster_positions).
 A merged cluster hands whatever reaches it to the cluster it was merged into (issues/merge.py).
 
 Upgrade (once per new GROUPING_VERSION, run by the cluster job before new failures): promoted
@@ -39,6 +44,7 @@ class Key:
     site_id: str
     fingerprint: str
     legacy: tuple[str, ...] = ()
+    position: str | None = None  # see Fingerprint.position
 
 
 @dataclass(slots=True)
@@ -111,9 +117,20 @@ def resolve(conn: sqlite3.Connection, keys: Sequence[Key]) -> Resolution:
         current_pairs,
     ):
         found[(site_id, fp)] = int(cid)  # a cluster's own fingerprint beats an alias
+    position_pairs = sorted({(k.site_id, k.position) for k in keys if k.position})
+    at: dict[tuple[str, str], int] = {}
+    for cid, site_id, position in _pairs_in(
+        conn,
+        "SELECT cluster_id, site_id, position FROM cluster_positions "
+        "WHERE (site_id, position) IN (VALUES {values})",
+        position_pairs,
+    ):
+        at[(site_id, position)] = int(cid)
     for i, k in enumerate(keys):
         hit = next((old[(k.site_id, h)] for h in k.legacy if (k.site_id, h) in old), None)
         current = (k.site_id, k.fingerprint)
+        if hit is None and current not in found and k.position:
+            hit = at.get((k.site_id, k.position))
         if hit is not None:
             res.clusters[i] = hit
             if current not in found:
@@ -121,6 +138,8 @@ def resolve(conn: sqlite3.Connection, keys: Sequence[Key]) -> Resolution:
                 res.aliases.append((k.site_id, k.fingerprint, hit))
         elif current in found:
             res.clusters[i] = found[current]
+        if i in res.clusters and k.position:
+            at.setdefault((k.site_id, k.position), res.clusters[i])  # later keys of this batch
     merged = final_targets(conn, res.clusters.values())
     res.clusters = {i: merged.get(cid, cid) for i, cid in res.clusters.items()}
     return res
@@ -135,6 +154,18 @@ def add_aliases(conn: sqlite3.Connection, aliases: Sequence[tuple[str, str, int]
         "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (site_id, fingerprint) DO NOTHING",
         [(site, fp, cid, GROUPING_VERSION, now) for site, fp, cid in aliases],
     ).rowcount
+
+
+def add_positions(
+    conn: sqlite3.Connection, positions: Sequence[tuple[str, str, int]], now: int
+) -> None:
+    """Record where clusters failed (site, position, cluster); a known position keeps its own."""
+    if positions:
+        conn.executemany(
+            "INSERT INTO cluster_positions (site_id, position, cluster_id, created_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (site_id, position) DO NOTHING",
+            [(site, position, cid, now) for site, position, cid in positions],
+        )
 
 
 def aliases_of(conn: sqlite3.Connection, cluster_id: int) -> list[str]:

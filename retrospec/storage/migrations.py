@@ -335,6 +335,17 @@ CREATE TABLE cluster_aliases (
 ) WITHOUT ROWID;
 CREATE INDEX cluster_aliases_cluster ON cluster_aliases(cluster_id);
 
+-- Exact code positions (deployed file, line, column) of engine errors naming a property, and
+-- the cluster failing there: other property names at that position are the same bug.
+CREATE TABLE cluster_positions (
+    site_id TEXT NOT NULL,
+    position TEXT NOT NULL,
+    cluster_id INTEGER NOT NULL REFERENCES clusters(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (site_id, position)
+) WITHOUT ROWID;
+CREATE INDEX cluster_positions_cluster ON cluster_positions(cluster_id);
+
 -- What a history entry refers to (merged: the other issue's id).
 ALTER TABLE issue_events ADD COLUMN detail TEXT;
 """,
