@@ -49,9 +49,10 @@ def test_corpus_groups_every_bug_once(tmp_path: Path) -> None:
     assert figures["clean_failures"] == 0, notes
     assert figures["merged"] == 0 and figures["precision"] >= 0.99, notes
     assert figures["recall"] >= RECALL_FLOOR, notes
-    for name in ("user_data", "null_vs_undefined", "two_controls", "framework_caught", "typo"):
+    classes = ("user_data", "null_vs_undefined", "two_controls", "framework_caught", "dynamic_key")
+    for name in (*classes, "two_reads", "typo", "network"):
         assert figures[f"recall_{name}"] >= 0.99, (name, notes)
 
 
-# What the esbuild corpus measured when this test was written; grouping may only get better.
-RECALL_FLOOR = 0.9
+# The target (README "Grouping"); the esbuild corpus measured 1.000 when this was written.
+RECALL_FLOOR = 0.95
