@@ -237,6 +237,8 @@ def engine_message(message: str) -> EngineMessage | None:
     if form == text:
         not_a = _NOT_A.fullmatch(text)
         if not_a is not None:
+            if _IDENT_ONLY.fullmatch(not_a[1].strip()):
+                return EngineMessage(text)  # "render is not a function": already canonical
             # A computed callee ("this[("show" + e)]") holds minified names: only the site tells.
             return EngineMessage(f"<expr> is not {not_a[2]}")
         if _NOT_DEFINED.fullmatch(text):
