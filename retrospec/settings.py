@@ -37,6 +37,11 @@ class Settings:
         2, "Similar failures a cluster needs to become an issue (from at least 2 sessions)."
     )
     retention_days: float = _f(7, "Days to keep heavy artifacts (chunks, replays, payloads).")
+    grouping_transition_days: float = _f(
+        90,
+        "Days after a grouping-rules upgrade during which new failures are also matched to "
+        "issues by the previous rules' keys.",
+    )
     replay_interval_seconds: float = _f(5.0, "How often the replay job looks for new chunks.")
     cluster_interval_seconds: float = _f(1.0, "How often the cluster job looks for new failures.")
     purge_interval_hours: float = _f(24.0, "How often the scheduled purge runs.")
@@ -297,6 +302,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("promote_after must be at least 1")
     if s.retention_days <= 0:
         raise ConfigError("retention_days must be positive")
+    if s.grouping_transition_days < 0:
+        raise ConfigError("grouping_transition_days must not be negative")
     for name in (
         "max_body_bytes",
         "max_decompressed_bytes",

@@ -102,13 +102,36 @@ def test_two_bugs_in_the_same_file_are_two_clusters(feed: Feed) -> None:
 
 
 def test_reading_a_different_property_is_a_different_cluster(feed: Feed) -> None:
-    for prop in ("x", "y", "x"):
-        feed.send(
-            sid(), error(CHROME_V1, f"Cannot read properties of undefined (reading '{prop}')")
-        )
+    # Two reads in one function: different properties at different columns.
+    for prop, col in (("x", "104455"), ("y", "104460"), ("x", "104455")):
+        stack = CHROME_V1.replace(":2:104455", f":2:{col}")
+        feed.send(sid(), error(stack, f"Cannot read properties of undefined (reading '{prop}')"))
     feed.cluster()
     counts = sorted((c["title"][-4:], c["failure_count"]) for c in feed.clusters())
     assert counts == [("'x')", 2), ("'y')", 1)]
+
+
+def test_one_expression_failing_with_different_property_names_is_one_cluster(feed: Feed) -> None:
+    """`record[field]` without a source map: the same exact position in one deployed file says
+    it is one expression; the property names it learns lead to it from the next deploy too."""
+
+    def read(prop: str, stack: str = CHROME_V1) -> dict[str, object]:
+        return error(stack, f"Cannot read properties of undefined (reading '{prop}')")
+
+    for prop in ("price", "rating", "stock"):
+        feed.send(sid(), read(prop))
+    feed.cluster(batch_size=1)  # one failure per batch: learnt across batches
+    feed.send(sid(), read("rating", CHROME_V2))  # the next deploy, where it moved
+    feed.send(sid(), read("weight", CHROME_V2))  # a name first seen there, at the same spot
+    feed.cluster()
+    [cluster] = feed.clusters()
+    assert cluster["failure_count"] == 5
+    assert feed.value("SELECT count(*) FROM cluster_positions") == 2  # one per deploy
+    # Two bugs at one position of another function stay apart from it.
+    other = CHROME_V1.replace("at lineTotal", "at couponTotal").replace(":2:104455", ":2:500")
+    feed.send(sid(), error(other, "Cannot read properties of undefined (reading 'code')"))
+    feed.cluster()
+    assert len(feed.clusters()) == 2
 
 
 def test_network_failures_group_by_path_template_and_status_class(feed: Feed) -> None:

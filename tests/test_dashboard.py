@@ -404,3 +404,41 @@ def test_the_sites_page_shows_each_sites_sentry_dsn(shop: Shop) -> None:
     assert dsn not in rotated.text
     (new_key,) = query_one(shop.settings, "SELECT dsn_key FROM sites WHERE id = ?", (site_id,))
     assert f"http://{new_key}@{base}/{project_id}" in rotated.text
+# --- merge and unmerge -------------------------------------------------------------------------
+
+
+def test_merge_and_unmerge_from_the_issue_page(shop: Shop) -> None:
+    target, source = shop.price_issue, shop.orders_issue
+    url = f"/issues/{target}/merge"
+    refused = shop.client.post(url, data={"sources": str(source)}, headers={"HX-Request": "true"})
+    assert refused.status_code == 403  # no CSRF token
+    headers = {"HX-Request": "true", "X-CSRF-Token": shop.csrf}
+    before = query_one(shop.settings, "SELECT failure_count FROM clusters WHERE id = ?", (target,))
+    moved = query_one(shop.settings, "SELECT failure_count FROM clusters WHERE id = ?", (source,))
+    res = shop.client.post(url, data={"sources": f"#{source}"}, headers=headers)
+    assert res.status_code == 200
+    assert f"Merged #{source} into this issue." in res.text
+    assert f'href="/issues/{source}">#{source}</a>' in res.text
+    assert f"Merged #{source} into this" in res.text and "by alice" in res.text  # history
+    after = query_one(shop.settings, "SELECT failure_count FROM clusters WHERE id = ?", (target,))
+    assert after[0] == before[0] + moved[0]
+    assert f'id="issue-{source}"' not in shop.htmx("/?status=all").text
+    merged_page = shop.client.get(f"/issues/{source}").text
+    assert f'Merged into <a href="/issues/{target}">issue #{target}</a>' in merged_page
+
+    again = shop.client.post(url, data={"sources": str(source)}, headers=headers)
+    assert again.status_code == 400 and "already merged" in again.text
+    for bad in ("", "12; drop", "1" * 13, str(target)):
+        res = shop.client.post(url, data={"sources": bad}, headers=headers)
+        assert res.status_code == 400, bad
+
+    undo = shop.client.post(
+        f"/issues/{target}/unmerge", data={"source": str(source), "csrf_token": shop.csrf},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert undo.status_code == 303 and undo.headers["location"] == f"/issues/{target}"
+    restored = query_one(
+        shop.settings, "SELECT status, failure_count FROM clusters WHERE id = ?", (source,)
+    )
+    assert restored == ("open", moved[0])
+    assert f'id="issue-{source}"' in shop.htmx("/?status=all").text

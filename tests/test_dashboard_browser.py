@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from retrospec.storage.db import reading
 from tests.support.accounts import PASSWORD
 from tests.support.checkout import send_checkout_session
 from tests.support.data import add_site
+from tests.support.envelopes import envelope
 from tests.support.paths import REPO
 from tests.support.servers import ServerProcess, StaticSite, free_port, serve_static, server_env
 
@@ -361,3 +363,53 @@ def test_pages_work_at_phone_width(browser: Any, world: World) -> None:
         assert all(w <= 390 for w in widths.values()), widths
     finally:
         context.close()
+
+
+def test_merge_and_unmerge_on_the_issue_page(page: Any, world: World) -> None:
+    """Two issues the rules kept apart (different properties), merged and unmerged in place."""
+    base = world.server.base_url
+    settings = world.server.settings
+    _, key = add_site(settings, "blog", [])
+    stack = "TypeError: x\n    at renderPost (https://blog.example/assets/main-YGIWARMX.js:1:{col})"
+    with httpx.Client(base_url=base) as client:
+        for prop, col in (("title", 10), ("title", 10), ("author", 90), ("author", 90)):
+            msg = f"Cannot read properties of undefined (reading '{prop}')"
+            failure = {"kind": "error", "ts": 1_732_560_005_000, "type": "TypeError",
+                       "message": msg, "stack": stack.format(col=col)}  # fmt: skip
+            body = envelope({"id": str(uuid.uuid4()), "user_agent": "Mozilla/5.0"}, 0,
+                            failures=[failure])  # fmt: skip
+            assert client.post(f"/api/v1/ingest?key={key}", json=body).status_code == 202
+
+    def two_issues() -> Any:
+        items, _ = read(settings, lambda c: issues.list_issues(c, site="blog", q="reading"))
+        return sorted(items, key=lambda i: i.id) if len(items) == 2 else None
+
+    title_issue, author_issue = wait_for("the blog's two issues", two_issues)
+    sign_in(page, world, f"/issues/{title_issue.id}")
+    page.evaluate("window.__noReload = 1")
+    page.fill("#issue-merge input[name=sources]", str(author_issue.id))
+    page.click("#issue-merge button:has-text('Merge')")
+    page.wait_for_selector(f"#issue-merge .merged-list a[href='/issues/{author_issue.id}']")
+    assert page.evaluate("window.__noReload") == 1  # swapped in place by htmx
+    assert f"Merged #{author_issue.id} into this issue." in page.inner_text("#issue-merge")
+    assert page.inner_text(".stat-strip .stat-value >> nth=0") == "4"
+    assert f"Merged #{author_issue.id} into this" in page.inner_text("#history")
+    shot(page, "issue-merged.png")
+    merged = read(settings, lambda c: issues.get_issue(c, author_issue.id))
+    assert merged.status == "merged"
+
+    page.click(f"#issue-merge button[aria-label='Unmerge #{author_issue.id}']")
+    page.wait_for_selector("#issue-merge .merged-list", state="detached")
+    assert page.inner_text(".stat-strip .stat-value >> nth=0") == "2"
+    assert f"Unmerged #{author_issue.id}" in page.inner_text("#history")
+    restored = read(settings, lambda c: issues.get_issue(c, author_issue.id))
+    assert (restored.status, restored.failure_count) == ("open", 2)
+    # The merged issue's own page offers the way back too.
+    page.fill("#issue-merge input[name=sources]", str(author_issue.id))
+    page.click("#issue-merge button:has-text('Merge')")
+    page.wait_for_selector(f"#issue-merge .merged-list a[href='/issues/{author_issue.id}']")
+    page.goto(f"{base}/issues/{author_issue.id}")
+    assert f"Merged into issue #{title_issue.id}" in page.inner_text("#issue-merge")
+    page.click("#issue-merge button:has-text('Unmerge')")
+    page.wait_for_url(f"{base}/issues/{title_issue.id}")
+    page.wait_for_selector("#issue-merge .merged-list", state="detached")

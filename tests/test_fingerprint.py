@@ -9,10 +9,10 @@ from retrospec.issues.fingerprint import (
     Fingerprint,
     Frame,
     fingerprint,
-    normalize_message,
     parse_stack,
     path_template,
 )
+from retrospec.issues.messages import normalize_message
 
 PAGE = "https://shop.example.com/cart?step=2"
 
@@ -336,8 +336,9 @@ def test_recursion_collapses() -> None:
     # Firefox calls it InternalError: too much recursion.
     ff = "walk@https://shop.example.com/static/js/tree.3f9a1c2b.js:1:510\n" * 5000
     ff += "render@https://shop.example.com/static/js/tree.3f9a1c2b.js:1:90\n"
-    assert err(ff, "too much recursion", "InternalError").hash != err(deep, msg, "RangeError").hash
-    # The cap on parsed lines cut the render frame above; with it both browsers agree.
+    # The failing site (walk) is the key, so the cap on parsed lines, which cuts the render
+    # frame here, changes nothing: both browsers agree either way.
+    assert err(ff, "too much recursion", "InternalError").hash == err(deep, msg, "RangeError").hash
     short_ff = "walk@https://shop.example.com/static/js/tree.3f9a1c2b.js:1:510\n" * 50 + ff[-70:]
     assert (
         err(short_ff, "too much recursion", "InternalError").hash
@@ -399,7 +400,7 @@ def test_query_strings_never_reach_keys() -> None:
     at run (https://shop.example.com/app.js?v=SECRET123&token=abc:1:2)"""
     fp = err(stack, "boom", "Error")
     assert "SECRET" not in fp.key and "token" not in fp.key
-    assert fp.key.endswith("run /app.js")
+    assert "\nrun <entry>.js\n" in fp.key
     fp_net = net("https://api.example.com/search?q=private+stuff&token=SECRET", 500)
     assert "SECRET" not in fp_net.key and "private" not in fp_net.key
 
@@ -474,7 +475,7 @@ def test_message_fallback_normalises_variable_parts() -> None:
     assert a.basis == b.basis == "message"
     assert a.hash == b.hash
     assert a.key.endswith(
-        "Payment <num> for <email> from <ip> failed: <url> ref <uuid> trace <hex> digest <hex>"
+        "Payment <val> for <email> from <ip> failed: <url> ref <uuid> trace <hex> digest <hex>"
     )
     assert a.title.startswith("Error: Payment 17 for jane@example.com")  # original kept for display
     assert (

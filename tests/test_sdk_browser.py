@@ -7,8 +7,10 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import pytest
 
+from retrospec.ingest.envelope import decode_payload
 from retrospec.issues.fingerprint import FailureInput, fingerprint
 from retrospec.storage.blobs import BlobStore, read_chunk, split_frames
 from tests.support.browser import query, sdk_page, wait_for
@@ -681,3 +683,66 @@ def test_a_507_for_failures_means_retry_later_never_dropped(
         assert failure["message"] == "kept for later"
     finally:
         roomy.stop()
+FRAMEWORKS = """
+<script>
+function openCard(card) { return card.assignee.name.toUpperCase(); }
+// What React error boundaries, Vue's errorHandler and AngularJS's $exceptionHandler do.
+function boundary(fn) { try { fn(); } catch (e) { console.error(e); } }
+function vueHandler(fn) { try { fn(); } catch (e) { console.error('Error in handler:', e); } }
+function angularLog(fn) { try { fn(); } catch (e) { console.error(e.stack); } }
+function logAndRethrow(fn) { try { fn(); } catch (e) { console.error(e); throw e; } }
+function hooked(fn) { try { fn(); } catch (e) { rs.captureException(e); console.error(e); } }
+</script>
+"""
+
+
+def test_errors_frameworks_log_with_console_error_are_errors(
+    server: ServerProcess, static_site: StaticSite, context: Any
+) -> None:
+    site_id, key = new_site(server, "frameworks")
+    html = sdk_page(server, key, body=FRAMEWORKS, options={"flushIntervalMs": 200})
+    url = static_site.write("frameworks.html", html)
+    page = context.new_page()
+    page.goto(url)
+    page.evaluate(
+        """() => {
+        boundary(() => openCard({assignee: null}));
+        vueHandler(() => openCard({assignee: null}));
+        angularLog(() => openCard({assignee: null}));
+        setTimeout(() => openCard({}));  // the same bug, uncaught
+        setTimeout(() => logAndRethrow(() => openCard({assignee: null})));
+        hooked(() => openCard({assignee: null}));
+    }"""
+    )
+    rows = wait_for(
+        lambda: (r := site_rows(server, "failures", site_id)) and len(r) >= 6 and r,
+        what="6 failures",
+    )
+    page.wait_for_timeout(500)
+    rows = site_rows(server, "failures", site_id)
+    kinds = sorted(r["kind"] for r in rows)
+    # Logged and rethrown is one failure, so is captured and logged; AngularJS logs text.
+    assert kinds == ["console", "custom", "error", "error", "error", "error"], kinds
+    payloads = {r["id"]: msgspec.to_builtins(decode_payload(r["payload"])) for r in rows}
+    logged = [r for r in rows if r["kind"] in ("error", "custom")]
+    for r in logged:
+        assert r["type"] == "TypeError"
+        assert r["message"].startswith("Cannot read properties of ")
+        assert "openCard" in payloads[r["id"]]["stack"]
+    contexts = [payloads[r["id"]].get("context") for r in logged]
+    assert {"console": "Error in handler:"} in contexts
+
+    # All six are one bug: null and undefined at one site, logged or not, text or Error.
+    prints = {
+        fingerprint(
+            FailureInput(
+                kind=r["kind"],
+                type=r["type"],
+                message=r["message"],
+                stack=payloads[r["id"]].get("stack"),
+                page_url=r["url"],
+            )
+        ).hash
+        for r in rows
+    }
+    assert len(prints) == 1

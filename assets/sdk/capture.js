@@ -50,6 +50,16 @@ function debugIdsFor(stack) {
   return out;
 }
 
+// One Error object is one failure, even when a framework logs it, a hook passes it to
+// captureException and it also goes uncaught. True when `err` was reported already.
+const reportedErrors = typeof WeakSet === "function" ? new WeakSet() : null;
+function seenBefore(err) {
+  if (!reportedErrors || !err || typeof err !== "object") return false;
+  if (reportedErrors.has(err)) return true;
+  reportedErrors.add(err);
+  return false;
+}
+
 // Where console.error was called from: a fresh stack minus its header and our wrapper's frame,
 // so two calls from one code path group together.
 function callerStack(trace) {
@@ -70,6 +80,7 @@ function installCapture(sink) {
     // Failed <img>/<script> loads do not bubble to window; only script errors arrive here.
     if (!live() || !(ev instanceof ErrorEvent)) return;
     sink.guard(() => {
+      if (seenBefore(ev.error)) return;
       const f = errorFailure("error", ev.error, ev.error === undefined || ev.error === null
         ? ev.message : "Uncaught " + describe(ev.error));
       if (ev.filename) f.filename = sink.clean(ev.filename);
@@ -83,6 +94,7 @@ function installCapture(sink) {
     if (!live()) return;
     sink.guard(() => {
       const reason = ev.reason;
+      if (seenBefore(reason)) return;
       const f = errorFailure("unhandledrejection", reason,
         "Non-Error promise rejection: " + describe(reason));
       if (!isErrorLike(reason)) {
@@ -101,7 +113,18 @@ function installCapture(sink) {
         const trace = new Error();
         sink.guard(() => {
           const err = args.find(isErrorLike);
-          const f = err ? errorFailure("console", err) : { kind: "console", stack: callerStack(trace) };
+          if (err) {
+            // Frameworks log the errors they catch (React error boundaries, Vue's errorHandler,
+            // AngularJS's $exceptionHandler): that is the error itself, of its real type and
+            // with its real stack, as Sentry's CaptureConsole reports it.
+            if (seenBefore(err)) return;
+            const f = errorFailure("error", err);
+            const rest = args.filter((a) => a !== err).map(describe).join(" ");
+            if (rest) f.context = { console: cap(rest, MAX_MESSAGE) };
+            sink.report(f);
+            return;
+          }
+          const f = { kind: "console", stack: callerStack(trace) };
           f.message = cap(args.map(describe).join(" "), MAX_MESSAGE);
           sink.report(f);
         });

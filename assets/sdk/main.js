@@ -447,6 +447,7 @@ function createClient(opts) {
     },
     captureException(error, context) {
       guard(() => {
+        seenBefore(error); // asked for explicitly: always sent, and console.error(error) after is not
         const f = errorFailure("custom", error, describe(error));
         if (context && typeof context === "object") {
           const { fingerprint, tags, ...rest } = context;

@@ -42,6 +42,7 @@ BENCHMARKS: dict[str, str] = {
     "symbolication": "retrospec.bench.symbolication:run",
     "sdk-size": "retrospec.bench.firstrun:run_sdk_size",
     "first-failure": "retrospec.bench.firstrun:run_first_failure",
+    "grouping": "retrospec.bench.grouping:run",
 }
 
 

@@ -24,7 +24,7 @@ def bench(
         list[str] | None,
         typer.Argument(
             help="Benchmarks to run (default: all): ingest-failures, ingest-replay, latency, "
-            "pipeline, storage, memory, dashboard, purge."
+            "pipeline, storage, memory, dashboard, purge, sdk-size, first-failure, grouping."
         ),
     ] = None,
     quick: Annotated[

@@ -284,7 +284,16 @@ def _print_evidence(ev: Evidence, base: str) -> None:
         console.print_text("History", style="bold")
         for h in ev.history:
             who = f" by {h.actor}" if h.actor else ""
-            console.print_text(f"  {(iso(h.at) or '')[:16].replace('T', ' ')} {h.action}{who}")
+            what = f"{h.action} #{h.detail}" if h.detail else h.action
+            console.print_text(f"  {(iso(h.at) or '')[:16].replace('T', ' ')} {what}{who}")
+    if ev.merged_into is not None:
+        console.print_text("")
+        console.print_text(f"Merged into issue {ev.merged_into}", style="bold")
+    if ev.merged:
+        console.print_text("")
+        console.print_text("Merged into this issue", style="bold")
+        for mid, title in ev.merged:
+            console.print_text(f"  {mid}: {one_line(title, 200)}")
 
 
 def _change(issue_id: int, action: str, *, in_next_release: bool = False) -> None:
@@ -330,3 +339,53 @@ def issues_ignore(issue_id: IssueId) -> None:
 def issues_reopen(issue_id: IssueId) -> None:
     """Reopen a resolved or ignored issue."""
     _change(issue_id, "reopen")
+
+
+SourceIds = Annotated[
+    list[int], typer.Argument(help="Issue ids to merge into TARGET (or to take back out of it).")
+]
+TargetId = Annotated[int, typer.Argument(help="The issue that keeps its id.")]
+
+
+def _merge_json(result: Any, action: str) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "action": action,
+        "target": result.target,
+        "sources": list(result.sources),
+        "failures_moved": result.failures_moved,
+    }
+
+
+@issues_app.command("merge")
+def issues_merge(target: TargetId, sources: SourceIds, json_out: JsonOpt = False) -> None:
+    """Merge issues into TARGET: their failures, counts and future failures join it."""
+    from retrospec.cli.common import with_db
+    from retrospec.issues.merge import merge
+
+    loaded = load()
+    require_db(loaded.settings)
+    result = with_db(loaded, lambda c: merge(c, target, sources, _actor()), write=True)
+    if json_out:
+        console.print_json(_merge_json(result, "merge"))
+        return
+    names = ", ".join(str(s) for s in result.sources)
+    console.success(f"merged {names} into issue {target} ({result.failures_moved} failures moved)")
+
+
+@issues_app.command("unmerge")
+def issues_unmerge(target: TargetId, sources: SourceIds, json_out: JsonOpt = False) -> None:
+    """Undo merges: each SOURCE leaves TARGET with its own failures and its old status."""
+    from retrospec.cli.common import with_db
+    from retrospec.issues.merge import unmerge
+
+    loaded = load()
+    require_db(loaded.settings)
+    result = with_db(loaded, lambda c: unmerge(c, target, sources, _actor()), write=True)
+    if json_out:
+        console.print_json(_merge_json(result, "unmerge"))
+        return
+    names = ", ".join(str(s) for s in result.sources)
+    console.success(
+        f"unmerged {names} from issue {target} ({result.failures_moved} failures moved back)"
+    )

@@ -52,8 +52,14 @@ import msgspec
 from retrospec.alerts import outbox
 from retrospec.clock import day_of, now_ms
 from retrospec.ingest.envelope import FailurePayload, decode_payload
-from retrospec.issues import releases
-from retrospec.issues.fingerprint import FailureInput, Fingerprint, fingerprint, path_template
+from retrospec.issues import grouping_v1, identity, releases
+from retrospec.issues.fingerprint import (
+    GROUPING_VERSION,
+    FailureInput,
+    Fingerprint,
+    fingerprint,
+    path_template,
+)
 from retrospec.issues.sourcemapping import (
     fetch_missing,
     map_index,
@@ -71,7 +77,6 @@ from retrospec.sourcemaps.resolve import (
 
 log = logging.getLogger(__name__)
 
-FAMILY = {"unhandledrejection": "error", "custom": "error"}  # other kinds are their own family
 FACET_VALUE_CHARS = 300
 _CHUNK = 400  # bound on bound parameters per statement (row-value IN lists)
 
@@ -103,6 +108,8 @@ class Item:
     frames: str | None  # JSON list of frame dicts, None without a stack
     facets: tuple[tuple[str, str], ...]
     release: str | None = None
+    legacy: tuple[str, ...] = ()  # hashes under older grouping versions (during a transition)
+    position: str | None = None  # Fingerprint.position
 
 
 @dataclass(slots=True)
@@ -114,6 +121,7 @@ class BatchStats:
     new_clusters: int = 0
     promoted: list[int] = field(default_factory=list)
     regressed: list[int] = field(default_factory=list)
+    aliases: int = 0  # current keys recorded as aliases of clusters of older versions
 
 
 def frame_dict(f: Frame) -> dict[str, Any]:
@@ -155,7 +163,8 @@ def url_facet(url: str) -> str | None:
     return _facet(path_template(url)[1])
 
 
-def _facets(row: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+def facets_of(row: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The (facet, value) pairs a failures row counts toward: browser, os, url, release."""
     url = row["url"]
     pairs = (
         ("browser", _facet(row["browser"])),
@@ -227,18 +236,34 @@ def _cached_fingerprint(failure: FailureInput) -> Fingerprint:
     return fingerprint(failure)
 
 
-def fingerprint_row(row: Mapping[str, Any], maps: MapIndex | None = None) -> tuple[Item, bool]:
-    """Fingerprint one failures row; the flag is False when it needed the fallback."""
+# The frozen rules of older grouping versions, by version (issues/identity.py says when used).
+LEGACY_HASHERS: dict[int, Callable[[FailureInput], str]] = {
+    grouping_v1.VERSION: functools.lru_cache(maxsize=4096)(grouping_v1.fingerprint_hash),
+}
+
+
+def _legacy(failure: FailureInput, versions: Sequence[int]) -> tuple[str, ...]:
+    return tuple(LEGACY_HASHERS[v](failure) for v in versions if v in LEGACY_HASHERS)
+
+
+def fingerprint_row(
+    row: Mapping[str, Any], maps: MapIndex | None = None, legacy_versions: Sequence[int] = ()
+) -> tuple[Item, bool]:
+    """Fingerprint one failures row (frames through their source maps when `maps` has them;
+    in a transition, its older-version hashes too); the flag is False when it needed the
+    fallback."""
     ok = True
+    legacy: tuple[str, ...] = ()
     try:
-        fp = _cached_fingerprint(failure_input(row, maps))
+        failure = failure_input(row, maps)
+        fp = _cached_fingerprint(failure)
+        legacy = _legacy(failure, legacy_versions)
     except Exception:
         # A fingerprinter bug must not leave the failure unclaimed forever (it would be retried
         # every second); group it by type and message alone and count the error.
         log.exception("fingerprinting failure %s failed; using its message", row["id"])
         ok = False
         fp = fingerprint(FailureInput(kind=row["kind"], type=row["type"], message=row["message"]))
-    kind = str(row["kind"])
     item = Item(
         id=int(row["id"]),
         site_id=str(row["site_id"]),
@@ -246,25 +271,29 @@ def fingerprint_row(row: Mapping[str, Any], maps: MapIndex | None = None) -> tup
         user_key=row["user_key"],
         received_at=int(row["received_at"]),
         fingerprint=fp.hash,
-        kind=FAMILY.get(kind, kind),
+        kind=fp.family,
         basis=fp.basis,
         title=fp.title,
         culprit=fp.culprit,
         frames=frames_json(fp),
-        facets=_facets(row),
+        facets=facets_of(row),
         release=row["release"],
+        legacy=legacy,
+        position=fp.position,
     )
     return item, ok
 
 
 def fingerprint_rows(
-    rows: list[dict[str, Any]], maps: MapIndex | None = None
+    rows: list[dict[str, Any]],
+    maps: MapIndex | None = None,
+    legacy_versions: Sequence[int] = (),
 ) -> tuple[list[tuple[Item, bool]], int]:
     """fingerprint_row over a batch (a top-level function, so it can run in a child process);
     also returns how many source maps failed to load or look up meanwhile."""
     cache = cache_for(maps.blob_url, maps.cache_bytes) if maps else None
     before = cache.errors if cache is not None else 0
-    done = [fingerprint_row(row, maps) for row in rows]
+    done = [fingerprint_row(row, maps, legacy_versions) for row in rows]
     return done, (cache.errors - before if cache is not None else 0)
 
 
@@ -275,7 +304,8 @@ def run(ctx: JobContext) -> JobResult:
     before_write: Callable[[list[int]], None] | None = ctx.options.get(BEFORE_WRITE)
     result = JobResult()
     totals = dict.fromkeys(
-        ("claimed", "skipped", "new_clusters", "promoted", "regressed", "map_errors"), 0
+        ("claimed", "skipped", "new_clusters", "promoted", "regressed", "aliases", "map_errors"),
+        0,
     )
     last_id = 0
     batches = 0
@@ -284,6 +314,9 @@ def run(ctx: JobContext) -> JobResult:
         found, cursor = releases.sessions_since(reader)
         if found or cursor is not None:
             ctx.write(lambda c: releases.record_sessions(c, found, cursor))
+        if identity.upgraded_version(reader) < GROUPING_VERSION:
+            totals.update(upgrade(ctx, reader, batch_size))
+        legacy = identity.legacy_versions(reader, ctx.settings.grouping_transition_days, now_ms())
         while max_batches is None or batches < int(max_batches):
             ctx.check_stop()
             rows = [dict(r) for r in reader.execute(_SELECT_BATCH, (last_id, batch_size))]
@@ -294,7 +327,7 @@ def run(ctx: JobContext) -> JobResult:
                 maps = map_index(reader, rows, ctx.blobs.url, ctx.settings.sourcemap_cache_mb)
             # Fingerprinting is the CPU-heavy part: in the server it runs in the compute
             # process, off the interpreter the event loop uses.
-            done, map_errors = ctx.compute(fingerprint_rows, rows, maps)
+            done, map_errors = ctx.compute(fingerprint_rows, rows, maps, legacy)
             items = [item for item, _ok in done]
             result.errors += sum(1 for _item, ok in done if not ok)
             # A broken map leaves frames minified and is logged; counted, never fatal.
@@ -315,18 +348,54 @@ def run(ctx: JobContext) -> JobResult:
             totals["new_clusters"] += stats.new_clusters
             totals["promoted"] += len(stats.promoted)
             totals["regressed"] += len(stats.regressed)
+            totals["aliases"] += stats.aliases
             if len(rows) < batch_size:
                 break
         totals["frames_refreshed"] = refresh_frames(ctx, reader, refreshed_frames)
     finally:
         reader.close()
     result.items = totals["claimed"]
-    result.details = {"batches": batches, **totals}
+    result.details = {"batches": batches, "grouping_version": GROUPING_VERSION, **totals}
     result.message = (
         f"clustered {totals['claimed']} failures ({totals['new_clusters']} new clusters, "
         f"{totals['promoted']} promoted, {totals['regressed']} regressions)"
     )
     return result
+
+
+_UPGRADE_SAMPLE = 20  # newest retained failures per old issue whose current keys become aliases
+_SELECT_SAMPLE = """
+SELECT id, cluster_id, site_id, session_id, kind, type, message, url, received_at, method,
+       request_url, status, release, browser, os, user_key, payload
+FROM failures WHERE cluster_id = ? AND payload IS NOT NULL ORDER BY id DESC LIMIT ?
+"""
+
+
+def upgrade(ctx: JobContext, reader: sqlite3.Connection, batch_size: int) -> dict[str, int]:
+    """Move the data to the current grouping version (issues/identity.py): aliases for old
+    issues, old candidates dissolved for regrouping, then the version recorded. Idempotent."""
+    out = {"upgrade_aliases": 0, "upgrade_released": 0}
+    after = 0
+    while ids := identity.old_issues(reader, after, max(1, batch_size // _UPGRADE_SAMPLE)):
+        ctx.check_stop()
+        after = ids[-1]
+        rows = [
+            dict(r) for cid in ids for r in reader.execute(_SELECT_SAMPLE, (cid, _UPGRADE_SAMPLE))
+        ]
+        owner = {int(r["id"]): cid for cid in ids for r in rows if r["cluster_id"] == cid}
+        maps = map_index(reader, rows, ctx.blobs.url, ctx.settings.sourcemap_cache_mb)
+        done, _map_errors = ctx.compute(fingerprint_rows, rows, maps, ())
+        aliases = [(i.site_id, i.fingerprint, owner[i.id]) for i, _ok in done]
+        out["upgrade_aliases"] += ctx.write(
+            functools.partial(identity.add_aliases, aliases=aliases, now=now_ms())
+        )
+    after = 0
+    while ids := identity.old_candidates(reader, after, batch_size):
+        ctx.check_stop()
+        after = ids[-1]
+        out["upgrade_released"] += ctx.write(functools.partial(identity.dissolve, cluster_ids=ids))
+    ctx.write(functools.partial(identity.finish_upgrade, now=now_ms()))
+    return out
 
 
 def _chunks(seq: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
@@ -379,23 +448,32 @@ def apply_batch(
     if not todo:
         return stats
 
-    groups: dict[tuple[str, str], list[Item]] = {}
-    for item in todo:
-        groups.setdefault((item.site_id, item.fingerprint), []).append(item)
-
-    # Clusters: create the missing ones (counters start at 0; the UPDATE below adds).
+    # Which cluster each failure joins (old issues by their old key, then current key or alias).
+    res = identity.resolve(
+        conn, [identity.Key(i.site_id, i.fingerprint, i.legacy, i.position) for i in todo]
+    )
+    # Clusters: create the missing ones (counters start at 0; the UPDATE below adds). New
+    # failures at one exact position share the cluster of the first (identity.py, rule 3).
+    fresh: dict[tuple[str, str], list[Item]] = {}
+    leader: dict[tuple[str, str], str] = {}
+    for n, item in enumerate(todo):
+        if n not in res.clusters:
+            fp = item.fingerprint
+            if item.position:
+                fp = leader.setdefault((item.site_id, item.position), fp)
+            fresh.setdefault((item.site_id, fp), []).append(item)
     new_rows = []
-    for (site_id, fp), members in groups.items():
+    for (site_id, fp), members in fresh.items():
         first = members[0]
         new_rows.append(
             (site_id, fp, first.kind, first.basis, first.title, first.culprit,
              min(m.received_at for m in members), max(m.received_at for m in members),
-             first.id, now, first.release, members[-1].release)
+             first.id, now, GROUPING_VERSION, first.release, members[-1].release)
         )  # fmt: skip
     stats.new_clusters = conn.executemany(
         "INSERT INTO clusters (site_id, fingerprint, kind, basis, title, culprit, "
-        "first_seen_at, last_seen_at, sample_failure_id, updated_at, first_release, "
-        "last_release) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "first_seen_at, last_seen_at, sample_failure_id, updated_at, grouping_version, "
+        "first_release, last_release) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (site_id, fingerprint) DO NOTHING",
         new_rows,
     ).rowcount
@@ -403,22 +481,56 @@ def apply_batch(
     releases.record_failures(
         conn, [(i.site_id, i.release, i.received_at) for i in todo if i.release]
     )
-    cluster_of: dict[tuple[str, str], tuple[int, str, int | None, str | None]] = {}
-    keys = list(groups)
-    for chunk in _chunks(keys):
+    created: dict[tuple[str, str], int] = {}
+    for chunk in _chunks(list(fresh)):
         values = ",".join("(?, ?)" for _ in chunk)
         params = tuple(x for key in chunk for x in key)
-        for cid, site_id, fp, status, resolved_at, in_release in conn.execute(
-            "SELECT id, site_id, fingerprint, status, resolved_at, resolved_in_release "
-            f"FROM clusters WHERE (site_id, fingerprint) IN (VALUES {values})",
+        for cid, site_id, fp in conn.execute(
+            "SELECT id, site_id, fingerprint FROM clusters "
+            f"WHERE (site_id, fingerprint) IN (VALUES {values})",
             params,
         ):
-            cluster_of[(site_id, fp)] = (int(cid), str(status), resolved_at, in_release)
+            created[(site_id, fp)] = int(cid)
+
+    def creation_key(item: Item) -> tuple[str, str]:
+        if item.position:
+            return item.site_id, leader.get((item.site_id, item.position), item.fingerprint)
+        return item.site_id, item.fingerprint
+
+    target = [
+        res.clusters[n] if n in res.clusters else created[creation_key(i)]
+        for n, i in enumerate(todo)
+    ]
+    # Keys that joined another key's cluster through their position lead there from now on.
+    aliases = list(res.aliases)
+    aliases += [
+        (i.site_id, i.fingerprint, cid)
+        for n, (i, cid) in enumerate(zip(todo, target, strict=True))
+        if n not in res.clusters and creation_key(i)[1] != i.fingerprint
+    ]
+    stats.aliases = identity.add_aliases(conn, aliases, now)
+    identity.add_positions(
+        conn,
+        [(i.site_id, i.position, cid) for i, cid in zip(todo, target, strict=True) if i.position],
+        now,
+    )
+    groups: dict[int, list[Item]] = {}
+    for item, cid in zip(todo, target, strict=True):
+        groups.setdefault(cid, []).append(item)
+    cluster_of: dict[int, tuple[str, int | None, str | None]] = {}
+    for chunk in _chunks(list(groups)):
+        marks = ",".join("?" * len(chunk))
+        for cid, status, resolved_at, in_release in conn.execute(
+            "SELECT id, status, resolved_at, resolved_in_release FROM clusters "
+            f"WHERE id IN ({marks})",
+            tuple(chunk),
+        ):
+            cluster_of[int(cid)] = (str(status), resolved_at, in_release)
 
     # Claim the failures; the extra `cluster_id IS NULL` makes a double claim impossible.
     claimed = conn.executemany(
         "UPDATE failures SET fingerprint = ?, cluster_id = ? WHERE id = ? AND cluster_id IS NULL",
-        [(i.fingerprint, cluster_of[(i.site_id, i.fingerprint)][0], i.id) for i in todo],
+        [(i.fingerprint, cid, i.id) for i, cid in zip(todo, target, strict=True)],
     ).rowcount
     if claimed != len(todo):  # impossible under the write lock; roll back rather than miscount
         raise RuntimeError(f"claimed {claimed} of {len(todo)} failures; batch rolled back")
@@ -433,8 +545,8 @@ def apply_batch(
     cluster_updates: list[tuple[Any, ...]] = []
     frame_rows: list[tuple[int, str]] = []
     touched: dict[int, Touched] = {}
-    for key, members in groups.items():
-        cid, status, resolved_at, in_release = cluster_of[key]
+    for cid, members in groups.items():
+        status, resolved_at, in_release = cluster_of[cid]
         per_session: dict[str, list[Item]] = {}
         for m in members:
             per_session.setdefault(m.session_id, []).append(m)
@@ -476,8 +588,8 @@ def apply_batch(
         if sample is not None and sample.frames is not None:
             frame_rows.append((cid, sample.frames))
         touched[cid] = Touched(
-            key[0], max(m.received_at for m in members), status, resolved_at, in_release,
-            tuple((m.release, m.received_at) for m in members),
+            members[0].site_id, max(m.received_at for m in members), status, resolved_at,
+            in_release, tuple((m.release, m.received_at) for m in members),
         )  # fmt: skip
 
     conn.executemany(

@@ -123,6 +123,7 @@ class HistoryEntry(NamedTuple):
     action: str
     actor: str | None
     release: str | None = None  # resolved in the release after it / regressed in it
+    detail: str | None = None  # merges: the other issue's id
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +144,9 @@ class Evidence:
     daily: list[int]
     daily_first_day: int = 0  # UTC day number (days since the epoch) of daily[0]
     releases: ReleaseFacts | None = None
+    merged_into: int | None = None  # set while this cluster is merged into another
+    merged: tuple[tuple[int, str], ...] = ()  # (id, title) of clusters merged into this one
+    grouping_version: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,14 +388,23 @@ def gather_evidence(
     steps = _steps(conn, rep) if rep is not None else []
     agreement = _agreement(conn, cid, steps)
     history = [
-        HistoryEntry(int(at), str(action), actor, release)
-        for at, action, actor, release in _rows(
+        HistoryEntry(int(at), str(action), actor, release, detail)
+        for at, action, actor, release, detail in _rows(
             conn,
-            "SELECT at, action, actor, release FROM issue_events WHERE cluster_id = ? "
+            "SELECT at, action, actor, release, detail FROM issue_events WHERE cluster_id = ? "
             "ORDER BY at, id",
             (cid,),
         )
     ]
+    [(merged_into, version)] = _rows(
+        conn, "SELECT merged_into, grouping_version FROM clusters WHERE id = ?", (cid,)
+    )
+    merged = tuple(
+        (int(i), str(t))
+        for i, t in _rows(
+            conn, "SELECT id, title FROM clusters WHERE merged_into = ? ORDER BY id", (cid,)
+        )
+    )
     return Evidence(
         issue=issue,
         message=message,
@@ -407,6 +420,9 @@ def gather_evidence(
         daily=daily,
         daily_first_day=daily_first_day,
         releases=releases,
+        merged_into=None if merged_into is None else int(merged_into),
+        merged=merged,
+        grouping_version=int(version),
     )
 
 

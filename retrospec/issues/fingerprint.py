@@ -6,154 +6,49 @@ method, host, templated path and status class. Keys never hold line or column nu
 strings, frame origins or bundle content hashes, so one bug from two deploys (or from Chrome,
 Firefox and Safari) gets one hash, while the message keeps `reading 'x'` apart from `'y'`.
 
-Message canonicalisation (so cross-browser wordings of one failure match):
-- property access on undefined/null -> "cannot access property 'x' of undefined" from V8
-  ("Cannot read/set properties of undefined (reading 'x')", old "Cannot read property 'x' of
-  undefined", "Cannot destructure property 'x' of ..."), Firefox ("can't access property "x",
-  o is undefined") and Safari ("undefined is not an object (evaluating 'o.x')": last member).
-  Firefox < 72 says only "o is undefined" (no property name): left as is, it cannot match.
-- "t.map is not a function" -> "map is not a function" (receivers are often minified locals);
-  a bare 1-2 character callee becomes "<min>" ("e is not a function"); same for "is not a
-  constructor" / "is not iterable"; Safari's "(In '...')" suffix is dropped.
-- Safari "Can't find variable: x" -> "x is not defined"; "Failed to fetch" / "NetworkError when
-  attempting to fetch resource." / "Load failed" -> "network request failed"; "too much
-  recursion" -> "maximum call stack size exceeded" (and Firefox's InternalError is treated as
-  RangeError); every engine's JSON.parse failure -> "invalid json".
-Then URLs, e-mails, UUIDs, IPs, hex and numbers become placeholders, whitespace collapses and
-the result is capped at 300 characters. Titles keep the original wording (capped at 200).
+Messages are canonicalised and their values replaced by placeholders in issues/messages.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, replace
 
+from retrospec.issues.messages import (
+    SCAN_CHARS,
+    TYPE_PREFIX,
+    collapse,
+    engine_message,
+    message_template,
+    normalize_message,
+    strip_uncaught,
+)
 from retrospec.issues.stackframes import Frame, parse_stack, split_url, template_segment
 
 __all__ = [
+    "GROUPING_VERSION",
     "FailureInput",
     "Fingerprint",
     "Frame",
     "fingerprint",
-    "normalize_message",
     "parse_stack",
     "path_template",
 ]
 
-MAX_HASHED_FRAMES = 5
-MAX_MESSAGE_CHARS = 300
+# The grouping rules' version, stored on every cluster. Raise it when a key changes; the old
+# version's keys stay computable (issues/grouping_v1.py) so promoted issues keep their failures.
+GROUPING_VERSION = 2
+MAX_CONSOLE_SCAN = 16_000
+MAX_SOURCE_LINE_CHARS = 200
+_ENTRY_NAMES = frozenset({"main", "index", "app", "bundle"})
 MAX_TITLE_CHARS = 200
 MAX_KEPT_FRAMES = 50
-# Only this much of a message is examined (messages may be 16 KiB); keeps regex cost bounded.
-_SCAN_CHARS = 2000
 
 # Which kinds share clusters: an uncaught error, the same error as an unhandled rejection and
 # one passed to captureException are the same bug; console output and HTTP failures are not.
 _FAMILY = {"error": "error", "unhandledrejection": "error", "custom": "error", "console": "console"}
 _DEFAULT_PARTS = frozenset({"{{ default }}", "{{default}}"})  # Sentry's "extend the default"
-
-_TYPE_PREFIX = re.compile(r"([A-Z][\w$]*(?:Error|Exception)|Error): (.*)", re.S)
-
-# Placeholders, applied in this order (URLs and e-mails contain numbers, UUIDs contain hex).
-# Starts are anchored (\b, a lookbehind) and runs bounded, so a long run of word characters in a
-# message costs linear time: failure messages come from anyone holding an ingest key.
-_PLACEHOLDERS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\b(?:[a-z][a-z0-9+.-]{0,31}://|www\.)[^\s'\"<>()\[\]{}`]+", re.I), "<url>"),
-    (
-        re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+"),
-        "<email>",
-    ),
-    (
-        re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),
-        "<uuid>",
-    ),
-    (re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])"), "<ip>"),
-    (
-        re.compile(
-            r"(?<![\w:])(?:(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}"
-            r"|(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){0,6})?::(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){0,6})?)"
-            r"(?![\w:])",
-            re.I,
-        ),
-        "<ip>",
-    ),
-    (
-        re.compile(r"\b0x[0-9a-f]+\b|\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}\b", re.I),
-        "<hex>",
-    ),
-    # Digits glued to letters before them ("h1", "utf8", "es2015") are names, not values.
-    (re.compile(r"(?<![\w$])\d+(?:\.\d+)*"), "<num>"),
-)
-
-# Engine messages that mean the same thing in Chrome (V8), Firefox and Safari.
-_EXACT: dict[str, str] = {
-    "Failed to fetch": "network request failed",
-    "NetworkError when attempting to fetch resource.": "network request failed",
-    "Load failed": "network request failed",
-    "Maximum call stack size exceeded": "maximum call stack size exceeded",
-    "Maximum call stack size exceeded.": "maximum call stack size exceeded",
-    "too much recursion": "maximum call stack size exceeded",
-    "ResizeObserver loop limit exceeded": "resizeobserver loop",
-    "ResizeObserver loop completed with undelivered notifications.": "resizeobserver loop",
-}
-_ACCESS = "cannot access property '{}' of {}"
-_V8_READ = re.compile(
-    r"Cannot (?:read|set) properties of (undefined|null) \((?:reading|setting) '(.*)'\)"
-)
-_V8_READ_OLD = re.compile(r"Cannot (?:read|set) property '(.*)' of (undefined|null)")
-_V8_DESTRUCTURE = re.compile(
-    r"Cannot destructure property '(.*?)' of .* as it is (undefined|null)\.?"
-)
-_FF_ACCESS = re.compile(r"can't access property \"?(.*?)\"?(?:, .+ is| of) (undefined|null)")
-_SAFARI_ACCESS = re.compile(r"'?(undefined|null)'? is not an object \(evaluating '(.*)'\)")
-_SAFARI_PROP = re.compile(r"""(?:\.\s*(#?[\w$]+)|\[\s*(['"])(.*?)\2\s*\]|\[\s*(\d+)\s*\])$""")
-_NOT_A = re.compile(r"(.+?) is not (a function|a constructor|iterable)\b.*")
-_IDENT_ONLY = re.compile(r"#?[\w$]+")
-_LAST_MEMBER = re.compile(r"\.\s*(#?[\w$]+)\)*$")
-_SAFARI_REF = re.compile(r"Can't find variable: ([\w$]+)")
-_JSON = re.compile(
-    r"(?=.*?(?:is not valid JSON|JSON\.parse:|JSON Parse error:|of JSON input|in JSON at)).*"
-)
-_FF_CONST = re.compile(r"invalid assignment to const ['\"]?[\w$]+['\"]?")
-
-
-def _safari_access(m: re.Match[str]) -> str | None:
-    expr = m[2].split(" = ", 1)[0].strip()  # "o.x = 1" assigns to o.x
-    prop = _SAFARI_PROP.search(expr)
-    if prop is None:
-        return None
-    return _ACCESS.format(prop[1] or prop[3] or prop[4], m[1])
-
-
-def _not_a(m: re.Match[str]) -> str | None:
-    callee = m[1].strip()
-    if callee.startswith("object "):
-        callee = callee[7:]  # V8: "object null is not iterable (...)"
-    if _IDENT_ONLY.fullmatch(callee):
-        # Like frame names, bare 1-2 character identifiers are minifier output that changes per
-        # deploy ("e is not a function" vs "t is not a function"); `$` and `_` are real globals.
-        if len(callee) <= 2 and callee not in ("$", "_"):
-            callee = "<min>"
-        return f"{callee} is not {m[2]}"
-    # The receiver ("t.map", "(0 , _api.load)") is often a minified local: keep the member.
-    member = _LAST_MEMBER.search(callee)
-    return None if member is None else f"{member[1]} is not {m[2]}"
-
-
-_RULES: tuple[tuple[str, re.Pattern[str], Callable[[re.Match[str]], str | None]], ...] = (
-    ("properties of", _V8_READ, lambda m: _ACCESS.format(m[2], m[1])),
-    ("property '", _V8_READ_OLD, lambda m: _ACCESS.format(m[1], m[2])),
-    ("Cannot destructure", _V8_DESTRUCTURE, lambda m: _ACCESS.format(m[1], m[2])),
-    ("can't access property", _FF_ACCESS, lambda m: _ACCESS.format(m[1], m[2])),
-    ("is not an object", _SAFARI_ACCESS, _safari_access),
-    (" is not ", _NOT_A, _not_a),
-    ("Can't find variable", _SAFARI_REF, lambda m: f"{m[1]} is not defined"),
-    ("to const", _FF_CONST, lambda m: "assignment to constant variable"),
-    ("JSON", _JSON, lambda m: "invalid json"),
-)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,59 +78,11 @@ class Fingerprint:
     culprit: str | None
     frames: tuple[Frame, ...]  # the normalised frames kept (in-app preferred), top first
     key: str  # the human-readable grouping key that was hashed (for debugging)
-
-
-def _collapse(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _strip_uncaught(text: str) -> str:
-    # window.onerror's message carries Chrome's console prefixes; Error.message does not.
-    if text.startswith("Uncaught "):
-        text = text[9:]
-    if text.startswith("(in promise) "):
-        text = text[13:]
-    return text
-
-
-def _canonical(text: str) -> str:
-    """Map well-known engine wordings to one cross-browser form (see module docs)."""
-    exact = _EXACT.get(text)
-    if exact is not None:
-        return exact
-    if text.startswith("Assignment to constant variable"):
-        return "assignment to constant variable"
-    for needle, pattern, build in _RULES:
-        if needle in text:
-            m = pattern.fullmatch(text)
-            if m is not None:
-                out = build(m)
-                if out is not None:
-                    return out
-    return text
-
-
-def normalize_message(message: str | None) -> str:
-    """Grouping form of a message: canonical engine wording, placeholders, collapsed, capped."""
-    if not message:
-        return ""
-    # Repeated messages hit the cache; long ones bypass it so its memory stays bounded.
-    return _normalize_cached(message) if len(message) <= 512 else _normalize(message[:_SCAN_CHARS])
-
-
-def _normalize(message: str) -> str:
-    text = _strip_uncaught(_collapse(message))
-    prefix = ""
-    m = _TYPE_PREFIX.fullmatch(text)
-    if m is not None:
-        prefix, text = f"{m[1]}: ", m[2]
-    text = prefix + _canonical(text)
-    for pattern, placeholder in _PLACEHOLDERS:
-        text = pattern.sub(placeholder, text)
-    return text[:MAX_MESSAGE_CHARS]
-
-
-_normalize_cached = lru_cache(maxsize=4096)(_normalize)
+    family: str = "error"  # which failures may share a cluster: error | console | network
+    # Without a source map: the hash of the exact position (deployed file, line, column) of an
+    # engine error that names a property. One expression failing with different property names
+    # (`record[field]`) is one bug; the cluster job learns it from failures that share it.
+    position: str | None = None
 
 
 def path_template(url: str) -> tuple[str, str]:
@@ -265,14 +112,14 @@ def _hash(key: str) -> str:
 def _split_type(type_: str | None, message: str | None, stack: str | None) -> tuple[str, str]:
     """Return (type, display message): strips "Uncaught", repeated type prefixes, infers type."""
     type_ = (type_ or "").strip()
-    text = _collapse(message[:_SCAN_CHARS]) if message else ""
+    text = collapse(message[:SCAN_CHARS]) if message else ""
     if not text and stack:
         # Without a message, Chrome's stack still starts with "TypeError: message".
-        first = stack.lstrip().partition("\n")[0][:_SCAN_CHARS]
+        first = stack.lstrip().partition("\n")[0][:SCAN_CHARS]
         if not parse_stack(first):
-            text = _collapse(first)
-    text = _strip_uncaught(text)
-    m = _TYPE_PREFIX.fullmatch(text)
+            text = collapse(first)
+    text = strip_uncaught(text)
+    m = TYPE_PREFIX.fullmatch(text)
     if m is not None and (not type_ or m[1] == type_):
         type_, text = m[1], m[2]
     return type_, text
@@ -284,22 +131,113 @@ def _culprit(frame: Frame) -> str | None:
     return frame.path or frame.function
 
 
+def _id_segment(seg: str) -> str:
+    # Ids of any shape: a segment of 4+ characters mixing letters and digits ("c9zt1dvws",
+    # "e1a2", "ord-2024-17") is a value; "v2" and "h5" stay, as do words and templates.
+    if seg.startswith(":") or len(seg) < 4:
+        return seg
+    digits = any(c.isdigit() for c in seg)
+    letters = any(c.isalpha() for c in seg)
+    return ":id" if digits and letters else seg
+
+
 def _network(failure: FailureInput, request_url: str) -> Fingerprint:
     method = (failure.method or "").strip().upper() or "GET"  # fetch's and XHR's default
     host, path = path_template(request_url)
+    path = "/".join(_id_segment(seg) for seg in path.split("/"))
     if not host and failure.page_url:
         host = split_url(failure.page_url)[0]  # relative request: same origin as the page
     status = _status_class(failure.status)
     key = "\n".join(("network", method, host, path, status))
     title = _cap(f"{method} {host}{path} → {status}", MAX_TITLE_CHARS)
-    return Fingerprint(_hash(key), "network", title, f"{method} {path}", (), key)
+    return Fingerprint(_hash(key), "network", title, f"{method} {path}", (), key, "network")
+
+
+def _console_error(failure: FailureInput) -> tuple[str, str, str] | None:
+    """(type, message, stack) of an error that a framework logged with console.error."""
+    message = (failure.message or "")[:MAX_CONSOLE_SCAN]
+    head, newline, rest = message.partition("\n")
+    if newline and parse_stack(rest):
+        # AngularJS's $log (and code like it) formats the error: "TypeError: msg\n    at ...".
+        head = strip_uncaught(collapse(head))
+        m = TYPE_PREFIX.fullmatch(head)
+        return (m[1], m[2], rest) if m is not None else ((failure.type or "Error"), head, rest)
+    stack = failure.stack or ""
+    if failure.type and stack:
+        # An Error object passed to console.error (SDKs before 2 sent it as console output).
+        first = collapse(stack.lstrip().partition("\n")[0][:SCAN_CHARS])
+        m = TYPE_PREFIX.fullmatch(first)
+        if m is not None and m[1] == failure.type:
+            return m[1], m[2], stack
+    return None
+
+
+def _site_function(frame: Frame) -> str:
+    name = frame.function
+    if not name:
+        return "?"
+    # Minifiers reach 3-character names in big bundles ("Qbe", "t$1"); they change per deploy.
+    if (
+        not frame.mapped
+        and len(name) == 3
+        and (
+            any(c.isdigit() or c in "$_" for c in name)
+            or (any(c.isupper() for c in name) and any(c.islower() for c in name))
+        )
+    ):
+        return "?"
+    return name
+
+
+def _site_path(frame: Frame) -> str:
+    if not frame.path:
+        return "?"
+    if frame.mapped:
+        return frame.path  # an original source file: stable across deploys
+    # Only the file name: asset directories move between releases ("/assets/v2/",
+    # "/static/2.0.0/", "/r/2025.06.2/", Next's build id) and between build set-ups.
+    name = frame.path.rpartition("/")[2] or frame.path
+    stem, dot, ext = name.rpartition(".")
+    # The entry bundle's name is the bundler's convention (webpack and esbuild `main`, Vite and
+    # Next `index`, others `app` or `bundle`), not the app's: a new set-up renames it.
+    return f"<entry>.{ext}" if dot and stem in _ENTRY_NAMES else name
+
+
+def _source_line(frame: Frame) -> str | None:
+    if not frame.mapped or not frame.context_line:
+        return None
+    line = collapse(frame.context_line)
+    return line if 0 < len(line) <= MAX_SOURCE_LINE_CHARS else None  # longer: generated code
+
+
+def _names(identifier: str, line: str) -> bool:
+    return re.search(rf"(?<![\w$]){re.escape(identifier)}(?![\w$])", line) is not None
+
+
+def _site_message(text: str, line: str | None) -> str:
+    """What of the message goes into a stack key (module docs: version 2)."""
+    engine = engine_message(text)
+    if engine is not None:
+        name = engine.identifier
+        if name is not None and line is not None and not _names(name, line):
+            # The failing line reads a computed key (record[field]): the name is data.
+            return "cannot access property <key>"
+        return engine.text
+    # The failing source line is the site; the message (the user's data) adds nothing.
+    return "" if line is not None else message_template(text)
 
 
 def _error_like(failure: FailureInput, kind: str) -> Fingerprint:
     family = _FAMILY.get(kind, kind or "error")
-    type_, text = _split_type(failure.type, failure.message, failure.stack)
-    normalized = normalize_message(text)
-    if type_ == "InternalError" and normalized == "maximum call stack size exceeded":
+    stack = failure.stack
+    promoted = _console_error(failure) if family == "console" and failure.frames is None else None
+    if promoted is not None:
+        family = "error"
+        type_, text, stack = promoted
+        text = collapse(text)
+    else:
+        type_, text = _split_type(failure.type, failure.message, stack)
+    if type_ == "InternalError" and normalize_message(text) == "maximum call stack size exceeded":
         type_ = "RangeError"  # Firefox's name for V8's and Safari's RangeError here
     if type_ and text:
         title = f"{type_}: {text}"
@@ -309,16 +247,33 @@ def _error_like(failure: FailureInput, kind: str) -> Fingerprint:
     if failure.frames is not None:
         frames = list(failure.frames)
     else:
-        frames = parse_stack(failure.stack, page_url=failure.page_url) if failure.stack else []
+        frames = parse_stack(stack, page_url=failure.page_url) if stack else []
     # Prefer in-app frames; if the whole stack is vendor code, that still beats no stack.
     kept = [f for f in frames if f.in_app] or frames
     if not kept:
-        key = "\n".join(("message", family, type_, normalized))
-        return Fingerprint(_hash(key), "message", title, None, (), key)
-    lines = [f"{f.function or '?'} {f.path or '?'}" for f in kept[:MAX_HASHED_FRAMES]]
-    key = "\n".join(("stack", family, type_, normalized, *lines))
+        engine = engine_message(text)
+        message = engine.text if engine is not None else message_template(text)
+        key = "\n".join(("text", family, type_, message))
+        return Fingerprint(_hash(key), "message", title, None, (), key, family)
+    top = kept[0]
+    line = _source_line(top)
+    site = f"{_site_function(top)} {_site_path(top)}"
+    key = "\n".join(("site", family, type_, _site_message(text, line), site, line or ""))
     kept_frames = tuple(kept[:MAX_KEPT_FRAMES])
-    return Fingerprint(_hash(key), "stack", title, _culprit(kept[0]), kept_frames, key)
+    position = _position(top, family, type_, text) if line is None else None
+    fp = Fingerprint(_hash(key), "stack", title, _culprit(top), kept_frames, key, family)
+    return replace(fp, position=position) if position else fp
+
+
+def _position(top: Frame, family: str, type_: str, text: str) -> str | None:
+    """The exact code position of an engine error naming a property, in one deployed file."""
+    engine = engine_message(text)
+    if engine is None or engine.identifier is None or top.mapped or top.column is None:
+        return None
+    if not top.raw_file or top.line is None:
+        return None
+    where = top.raw_file.partition("?")[0].partition("#")[0]
+    return _hash("\n".join(("position", family, type_, where, f"{top.line}:{top.column}")))
 
 
 def fingerprint(failure: FailureInput) -> Fingerprint:
@@ -337,4 +292,6 @@ def fingerprint(failure: FailureInput) -> Fingerprint:
         for p in parts
     )
     key = "\n".join(("explicit", *escaped))
-    return Fingerprint(_hash(key), "explicit", default.title, default.culprit, default.frames, key)
+    return Fingerprint(
+        _hash(key), "explicit", default.title, default.culprit, default.frames, key, default.family
+    )

@@ -71,7 +71,11 @@ def evidence_json(ev: Evidence, base_url: str | None = None) -> dict[str, Any]:
         confidence: {label (high|medium|low), reasons: [str]}
         sessions: [{session_id, user, browser, os, failures, offset_ms, last_seen,
                     replay_status, expired, replay_url}] (newest first, up to 50)
-        history: [{at, action (promoted|resolved|ignored|reopened|regressed), actor}]
+        history: [{at, action (promoted|resolved|ignored|reopened|regressed|merged|merged_into|
+                   unmerged|unmerged_from), actor, detail (the other issue's id, or null)}]
+        merged_into: id | null (this issue was merged into that one)
+        merged: [{id, title}] (issues merged into this one)
+        grouping_version: the grouping rules' version the issue was created under
         daily: {start (YYYY-MM-DD, UTC), counts: [int] (14 days, oldest first, today last)}
 
     replay_url fields are null unless base_url is given.
@@ -142,9 +146,18 @@ def evidence_json(ev: Evidence, base_url: str | None = None) -> dict[str, Any]:
             for s in ev.sessions
         ],
         "history": [
-            {"at": iso(h.at), "action": h.action, "actor": h.actor, "release": h.release}
+            {
+                "at": iso(h.at),
+                "action": h.action,
+                "actor": h.actor,
+                "release": h.release,
+                "detail": h.detail,
+            }
             for h in ev.history
         ],
+        "merged_into": ev.merged_into,
+        "merged": [{"id": i, "title": t} for i, t in ev.merged],
+        "grouping_version": ev.grouping_version,
         "daily": {
             "start": (iso(ev.daily_first_day * DAY_MS) or "")[:10],
             "counts": list(ev.daily),

@@ -8,7 +8,17 @@ from dataclasses import dataclass, replace
 from functools import lru_cache, wraps
 from typing import TypeVar
 
-__all__ = ["Frame", "collapse_repeats", "parse_stack", "split_url", "template_segment"]
+from retrospec.issues.bundlenames import strip_bundle_hash
+
+__all__ = [
+    "Frame",
+    "collapse_repeats",
+    "is_cross_site_cdn",
+    "is_vendor",
+    "parse_stack",
+    "split_url",
+    "template_segment",
+]
 
 # Stacks can be huge ("too much recursion" in Firefox prints thousands of lines); grouping only
 # needs the top, so parsing stops early to keep the per-failure cost bounded.
@@ -34,7 +44,6 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 _B64 = re.compile(r"[A-Za-z0-9_-]+")
 _EMAIL = re.compile(r"[^@/\s]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _VERSION = re.compile(r"v?\d+(?:\.\d+)+")
-_TRAILING_HEX = re.compile(r"[-_~]([0-9A-Fa-f]{6,})$")
 
 # Vendor code, matched against the normalised (lower-cased) path. Webpack/Vite/Next name their
 # third-party chunks predictably; well-known libraries are matched by their bundle names.
@@ -161,48 +170,11 @@ def template_segment(seg: str) -> str:
     return seg
 
 
-def _looks_like_b64_hash(tok: str) -> bool:
-    """Vite/Rollup/esbuild style 8-char hashes (`BdWv3kQ1`, `B4qY_t-Z`, `QWERTYUI`)."""
-    if not _B64.fullmatch(tok) or tok.isdigit():
-        return False
-    digits = sum(c.isdigit() for c in tok)
-    inner_upper = sum(c.isupper() for c in tok[1:])
-    has_lower = any(c.islower() for c in tok)
-    if digits:
-        # One digit alone is common in real names ("handler2"); random hashes mix more.
-        return (inner_upper > 0 and has_lower) or digits >= 2 or "-" in tok or "_" in tok
-    return (inner_upper >= 2 and has_lower) or tok.isupper()
-
-
-def _is_content_hash_token(tok: str) -> bool:
-    n = len(tok)
-    if n < 6:
-        return False
-    if _HEX.fullmatch(tok):
-        return _has_digit(tok) or n >= 12
-    # "-"/"_" inside a whole token means a name ("jquery-3", "app-3F9A1C2B"); trailing hashes
-    # after such separators are handled by _strip_trailing_hash.
-    if (n == 8 or n >= 12) and "-" not in tok and "_" not in tok:
-        return _looks_like_b64_hash(tok)
-    return False
-
-
-def _strip_trailing_hash(tok: str) -> str:
-    m = _TRAILING_HEX.search(tok)
-    if m is not None and m.start() > 0 and _has_digit(m.group(1)):
-        return tok[: m.start()]
-    if len(tok) > 9 and tok[-9] in "-_~" and _looks_like_b64_hash(tok[-8:]):
-        return tok[:-9]
-    return tok
-
-
-def _strip_content_hash(name: str) -> str:
+def _strip_content_hash(dirs: str, name: str) -> str:
     """`main.3f9a1c2b.chunk.js` -> `main.chunk.js`, `index-BdWv3kQ1.js` -> `index.js`."""
     if "." not in name:
         return template_segment(name)
-    *body, ext = name.split(".")
-    kept = [_strip_trailing_hash(tok) for tok in body if not _is_content_hash_token(tok)]
-    return ".".join([*(kept or [":hash"]), ext])
+    return strip_bundle_hash(f"{dirs}/{name}").rpartition("/")[2]
 
 
 def _template_dir(seg: str) -> str:
@@ -222,11 +194,11 @@ def _normalize_file(file: str) -> tuple[str, str, bool]:
     segments = path.split("/")
     last = len(segments) - 1
     path = "/".join(
-        _strip_content_hash(seg) if i == last else _template_dir(seg)
+        _strip_content_hash(path, seg) if i == last else _template_dir(seg)
         for i, seg in enumerate(segments)
         if seg != "." or i == last
     )
-    return host, path, _is_vendor(host, path)
+    return host, path, is_vendor(host, path)
 
 
 def _host_matches(host: str, domains: frozenset[str]) -> bool:
@@ -246,14 +218,16 @@ def _site(host: str) -> str:
     return ".".join(parts[-2:])
 
 
-def _is_vendor(host: str, path: str) -> bool:
+def is_vendor(host: str, path: str) -> bool:
+    """Whether a frame's file (host, normalised path) is vendor code: a library or a CDN."""
     return (bool(host) and _host_matches(host, _VENDOR_HOSTS)) or bool(
         _VENDOR_PATH.search(path.lower())
     )
 
 
 @lru_cache(maxsize=1024)
-def _is_cross_site_cdn(host: str, page_host: str) -> bool:
+def is_cross_site_cdn(host: str, page_host: str) -> bool:
+    """Whether `host` is another site's CDN-looking host, seen from a page on `page_host`."""
     if not host or not page_host or _site(host) == _site(page_host):
         return False
     labels = host.partition(":")[0].split(".")
@@ -378,25 +352,20 @@ def parse_stack(
 
     Eval, native and extension frames are dropped. Consecutive frames that normalise alike
     collapse: that folds recursion, and adjacent anonymous frames of one bundle, into one
-    (`collapse=False` keeps them, for source maps to tell them apart first).
+    (`collapse=False` keeps them, for source maps or older grouping rules to tell them apart).
     With `page_url`, frames from another site's CDN-looking host are marked not in-app.
     """
     if not stack:
         return []
     page_host = split_url(page_url)[0] if page_url else ""
     frames: list[Frame] = []
-    prev: tuple[str | None, str | None] | None = None
     for line in stack.splitlines()[:MAX_STACK_LINES]:
         frame = _parse_line(line)
         if frame is None:
             continue
-        ident = (frame.function, frame.path)
-        if collapse and ident == prev:
-            continue
-        prev = ident
         if frame.in_app and page_host and frame.raw_file:
             host = _normalize_file(frame.raw_file)[0]
-            if _is_cross_site_cdn(host, page_host):
+            if is_cross_site_cdn(host, page_host):
                 frame = replace(frame, in_app=False)
         frames.append(frame)
-    return frames
+    return collapse_repeats(frames) if collapse else frames

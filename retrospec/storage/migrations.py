@@ -425,6 +425,47 @@ ALTER TABLE issue_events ADD COLUMN release TEXT;
 """,
     ),
     (
+        7,
+        "grouping versions, aliases and merges",
+        """
+-- The grouping rules a cluster was created under (issues/fingerprint.py GROUPING_VERSION).
+-- Clusters from before versions existed were made by version 1.
+ALTER TABLE clusters ADD COLUMN grouping_version INTEGER NOT NULL DEFAULT 1;
+-- A merged cluster: its failures moved to merged_into and its own fingerprint (and aliases)
+-- lead there; merged_status is the status it had, restored by unmerge.
+ALTER TABLE clusters ADD COLUMN merged_into INTEGER;
+ALTER TABLE clusters ADD COLUMN merged_status TEXT;
+CREATE INDEX clusters_merged_into ON clusters(merged_into) WHERE merged_into IS NOT NULL;
+CREATE INDEX clusters_grouping_version ON clusters(grouping_version, status);
+
+-- More fingerprints that lead to a cluster besides its own: the newer-version keys of an issue
+-- created under older grouping rules (so new failures find it).
+CREATE TABLE cluster_aliases (
+    site_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    cluster_id INTEGER NOT NULL REFERENCES clusters(id) ON DELETE CASCADE,
+    grouping_version INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (site_id, fingerprint)
+) WITHOUT ROWID;
+CREATE INDEX cluster_aliases_cluster ON cluster_aliases(cluster_id);
+
+-- Exact code positions (deployed file, line, column) of engine errors naming a property, and
+-- the cluster failing there: other property names at that position are the same bug.
+CREATE TABLE cluster_positions (
+    site_id TEXT NOT NULL,
+    position TEXT NOT NULL,
+    cluster_id INTEGER NOT NULL REFERENCES clusters(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (site_id, position)
+) WITHOUT ROWID;
+CREATE INDEX cluster_positions_cluster ON cluster_positions(cluster_id);
+
+-- What a history entry refers to (merged: the other issue's id).
+ALTER TABLE issue_events ADD COLUMN detail TEXT;
+""",
+    ),
+    (
         8,
         "alerts, their outbox and delivery log; API tokens",
         """

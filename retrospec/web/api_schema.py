@@ -39,7 +39,10 @@ INT = {"type": "integer"}
 COUNT = {"type": "integer", "minimum": 0}
 BOOL = {"type": "boolean"}
 TIME = {"type": "string", "format": "date-time"}
-ISSUE_STATUS = {"type": "string", "enum": ["candidate", "open", "resolved", "ignored"]}
+ISSUE_STATUS = {
+    "type": "string",
+    "enum": ["candidate", "open", "resolved", "ignored", "merged"],
+}
 KIND = {"type": "string", "enum": ["error", "network", "console"]}
 LIST_STATUS = {"type": "string", "enum": ["open", "resolved", "ignored", "candidate", "all"]}
 STEP_KIND = {"type": "string", "enum": ["click", "rage_click", "navigation", "input"]}
@@ -193,13 +196,27 @@ SCHEMAS: dict[str, Any] = {
                         "at": TIME,
                         "action": {
                             "type": "string",
-                            "enum": ["promoted", "resolved", "ignored", "reopened", "regressed"],
+                            "enum": [
+                                "promoted",
+                                "resolved",
+                                "ignored",
+                                "reopened",
+                                "regressed",
+                                "merged",
+                                "merged_into",
+                                "unmerged",
+                                "unmerged_from",
+                            ],
                         },
                         "actor": _nullable(STR),
                         "release": _nullable(STR),
+                        "detail": _nullable(STR),
                     }
                 ),
             },
+            "merged_into": _nullable(INT),
+            "merged": {"type": "array", "items": _obj({"id": INT, "title": STR})},
+            "grouping_version": INT,
             "daily": _obj(
                 {
                     "start": {"type": "string", "format": "date"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ from litestar.params import FromPath
 
 from retrospec.errors import BadRequest, NotFound
 from retrospec.ingest.envelope import FAILURE_KINDS
+from retrospec.issues import merge as merging
 from retrospec.issues import queries as issues
 from retrospec.issues.evidence import get_evidence
 from retrospec.issues.reports import evidence_markdown, replay_url
@@ -164,6 +166,15 @@ def _status_context(issue: issues.IssueSummary) -> dict[str, Any]:
 @get("/issues/{issue_id:int}")
 async def issue_page(request: Request[Any, Any, Any], issue_id: FromPath[int]) -> Response[str]:
     """All the evidence of one issue."""
+    return await _issue_page(request, issue_id)
+
+
+async def _issue_page(
+    request: Request[Any, Any, Any],
+    issue_id: int,
+    *,
+    merge_note: str | None = None,
+) -> Response[str]:
     rt = runtime(request)
     ev = await rt.reads.run(get_evidence, issue_id)
     base = _base_url(request)
@@ -177,6 +188,7 @@ async def issue_page(request: Request[Any, Any, Any], issue_id: FromPath[int]) -
         "replay_link": replay_url(ev, ""),
         "in_app_count": in_app,
         "kind_labels": KIND_LABELS,
+        "merge_note": merge_note,
         **_status_context(ev.issue),
     }
     return page(request, "issue.html", context)
@@ -213,4 +225,50 @@ async def issue_status(request: Request[Any, Any, Any], issue_id: FromPath[int])
     )
 
 
-HANDLERS = [issue_list, issue_page, issue_status]
+_IDS = re.compile(r"[\s,;#]+")
+MAX_MERGE_SOURCES = 100
+
+
+def _issue_ids(text: object) -> list[int]:
+    """Issue ids typed into the merge form ("12, 15 #17"); BadRequest for anything else."""
+    if not isinstance(text, str):
+        raise BadRequest("name the issues to merge by their ids")
+    parts = [p for p in _IDS.split(text.strip()) if p]
+    if not parts or any(not p.isdecimal() or len(p) > 12 for p in parts):
+        raise BadRequest("issue ids are numbers, like 12, 15")
+    if len(parts) > MAX_MERGE_SOURCES:
+        raise BadRequest(f"merge at most {MAX_MERGE_SOURCES} issues at once")
+    return [int(p) for p in parts]
+
+
+async def _merge_action(
+    request: Request[Any, Any, Any], issue_id: int, field: str, undo: bool
+) -> Response[str]:
+    rt = runtime(request)
+    form = await request.form()
+    actor = request.state.login.username
+    htmx = request.headers.get("hx-request") == "true"
+    fn = merging.unmerge if undo else merging.merge
+    # Bad ids or a refused merge answer 400 (htmx shows it as a toast, as for status actions).
+    sources = _issue_ids(form.get(field))
+    result = await rt.writer.run(lambda c: fn(c, issue_id, sources, actor))
+    if not htmx:
+        return redirect(f"/issues/{issue_id}")
+    ids = ", ".join(f"#{s}" for s in result.sources)
+    note = f"Unmerged {ids}." if undo else f"Merged {ids} into this issue."
+    return await _issue_page(request, issue_id, merge_note=note)
+
+
+@post("/issues/{issue_id:int}/merge", status_code=200)
+async def issue_merge(request: Request[Any, Any, Any], issue_id: FromPath[int]) -> Response[str]:
+    """Merge the issues named in the form into this one; htmx swaps the page's main part."""
+    return await _merge_action(request, issue_id, "sources", undo=False)
+
+
+@post("/issues/{issue_id:int}/unmerge", status_code=200)
+async def issue_unmerge(request: Request[Any, Any, Any], issue_id: FromPath[int]) -> Response[str]:
+    """Take one merged issue (form field `source`) back out of this one."""
+    return await _merge_action(request, issue_id, "source", undo=True)
+
+
+HANDLERS = [issue_list, issue_page, issue_status, issue_merge, issue_unmerge]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from retrospec.clock import now_ms
 from retrospec.ingest.prepare import decode_envelope, prepare
 from retrospec.ingest.write import write_batch
-from retrospec.issues import clustering
+from retrospec.issues import clustering, grouping_v1
 from retrospec.issues.queries import change_status
 from retrospec.jobs.context import JobContext, JobResult
 from retrospec.settings import Settings
@@ -90,6 +90,25 @@ class Feed:
         text = self.value("SELECT frames FROM cluster_frames WHERE cluster_id = ?", (cid,))
         frames: list[dict[str, Any]] = json.loads(text)
         return frames
+
+    def cluster_as_version_1(self) -> None:
+        """Group the unclustered failures as grouping version 1 did and stored them: clusters
+        keyed by version-1 hashes, with no upgrade recorded (a database from before version 2).
+        """
+        rows = [dict(r) for r in self.conn.execute(clustering._SELECT_BATCH, (0, 10_000))]
+        items = [
+            replace(item, fingerprint=grouping_v1.fingerprint_hash(clustering.failure_input(row)))
+            for row, (item, _ok) in zip(rows, clustering.fingerprint_rows(rows), strict=True)
+        ]
+        DirectWriter(self.conn).call(
+            lambda c: clustering.apply_batch(c, items, self.settings.promote_after)
+        )
+
+        def as_old(c: sqlite3.Connection) -> None:
+            c.execute("UPDATE clusters SET grouping_version = 1")
+            c.execute("DELETE FROM meta WHERE key LIKE 'grouping_%'")
+
+        DirectWriter(self.conn).call(as_old)
 
     def set_status(self, cid: int, action: str) -> str:
         """Resolve, ignore or reopen through the library call."""

@@ -1,0 +1,1 @@
+"""The grouping corpus (`retrospec bench grouping`): real apps, real bundlers, real bugs."""

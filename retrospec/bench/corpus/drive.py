@@ -1,0 +1,223 @@
+"""Drive every bug of every built deploy in chromium, with RetroSpec's SDK sending to a server.
+
+Each session is a fresh browser context (its own storage, cookies and SDK session) that loads
+the deploy with the SDK injected before the page's own scripts, reaches one bug through one
+variant (its user data, UI control or stored records), and flushes. The session's ground truth
+travels as the SDK user id (`identify`), which grouping never reads. A clean session per deploy
+takes no bug's path; it must send nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from retrospec.bench.corpus.model import App, Step, Variant, Workspace
+from retrospec.bench.corpus.server import DeployServer
+
+LOAD_SETTLE_MS = 80  # after the load event: lets frameworks finish their first render
+SETTLE_MS = 150  # after the last step
+SLOW_SETTLE_MS = 400  # ... when the bug goes through the network or a promise
+STEP_TIMEOUT_MS = 4000
+CLEAN = "clean"
+
+# Seeds the app's stored records before its scripts run, once, in the page itself only (not in
+# frames without storage, where touching it would throw into the page).
+SEED_JS = """(items) => {
+  if (window.top !== window || !/^https?:$/.test(location.protocol)) return;
+  try {
+    if (sessionStorage.getItem("__corpus_seeded")) return;
+    sessionStorage.setItem("__corpus_seeded", "1");
+    for (const [k, v] of Object.entries(items)) localStorage.setItem(k, v);
+  } catch (e) {}
+}"""
+
+
+@dataclass(slots=True)
+class DriveStats:
+    """What driving saw."""
+
+    sessions: int = 0
+    step_errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def label(app: str, bug: str, bundler: str, deploy: int, variant: int) -> str:
+    """A session's ground truth, carried as its SDK user id."""
+    return f"{app}|{bug}|{bundler}|d{deploy}|{variant}"
+
+
+def _run_step(page: Any, step: Step) -> None:
+    action, target, *rest = step
+    if action == "fill":
+        page.fill(target, rest[0])
+    elif action == "press":
+        page.press(target, rest[0])
+    elif action == "click":
+        page.click(target)
+    elif action == "dblclick":
+        page.dblclick(target)
+    elif action == "hover":
+        page.hover(target)
+    elif action == "check":
+        page.check(target)
+    elif action == "select":
+        page.select_option(target, rest[0])
+    elif action == "hash":
+        page.evaluate("h => { location.hash = h; }", target)
+        page.wait_for_timeout(50)
+    elif action == "wait":
+        page.wait_for_timeout(int(target))
+    else:
+        raise ValueError(f"unknown step {step!r}")
+
+
+def sdk_init(sdk_js: str, base_url: str, key: str, release: str, user: str) -> str:
+    """The SDK's classic script plus its init, as an init script (runs before the page's)."""
+    config = {
+        "apiBaseUrl": base_url,
+        "apiKey": key,
+        "release": release,
+        "user": {"id": user},
+        # Failures only: no recording, so the driving measures grouping, not replays.
+        "sessionSampleRate": 0,
+        "errorSampleRate": 0,
+        "flushIntervalMs": 200,
+    }
+    return f"{sdk_js}\n;window.rs = Retrospec.initRetrospec({json.dumps(config)});"
+
+
+def _session(
+    browser: Any,
+    origin: str,
+    init: str,
+    variant: Variant | None,
+    steps: tuple[Step, ...],
+    storage: dict[str, str],
+    settle_ms: int,
+) -> str | None:
+    """One session in a fresh context; returns a step error, if a step could not be taken."""
+    context = browser.new_context()
+    try:
+        context.add_init_script(init)
+        sid = uuid.uuid4().hex  # the mock API keeps records per `sid` cookie
+        context.add_cookies([{"name": "sid", "value": sid, "url": origin}])
+        if variant is not None and variant.api_seed:
+            context.request.post(
+                origin + "/api/_seed",
+                data=json.dumps(list(variant.api_seed)),
+                headers={"Content-Type": "application/json", "Cookie": f"sid={sid}"},
+            )
+        if storage:
+            context.add_init_script(f"({SEED_JS})({json.dumps(storage)});")
+        page = context.new_page()
+        page.set_default_timeout(STEP_TIMEOUT_MS)
+        page.goto(origin + "/", wait_until="load")
+        page.wait_for_timeout(LOAD_SETTLE_MS)
+        error = None
+        try:
+            for step in steps:
+                _run_step(page, step)
+        except Exception as exc:  # a step that cannot be taken is a corpus defect; keep going
+            error = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+        page.wait_for_timeout(settle_ms)
+        page.evaluate("window.rs && window.rs.flush()")
+        return error
+    finally:
+        context.close()
+
+
+def drive_deploy(
+    browser: Any,
+    app: App,
+    bundler: str,
+    deploy: int,
+    ws: Workspace,
+    sdk: Callable[[str, str], str],
+    port: int,
+    stats: DriveStats,
+) -> None:
+    """Every session of one deployed site: a clean one, then each bug's variants."""
+    with DeployServer(ws.dist(app.name, bundler, deploy), app.server_rules, port) as server:
+        release = f"{bundler}-{deploy}.0.0"
+        where = f"{app.name}/{bundler}/d{deploy}"
+        init = sdk(release, label(app.name, CLEAN, bundler, deploy, 0))
+        err = _session(
+            browser, server.origin, init, None, app.clean_steps, app.clean_storage, SLOW_SETTLE_MS
+        )
+        stats.sessions += 1
+        if err:
+            stats.step_errors.append(f"{where}/clean: {err}")
+        for bug in app.bugs:
+            slow = bool({"network", "unhandledrejection"} & set(bug.expect))
+            for i, variant in enumerate(bug.variants):
+                init = sdk(release, label(app.name, bug.id, bundler, deploy, i))
+                err = _session(
+                    browser,
+                    server.origin,
+                    init,
+                    variant,
+                    variant.steps,
+                    variant.local_storage,
+                    SLOW_SETTLE_MS if slow else SETTLE_MS,
+                )
+                stats.sessions += 1
+                if err:
+                    stats.step_errors.append(f"{where}/{bug.id}/{i}: {err}")
+
+
+def drive_all(
+    launch: Callable[[Any], Any],
+    apps: tuple[App, ...],
+    bundlers: tuple[str, ...],
+    ws: Workspace,
+    sdk: Callable[[str, str], str],
+    ports: Sequence[int],
+    log: Callable[[str], None],
+) -> DriveStats:
+    """Drive every (app, bundler, deploy), one worker thread per port, each with its own
+    playwright and browser (`launch(playwright)` starts one)."""
+    from playwright.sync_api import sync_playwright
+
+    # Both deploys of a site go to one worker, so they are served from one origin (its port).
+    jobs: queue.SimpleQueue[tuple[App, str]] = queue.SimpleQueue()
+    for app in apps:
+        for bundler in bundlers:
+            jobs.put((app, bundler))
+    stats = DriveStats()
+    lock = threading.Lock()
+    started = time.monotonic()
+
+    def work(port: int) -> None:
+        mine = DriveStats()
+        with sync_playwright() as pw:
+            browser = launch(pw)
+            try:
+                while True:
+                    try:
+                        app, bundler = jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    for deploy in (1, 2):
+                        t = time.monotonic()
+                        drive_deploy(browser, app, bundler, deploy, ws, sdk, port, mine)
+                        log(f"drove {app.name} ({bundler}, deploy {deploy}): "
+                            f"{time.monotonic() - t:.1f} s")  # fmt: skip
+            finally:
+                browser.close()
+        with lock:
+            stats.sessions += mine.sessions
+            stats.step_errors += mine.step_errors
+
+    with ThreadPoolExecutor(len(ports)) as pool:
+        for future in [pool.submit(work, port) for port in ports]:
+            future.result()
+    stats.seconds = time.monotonic() - started
+    return stats
