@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from retrospec.errors import BadRequest, PayloadTooLarge, RetrospecError
+from retrospec.errors import BadRequest, RetrospecError
 from retrospec.runtime import Runtime
 from retrospec.sourcemaps.chunked import (
     MAX_REQUEST_BYTES,
@@ -34,6 +34,7 @@ from retrospec.sourcemaps.chunked import (
     parse_assemble,
     store_chunks,
 )
+from retrospec.web.rawasgi import ClientGone, read_body, send_json
 from retrospec.web.sourcemaps_api import upload_site
 
 log = logging.getLogger(__name__)
@@ -57,41 +58,7 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ),
     ("GET", re.compile(rf"\A/organizations/({_SLUG})/repos/?\Z"), "list"),
 )
-_JSON = msgspec.json.Encoder()
 _MAX_JSON_BYTES = 1 << 20
-
-
-class _ClientGone(Exception):
-    pass
-
-
-async def _send(send: Any, status: int, body: Any) -> None:
-    payload = _JSON.encode(body)
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-        (b"cache-control", b"no-store"),
-    ]
-    if status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="retrospec"'))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
-
-
-async def _read(receive: Any, limit: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the request is over the {limit}-byte limit")
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts)
 
 
 def chunk_parts(body: bytes, content_type: str) -> list[tuple[str, bytes, bool]]:
@@ -130,14 +97,14 @@ class SentryUploads:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         try:
             status, body = await self._route(scope, receive)
-        except _ClientGone:
+        except ClientGone:
             return
         except RetrospecError as exc:
             status, body = exc.http_status, {"detail": exc.message}
         except Exception:
             log.exception("sentry-cli upload call failed")
             status, body = 500, {"detail": "internal error; nothing was stored"}
-        await _send(send, status, body)
+        await send_json(send, status, body)
 
     async def _route(self, scope: dict[str, Any], receive: Any) -> tuple[int, Any]:
         path = scope["path"][len(PREFIX) :] if scope["path"].startswith(PREFIX) else scope["path"]
@@ -163,12 +130,12 @@ class SentryUploads:
         if action == "options":
             return 200, chunk_options(match.group(1), self.max_upload)
         if action == "chunks":
-            body = await _read(receive, MAX_REQUEST_BYTES)
+            body = await read_body(receive, MAX_REQUEST_BYTES, "the request")
             parts = chunk_parts(body, headers.get("content-type", ""))
             await loop.run_in_executor(self.rt.io_pool, store_chunks, self.rt.blobs, site.id, parts)
             return 200, {}
         if action == "assemble":
-            req = parse_assemble(await _read(receive, _MAX_JSON_BYTES), self.max_upload)
+            req = parse_assemble(await read_body(receive, _MAX_JSON_BYTES), self.max_upload)
             done = await loop.run_in_executor(
                 self.rt.io_pool,
                 assemble,
@@ -187,7 +154,7 @@ class SentryUploads:
                 )
             return 200, done.json()
         if action == "release":
-            doc = await _read(receive, _MAX_JSON_BYTES)
+            doc = await read_body(receive, _MAX_JSON_BYTES)
             try:
                 sent = msgspec.json.decode(doc) if doc else {}
             except msgspec.DecodeError:

@@ -22,8 +22,6 @@ import logging
 from typing import Any
 from urllib.parse import parse_qs
 
-import msgspec
-
 from retrospec.errors import (
     BadRequest,
     InvalidKey,
@@ -49,11 +47,11 @@ from retrospec.sourcemaps.upload import (
     safe_relative,
 )
 from retrospec.storage.db import ReadPool
+from retrospec.web.rawasgi import ClientGone, read_body, send_json
 
 log = logging.getLogger(__name__)
 
 UPLOAD_PATH = "/api/v1/sourcemaps"
-_JSON = msgspec.json.Encoder()
 _ARCHIVE_TYPES = {
     "application/zip",
     "application/x-zip-compressed",
@@ -63,39 +61,6 @@ _ARCHIVE_TYPES = {
     "application/x-gtar",
     "application/octet-stream",
 }
-
-
-class _ClientGone(Exception):
-    pass
-
-
-async def _send(send: Any, status: int, body: dict[str, Any]) -> None:
-    payload = _JSON.encode(body)
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-        (b"cache-control", b"no-store"),
-    ]
-    if status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="retrospec"'))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
-
-
-async def _read(receive: Any, limit: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the upload is over the {limit}-byte limit")
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts)
 
 
 def _multipart(
@@ -155,17 +120,17 @@ class SourcemapUpload:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         try:
             if scope["method"] != "POST":
-                await _send(send, 405, {"error": "use POST"})
+                await send_json(send, 405, {"error": "use POST"})
                 return
             status, body = await self._upload(scope, receive)
-        except _ClientGone:
+        except ClientGone:
             return
         except RetrospecError as exc:
             status, body = exc.http_status, {"error": exc.message}
         except Exception:
             log.exception("source map upload failed")
             status, body = 500, {"error": "internal error; nothing was stored"}
-        await _send(send, status, body)
+        await send_json(send, status, body)
 
     async def _upload(self, scope: dict[str, Any], receive: Any) -> tuple[int, dict[str, Any]]:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -180,7 +145,7 @@ class SourcemapUpload:
             raise UnsupportedMediaType(
                 f"content type {kind or 'none'!r}: send multipart/form-data or a zip/tar archive"
             )
-        body = await _read(receive, limit)
+        body = await read_body(receive, limit, "the upload")
         query = {
             k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()
         }
