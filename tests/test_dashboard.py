@@ -256,15 +256,18 @@ def test_replay_page_has_player_markers_and_failures(shop: Shop) -> None:
     assert "rrweb-player-2.1.6.umd.min.js?v=" in html and "js/replay.js?v=" in html
     assert 'data-t="8100"' in html
     assert f'data-events-url="/sessions/{sid}/events"' in html
-    raw = re.search(
-        r'<script type="application/json" id="replay-markers">(.*?)</script>', html, re.S
-    )
-    assert raw
-    markers = json.loads(raw.group(1))
+    assert f'data-markers-url="/sessions/{sid}/markers"' in html
+    index = re.search(r'<script type="application/json" id="replay-index">(.*?)</script>', html)
+    assert index and json.loads(index.group(1))["segments"][0][3] == 1  # starts at a checkpoint
+    body = shop.client.get(f"/sessions/{sid}/markers").json()
+    assert body["fields"] == ["ts", "offset_ms", "kind", "label"]
+    markers = [dict(zip(body["fields"], m, strict=True)) for m in body["markers"]]
     kinds = {m["kind"] for m in markers}
     assert {"failure", "click"} <= kinds, kinds
     failure = next(m for m in markers if m["kind"] == "failure")
-    assert 7000 <= failure["offset"] <= 9000
+    assert 7000 <= failure["offset_ms"] <= 9000
+    # The page itself lists the same markers (the whole list here: fewer than a screen).
+    assert html.count('class="marker kind-') == len(markers)
     assert "ana@example.com" in html
     assert "Console &amp; network" in html and "502" in html
     assert f'href="/issues/{shop.price_issue}"' in html
