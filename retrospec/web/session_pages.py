@@ -14,8 +14,8 @@ from retrospec.errors import BadRequest, NotFound
 from retrospec.ids import is_session_id
 from retrospec.replay import queries as replays
 from retrospec.sites import get_site, list_sites
-from retrospec.web.access import runtime
 from retrospec.storage.blobs import decompress
+from retrospec.web.access import runtime
 from retrospec.web.compress import VariantCache, choose, compress
 from retrospec.web.offload import in_pool
 from retrospec.web.render import SECURITY_HEADERS, is_fragment_request, page, replay_headers
@@ -211,8 +211,8 @@ async def replay_events(
     params = request.query_params
     seg = None if params.get("seg") is None else _segment_index(params.get("seg"))
     session = await rt.reads.run(replays.get_session, sid)
-    rev = session.replay_rev
-    if rev is None or session.expired:
+    rev, key = session.replay_rev, session.replay_key
+    if rev is None or key is None or session.expired:
         raise NotFound("this session has no replay to play")
     if params.get("rev") not in (None, rev):
         raise NotFound("this replay was rebuilt: reload its segment index")
@@ -230,7 +230,7 @@ async def replay_events(
     if request.headers.get("if-none-match") == etag:
         return Response(b"", status_code=304, headers=headers)
     if seg is None:
-        body = await in_pool(rt, partial(_read_all, rt, session.replay_key, coding))
+        body = await in_pool(rt, partial(_read_all, rt, key, coding))
     else:
         body = await in_pool(rt, partial(_read_segment, rt, session, seg, coding))
     if coding is not None:
@@ -256,7 +256,9 @@ def replay_index(session: replays.SessionView) -> dict[str, Any] | None:
 
 
 @get("/sessions/{session_id:str}/segments")
-async def replay_segments(request: Request[Any, Any, Any], session_id: FromPath[str]) -> Response[Any]:
+async def replay_segments(
+    request: Request[Any, Any, Any], session_id: FromPath[str]
+) -> Response[Any]:
     """The replay's segment index, polled by a player watching a session still recording."""
     rt = runtime(request)
     session = await rt.reads.run(replays.get_session, _session_id(session_id))
@@ -265,7 +267,9 @@ async def replay_segments(request: Request[Any, Any, Any], session_id: FromPath[
 
 
 @get("/sessions/{session_id:str}/markers")
-async def replay_markers(request: Request[Any, Any, Any], session_id: FromPath[str]) -> Response[Any]:
+async def replay_markers(
+    request: Request[Any, Any, Any], session_id: FromPath[str]
+) -> Response[Any]:
     """Every timeline marker, [ts, offset_ms, kind, label] in time order, for the lazy list."""
     rt = runtime(request)
     markers = await rt.reads.run(replays.list_markers, _session_id(session_id))
