@@ -148,7 +148,9 @@ def recorded_session(
                     "data": {
                         "source": 0,
                         "texts": [{"id": 102 + 3 * n, "value": row_text(n, rows[n])}],
-                        "attributes": [{"id": 100 + 3 * n, "attributes": {"class": f"row r{n} hot"}}],
+                        "attributes": [
+                            {"id": 100 + 3 * n, "attributes": {"class": f"row r{n} hot"}}
+                        ],
                         "removes": [],
                         "adds": [],
                     },

@@ -147,6 +147,21 @@ def parse_index(text: str | None) -> list[Segment] | None:
         return None
 
 
+def open_cost(segments: Sequence[Segment] | None, whole: int, ts: int) -> int:
+    """Stored bytes a player fetches before it can show time ts (whole: unsegmented size)."""
+    if not segments:
+        return whole
+    at = 0
+    for i, segment in enumerate(segments):
+        if segment.start_ts > ts:
+            break
+        at = i
+    start = at
+    while start > 0 and not segments[start].checkpoint:
+        start -= 1
+    return sum(s.length for s in segments[start : at + 1])
+
+
 def read_all(blobs: BlobStore, key: str) -> bytes:
     """Every event of an artifact as one JSON array (FileNotFoundError if it is gone)."""
     frames = split_frames(blobs.get_raw(key))
