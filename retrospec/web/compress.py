@@ -142,7 +142,11 @@ class CompressMiddleware:
                 return
             headers = [(k, v) for k, v in start.get("headers") or [] if k.lower() != b"vary"]
             vary = _header(list(start.get("headers") or []), b"vary")
-            headers.append((b"vary", (vary + b", " if vary else b"") + b"Accept-Encoding"))
+            if vary is None:
+                vary = b"Accept-Encoding"
+            elif b"accept-encoding" not in vary.lower():
+                vary += b", Accept-Encoding"
+            headers.append((b"vary", vary))
             body = message.get("body", b"")
             if message.get("more_body") or coding is None or len(body) < MIN_BYTES:
                 # Streamed bodies pass as they are; the Vary still tells caches we negotiate.
