@@ -150,9 +150,20 @@ def test_long_replay_opens_near_the_end_from_its_checkpoint(page: Any, world: Wo
     segs = world.segments
     assert sum(s.checkpoint for s in segs) >= 4 and len(segs) >= 8
     offset = 7 * MINUTE + 30_500
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
     sign_in(page, world.server, f"/sessions/{world.sid}?t={offset}")
     state = page.evaluate("window.retrospecSegments")
     expected = needed(segs, world.start + offset)
+    # The page head preloads exactly those (before any script runs); the player's fetches are
+    # served from the preloads, not sent twice.
+    preloads = page.locator("link[rel=preload][as=fetch]").evaluate_all(
+        "(ls) => ls.map((l) => l.getAttribute('href'))"
+    )
+    assert [p.split("seg=")[1].split("&")[0] for p in preloads if "seg=" in p] == [
+        str(i) for i in expected
+    ]
+    assert f"/sessions/{world.sid}/markers" in preloads
     assert expected[0] > 0 and segs[expected[0]].checkpoint
     assert state["first"] == expected
     assert state["order"][: len(expected)] == expected  # fetched first, before the rest
@@ -162,6 +173,8 @@ def test_long_replay_opens_near_the_end_from_its_checkpoint(page: Any, world: Wo
     page.wait_for_selector("#replay[data-complete='1']", state="attached", timeout=30_000)
     order = page.evaluate("window.retrospecSegments.order")
     assert sorted(order) == list(range(len(segs)))
+    for i in range(len(segs)):
+        assert sum(f"events?seg={i}&" in u for u in requested) == 1, (i, requested)
     assert order.index(0) > order.index(expected[0])
     meta = page.evaluate("window.retrospecPlayer.getMetaData()")
     assert meta["startTime"] == world.start and meta["totalTime"] >= 8 * MINUTE - 1_000

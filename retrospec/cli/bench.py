@@ -23,8 +23,9 @@ def bench(
     names: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Benchmarks to run (default: all): ingest-failures, ingest-replay, latency, "
-            "pipeline, storage, memory, dashboard, purge, sdk-size, first-failure, grouping."
+            help="Benchmarks to run (default: all): ingest-failures, ingest-replay, replay, "
+            "latency, pipeline, storage, memory, dashboard, purge, sdk-size, first-failure, "
+            "grouping."
         ),
     ] = None,
     quick: Annotated[

@@ -147,10 +147,8 @@ def parse_index(text: str | None) -> list[Segment] | None:
         return None
 
 
-def open_cost(segments: Sequence[Segment] | None, whole: int, ts: int) -> int:
-    """Stored bytes a player fetches before it can show time ts (whole: unsegmented size)."""
-    if not segments:
-        return whole
+def needed(segments: Sequence[Segment], ts: int) -> list[int]:
+    """The segments a player needs to show time ts: the checkpoint at or before it up to its own."""
     at = 0
     for i, segment in enumerate(segments):
         if segment.start_ts > ts:
@@ -159,7 +157,14 @@ def open_cost(segments: Sequence[Segment] | None, whole: int, ts: int) -> int:
     start = at
     while start > 0 and not segments[start].checkpoint:
         start -= 1
-    return sum(s.length for s in segments[start : at + 1])
+    return list(range(start, at + 1))
+
+
+def open_cost(segments: Sequence[Segment] | None, whole: int, ts: int) -> int:
+    """Stored bytes a player fetches before it can show time ts (whole: unsegmented size)."""
+    if not segments:
+        return whole
+    return sum(segments[i].length for i in needed(segments, ts))
 
 
 def read_all(blobs: BlobStore, key: str) -> bytes:

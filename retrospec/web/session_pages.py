@@ -12,6 +12,7 @@ from litestar.params import FromPath
 
 from retrospec.errors import BadRequest, NotFound
 from retrospec.ids import is_session_id
+from retrospec.replay import artifact
 from retrospec.replay import queries as replays
 from retrospec.sites import get_site, list_sites
 from retrospec.storage.blobs import decompress
@@ -122,6 +123,17 @@ def _session_id(value: str) -> str:
     return value
 
 
+def _first_segments(session: replays.SessionView, start_at: int) -> list[int]:
+    """The segments the player fetches first for ?t=start_at (replay.js makes the same pick)."""
+    if not session.segments:
+        return [0]
+    first_ts = session.segments[0].start_ts
+    last_ts = session.segments[-1].end_ts
+    base = session.replay_start_ts if session.replay_start_ts is not None else first_ts
+    target = base + start_at if start_at >= 0 else first_ts
+    return artifact.needed(session.segments, min(max(target, first_ts), last_ts))
+
+
 @get("/sessions/{session_id:str}")
 async def replay_page(request: Request[Any, Any, Any], session_id: FromPath[str]) -> Response[str]:
     """The replay with its markers and captured failures; ?t=<ms> opens at that offset."""
@@ -133,9 +145,19 @@ async def replay_page(request: Request[Any, Any, Any], session_id: FromPath[str]
     counts = {k: 0 for k in MARKER_KINDS}
     for m in markers:
         counts[m.kind] = counts.get(m.kind, 0) + 1
+    preload: list[str] = []
+    if playable:
+        # What the player fetches first, asked for by the page head before any script runs.
+        preload = [
+            f"/sessions/{sid}/events?seg={i}&rev={session.replay_rev}"
+            for i in _first_segments(session, start_at)
+        ]
+        if len(markers) > FIRST_MARKERS:
+            preload.append(f"/sessions/{sid}/markers")
     context = {
         "section": "sessions",
         "s": session,
+        "preload": preload,
         # The first screen only: a long session has thousands of markers, which the page
         # fetches from /markers and shows in a virtual list (replay.js).
         "markers": markers[:FIRST_MARKERS],
