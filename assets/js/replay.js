@@ -484,6 +484,8 @@
           done[i] = true;
         });
       });
+      // A seek meanwhile waits for this instead of fetching (and adding) the segment again.
+      pending[i] = chain;
     });
     chain.then(function () {
       if (segs.length) {

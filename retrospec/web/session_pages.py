@@ -191,7 +191,7 @@ async def replay_state(request: Request[Any, Any, Any], session_id: FromPath[str
 
 
 # Decompressed replay data in gzip form, for browsers that do not accept zstd (the stored form).
-_GZIP_CACHE = VariantCache(32 * 1024 * 1024)
+_GZIP_CACHE = VariantCache(16 * 1024 * 1024)
 
 
 def _segment_index(raw: str | None) -> int:
