@@ -17,6 +17,7 @@ from retrospec.scheduler import Scheduler
 from retrospec.settings import Settings
 from retrospec.web import api, dashboard, sdk
 from retrospec.web.assets import AssetIndex, serve_asset
+from retrospec.web.compress import CompressMiddleware
 from retrospec.web.health import healthz
 from retrospec.web.ingest import IngestHandler
 from retrospec.web.sentry import SentryHandler
@@ -98,6 +99,7 @@ def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
             *dashboard.routes(),
         ],
         lifespan=[lifespan],
+        middleware=[CompressMiddleware],
         openapi_config=None,
         logging_config=None,
         debug=False,

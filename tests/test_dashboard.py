@@ -256,15 +256,18 @@ def test_replay_page_has_player_markers_and_failures(shop: Shop) -> None:
     assert "rrweb-player-2.1.6.umd.min.js?v=" in html and "js/replay.js?v=" in html
     assert 'data-t="8100"' in html
     assert f'data-events-url="/sessions/{sid}/events"' in html
-    raw = re.search(
-        r'<script type="application/json" id="replay-markers">(.*?)</script>', html, re.S
-    )
-    assert raw
-    markers = json.loads(raw.group(1))
+    assert f'data-markers-url="/sessions/{sid}/markers"' in html
+    index = re.search(r'<script type="application/json" id="replay-index">(.*?)</script>', html)
+    assert index and json.loads(index.group(1))["segments"][0][3] == 1  # starts at a checkpoint
+    body = shop.client.get(f"/sessions/{sid}/markers").json()
+    assert body["fields"] == ["ts", "offset_ms", "kind", "label"]
+    markers = [dict(zip(body["fields"], m, strict=True)) for m in body["markers"]]
     kinds = {m["kind"] for m in markers}
     assert {"failure", "click"} <= kinds, kinds
     failure = next(m for m in markers if m["kind"] == "failure")
-    assert 7000 <= failure["offset"] <= 9000
+    assert 7000 <= failure["offset_ms"] <= 9000
+    # The page itself lists the same markers (the whole list here: fewer than a screen).
+    assert html.count('class="marker kind-') == len(markers)
     assert "ana@example.com" in html
     assert "Console &amp; network" in html and "502" in html
     assert f'href="/issues/{shop.price_issue}"' in html
@@ -286,6 +289,49 @@ def test_events_endpoint_serves_json_and_gzip_with_etag(shop: Shop) -> None:
     assert again.status_code == 304
     assert shop.client.get("/sessions/not..valid/events").status_code == 404
     assert shop.client.get("/sessions/abcdefgh99999/events").status_code == 404
+
+
+def test_segments_go_out_as_stored_zstd_or_cached_gzip(shop: Shop) -> None:
+    sid = shop.sessions[0]
+    index = shop.client.get(f"/sessions/{sid}/segments").json()["index"]
+    assert index["segments"][0][3] == 1 and len(index["rev"]) == 16
+    url = f"/sessions/{sid}/events?seg=0&rev={index['rev']}"
+    every = shop.client.get(f"/sessions/{sid}/events", headers={"accept-encoding": "identity"})
+    conn = connect(shop.settings.db_path)
+    try:
+        key = conn.execute("SELECT replay_key FROM sessions WHERE id = ?", (sid,)).fetchone()[0]
+    finally:
+        conn.close()
+    stored = BlobStore(shop.settings.effective_blob_url).get_raw(key)
+
+    zstd = shop.client.get(url, headers={"accept-encoding": "gzip, deflate, br, zstd"})
+    assert zstd.status_code == 200 and zstd.headers["content-encoding"] == "zstd"
+    assert "Accept-Encoding" in zstd.headers["vary"] and "Cookie" in zstd.headers["vary"]
+    assert zstd.json() == every.json()  # one segment: the whole replay
+    with shop.client.stream("GET", url, headers={"accept-encoding": "zstd"}) as raw:
+        assert b"".join(raw.iter_raw()) == stored  # the stored frame, not recompressed
+
+    gz = shop.client.get(url, headers={"accept-encoding": "gzip;q=0.8, zstd;q=0"})
+    assert gz.headers["content-encoding"] == "gzip" and gz.json() == every.json()
+    again = shop.client.get(url, headers={"accept-encoding": "gzip"})
+    assert again.content == gz.content  # the cached gzip
+    plain = shop.client.get(url, headers={"accept-encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.json() == every.json()
+    # One validator per representation.
+    assert len({zstd.headers["etag"], gz.headers["etag"], plain.headers["etag"]}) == 3
+    cached = shop.client.get(
+        url, headers={"accept-encoding": "gzip", "if-none-match": gz.headers["etag"]}
+    )
+    assert cached.status_code == 304
+
+    # A rebuilt replay (another rev), a segment that is not there, a bad number.
+    stale = shop.client.get(f"/sessions/{sid}/events?seg=0&rev=0123456789abcdef")
+    assert stale.status_code == 404 and "rebuilt" in stale.text  # the dashboard's error page
+    assert shop.client.get(f"/sessions/{sid}/events?seg=7").status_code == 404
+    for bad in ("-1", "x", ""):
+        res = shop.client.get(f"/sessions/{sid}/events?seg={bad}")
+        assert res.status_code == 400 and "seg must be a segment number" in res.text
+    assert shop.client.get("/sessions/abcdefgh99999/segments").status_code == 404
 
 
 def test_expired_replay_keeps_the_evidence(shop: Shop) -> None:

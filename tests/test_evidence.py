@@ -12,6 +12,7 @@ from retrospec.errors import NotFound
 from retrospec.issues.evidence import Evidence, LastStepAgreement, confidence_for, get_evidence
 from retrospec.issues.queries import change_status
 from retrospec.issues.reports import evidence_json, evidence_markdown, replay_url
+from retrospec.replay import artifact
 from retrospec.settings import Settings
 from retrospec.storage.db import DirectWriter, reading
 from tests.support.browser import query, sdk_page, wait_for
@@ -120,6 +121,70 @@ def test_representative_is_the_playable_replay_with_most_context(feed: Feed) -> 
     )
     assert rep.failure_id == first_in_a
     assert replay_url(ev, BASE) == "https://rs.example.org/sessions/session-A?t=20000"
+
+
+def test_representative_is_the_cheapest_replay_that_shows_enough_context(feed: Feed) -> None:
+    """Enough context (>= 20 s before the failure) first, then the fewest bytes to open there."""
+    minute = 60_000
+
+    def index(*segments: tuple[int, int, int, bool]) -> str:
+        # (start offset, end offset, stored bytes, checkpoint), laid out back to back.
+        out, at = [], 0
+        for start, end, size, checkpoint in segments:
+            out.append(artifact.Segment(T + start, T + end, at, size, 100, checkpoint))
+            at += size
+        return artifact.dump_index(out)
+
+    sessions = {
+        # long and unsegmented: the whole 6 MB before the first frame
+        "long-old": (50 * minute, 6_000_000, None),
+        # long, checkpoints every 2 minutes: the failure's checkpoint and segment, 40 kB
+        "long-checkpoints": (
+            50 * minute,
+            6_000_000,
+            index(
+                (0, 48 * minute, 5_900_000, True),
+                (48 * minute, 49 * minute, 25_000, True),
+                (49 * minute, 51 * minute, 15_000, False),
+                (51 * minute, 60 * minute, 60_000, False),
+            ),
+        ),
+        # short: the whole 90 kB replay
+        "short-one": (30_000, 90_000, None),
+        # cheapest of all, but only 5 s before the failure
+        "tiny-one": (5_000, 8_000, None),
+    }
+    for name, (offset, _size, _index) in sessions.items():
+        feed.send(name, error(CHROME_V1, ts=T + offset))
+    feed.cluster()
+    for name, (offset, size, segs) in sessions.items():
+        replay(feed, name, end=T + offset + 10 * minute)
+        feed.conn.execute(
+            "UPDATE sessions SET replay_bytes = ?, replay_segments = ? WHERE id = ?",
+            (size, segs, name),
+        )
+    [cluster] = feed.clusters()
+    rep = evidence(feed, int(cluster["id"])).representative
+    assert rep is not None and rep.session_id == "long-checkpoints"
+    assert rep.context_ms == 50 * minute
+    assert (
+        artifact.open_cost(artifact.parse_index(sessions["long-checkpoints"][2]), 0, rep.ts)
+        == 40_000
+    )
+
+    # Without its index it costs its whole artifact: the short replay is cheapest then.
+    feed.conn.execute("UPDATE sessions SET replay_segments = NULL WHERE id = 'long-checkpoints'")
+    rep = evidence(feed, int(cluster["id"])).representative
+    assert rep is not None and rep.session_id == "short-one" and rep.context_ms == 30_000
+
+    # With no replay of 20 s context left, the most context wins among the rest.
+    feed.conn.execute(
+        "UPDATE sessions SET replay_status = 'expired', expired_at = ? "
+        "WHERE id IN ('long-checkpoints', 'long-old', 'short-one')",
+        (T,),
+    )
+    rep = evidence(feed, int(cluster["id"])).representative
+    assert rep is not None and rep.session_id == "tiny-one" and rep.context_ms == 5_000
 
 
 def test_steps_before_the_failure(feed: Feed) -> None:

@@ -19,6 +19,9 @@ const DEFAULTS = {
   stripQueryStrings: true,
   keepQueryParams: [], // query parameters kept in captured URLs (the server must keep them too)
   bufferMs: 60000,
+  // A full snapshot at the first activity after this long, so a replay can start (and seek) from
+  // a nearby checkpoint instead of the session's start. 0 turns it off.
+  checkoutMs: 120000,
   maxQueueBytes: 5 * 1024 * 1024, // unsent data kept while the server is away
 };
 const META = 4; // rrweb event types
@@ -235,6 +238,7 @@ function createClient(opts) {
         slimDOMOptions: "all",
         sampling: { scroll: 150, input: "last", media: 800 },
         recordAfter: "DOMContentLoaded",
+        checkoutEveryNms: opts.checkoutMs > 0 ? opts.checkoutMs : undefined,
         recordCanvas: false,
         collectFonts: false,
         inlineImages: false,

@@ -33,6 +33,7 @@ from retrospec.storage.migrations import prepare_database
 BENCHMARKS: dict[str, str] = {
     "ingest-failures": "retrospec.bench.ingest:run_failures",
     "ingest-replay": "retrospec.bench.replay:run",
+    "replay": "retrospec.bench.replay:run_open",
     "latency": "retrospec.bench.ingest:run_latency",
     "pipeline": "retrospec.bench.pipeline:run",
     "storage": "retrospec.bench.storage:run",

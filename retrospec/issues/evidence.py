@@ -1,11 +1,15 @@
 """The evidence of an issue: representative replay, steps before the failure, confidence, reports.
 
-Representative session: among the issue's sessions, one whose replay is playable (replay_status
-ready, not expired) and contains the session's first failure of this issue (failure ts within
-[replay_start_ts, replay_end_ts]), preferring the most replay before the failure (largest
-offset). Fallbacks, in order: a ready or pending replay that does not (yet) contain the failure,
-then any session (expired, no replay); the newest first. The newest 1,000 sessions are searched
-first, all of them only if none of those is playable.
+Representative session: the replay that shows the failure with enough context at the lowest
+cost to open, not the longest one. Among the issue's sessions whose replay is playable
+(replay_status ready, not expired) and contains the session's first failure of this issue
+(failure ts within [replay_start_ts, replay_end_ts]) with at least CONTEXT_MS of replay before
+it, the one whose player fetches the fewest stored bytes to show the failure (the segments from
+the checkpoint before it; the whole artifact when it has no segment index), ties to the newest.
+The cheapest CANDIDATES by artifact size are costed exactly. Fallbacks, in order: a playable
+replay with less context (the most context first), a ready or pending replay that does not (yet)
+contain the failure, then any session (expired, no replay); the newest first. The newest 1,000
+sessions are searched first, all of them only if none of those is playable.
 
 Steps before the failure: the representative session's replay markers (clicks, rage clicks,
 inputs, navigations; never failures) at or before the failure, newest last, at most 8, with
@@ -37,6 +41,7 @@ from retrospec.clock import now_ms as _now_ms
 from retrospec.ingest.envelope import decode_payload
 from retrospec.issues.fingerprint import path_template
 from retrospec.issues.queries import IssueSummary, daily_counts, get_issue
+from retrospec.replay import artifact
 from retrospec.sourcemaps.store import has_maps
 
 FACETS = ("browser", "os", "url", "release")
@@ -172,37 +177,55 @@ def _offset(ts: int, start: int | None) -> int | None:
     return None if start is None else max(0, ts - start)
 
 
-# Tier 0: a playable replay that contains the failure; 1: a replay that may still get there
-# (ready but not yet extended past the failure, or pending); 2: anything else.
+# Tier 0: a playable replay that contains the failure with CONTEXT_MS before it; 1: one with
+# less context; 2: a replay that may still get there (ready but not yet extended past the
+# failure, or pending); 3: anything else.
 _REPRESENTATIVE = """
 SELECT x.session_id, f.id, f.ts, s.replay_status, s.expired_at, s.replay_start_ts,
        CASE
          WHEN s.replay_status = 'ready' AND s.expired_at IS NULL
-              AND f.ts BETWEEN s.replay_start_ts AND s.replay_end_ts THEN 0
-         WHEN s.replay_status IN ('ready', 'pending') AND s.expired_at IS NULL THEN 1
-         ELSE 2 END AS tier
+              AND f.ts BETWEEN s.replay_start_ts AND s.replay_end_ts
+              AND f.ts - s.replay_start_ts >= ? THEN 0
+         WHEN s.replay_status = 'ready' AND s.expired_at IS NULL
+              AND f.ts BETWEEN s.replay_start_ts AND s.replay_end_ts THEN 1
+         WHEN s.replay_status IN ('ready', 'pending') AND s.expired_at IS NULL THEN 2
+         ELSE 3 END AS tier,
+       s.replay_bytes, s.replay_segments
 FROM (SELECT session_id, first_failure_id, last_seen_at FROM cluster_sessions
       WHERE cluster_id = ? ORDER BY last_seen_at DESC, session_id DESC LIMIT ?) x
 JOIN failures f ON f.id = x.first_failure_id
 JOIN sessions s ON s.id = x.session_id
-ORDER BY tier, CASE WHEN tier = 0 THEN f.ts - s.replay_start_ts END DESC,
+ORDER BY tier, CASE WHEN tier = 0 THEN s.replay_bytes END,
+         CASE WHEN tier = 1 THEN f.ts - s.replay_start_ts END DESC,
          x.last_seen_at DESC, x.session_id DESC
-LIMIT 1
+LIMIT ?
 """
 # A busy issue has many sessions: look at the newest first (replays expire oldest first) and
 # search all of them only when none of those is playable.
 RECENT_SESSIONS = 1000
+CONTEXT_MS = 20_000  # replay before the failure that shows how the user got there
+CANDIDATES = 50  # tier-0 replays (smallest artifacts first) whose open cost is computed
+
+
+def _cost(row: Any) -> int:
+    segments = artifact.parse_index(row[8])
+    return artifact.open_cost(segments, int(row[7] or 0), int(row[2]))
 
 
 def _representative(
     conn: sqlite3.Connection, cid: int, session_count: int
 ) -> Representative | None:
-    rows = _rows(conn, _REPRESENTATIVE, (cid, RECENT_SESSIONS))
-    if rows and rows[0][6] != 0 and session_count > RECENT_SESSIONS:
-        rows = _rows(conn, _REPRESENTATIVE, (cid, -1)) or rows  # LIMIT -1: no limit
+    rows = _rows(conn, _REPRESENTATIVE, (CONTEXT_MS, cid, RECENT_SESSIONS, CANDIDATES))
+    if rows and rows[0][6] > 1 and session_count > RECENT_SESSIONS:
+        # LIMIT -1: no limit
+        rows = _rows(conn, _REPRESENTATIVE, (CONTEXT_MS, cid, -1, CANDIDATES)) or rows
     if not rows:
         return None
-    sid, fid, ts, status, expired_at, start, tier = rows[0]
+    best = rows[0]
+    if best[6] == 0:
+        # min() keeps the first of equal costs: the SQL order (newest) breaks ties.
+        best = min((r for r in rows if r[6] == 0), key=_cost)
+    sid, fid, ts, status, expired_at, start, tier = best[:7]
     offset = _offset(int(ts), start)
     return Representative(
         session_id=str(sid),
@@ -211,7 +234,7 @@ def _representative(
         ts=int(ts),
         replay_status=str(status),
         expired=_is_expired(status, expired_at),
-        context_ms=int(offset or 0) if tier == 0 else 0,
+        context_ms=int(offset or 0) if tier <= 1 else 0,
     )
 
 

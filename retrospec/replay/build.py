@@ -1,22 +1,22 @@
 """Replay artifacts: a session's chunks → one ordered, de-duplicated event array, summarised.
 
-Artifact: `replays/<site>/<session>/v<N>.zst`, one zstd frame holding a JSON array of the rrweb
-events exactly as the SDK sent them (bytes untouched), sorted by timestamp (ties keep chunk
-sequence and in-chunk order), duplicates dropped, starting at the first full snapshot (with the
-meta event just before it). N is the session's chunk count when it was read.
+Artifact: `replays/<site>/<session>/v<N>.zst`, the rrweb events exactly as the SDK sent them
+(bytes untouched), sorted by timestamp (ties keep chunk sequence and in-chunk order), duplicates
+dropped, starting at the first full snapshot (with the meta event just before it), stored as
+time-ordered segments with checkpoints (format and reader: replay/artifact.py). N is the
+session's chunk count when it was read.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
 
 import msgspec
 import zstandard
 
+from retrospec.replay import artifact
 from retrospec.replay.markers import (
     FULL_SNAPSHOT,
     META,
@@ -30,8 +30,6 @@ from retrospec.storage.blobs import BlobStore, CorruptBlob, decompress, read_fra
 # Memory bound for one build (peak memory is about 2.5x the raw bytes read): chunks past this
 # many raw bytes are left out of the artifact. 48 MB is about four hours of a typical page.
 MAX_SESSION_RAW_BYTES = 48 * 1024 * 1024
-ARTIFACT_LEVEL = 3
-_PIECE_BYTES = 1 << 20
 # Page-load events this close before the first full snapshot belong to it (rrweb emits them
 # together): DomContentLoaded, Load, Meta.
 META_GAP_MS = 1_000
@@ -152,32 +150,6 @@ def playable(events: list[Event]) -> tuple[list[Event], int] | None:
     return [*lead, *events[first:]], first - len(lead)
 
 
-def _pieces(events: list[Event]) -> Iterator[bytes]:
-    yield b"["
-    batch: list[Any] = []  # bytes and msgspec.Raw (a buffer), joined without decoding
-    size = 0
-    for i, event in enumerate(events):
-        if i:
-            batch.append(b",")
-        batch.append(event[2])
-        size += len(event[2])
-        if size >= _PIECE_BYTES:
-            yield b"".join(batch)
-            batch, size = [], 0
-    if batch:
-        yield b"".join(batch)
-    yield b"]"
-
-
-def encode_artifact(events: list[Event]) -> tuple[bytes, int]:
-    """(zstd frame of the JSON array, uncompressed size), compressed piecewise to save a copy."""
-    total = 2 + sum(len(e[2]) for e in events) + max(0, len(events) - 1)
-    cobj = zstandard.ZstdCompressor(level=ARTIFACT_LEVEL).compressobj(size=total)
-    out = [cobj.compress(piece) for piece in _pieces(events)]
-    out.append(cobj.flush())
-    return b"".join(out), total
-
-
 @dataclass(slots=True)
 class Built:
     """The outcome of one build, ready to be written."""
@@ -187,6 +159,7 @@ class Built:
     key: str | None = None
     stored_bytes: int | None = None
     summary: Summary | None = None
+    segments: str | None = None  # the segment index, as stored in sessions.replay_segments
 
 
 _STORES: dict[str, BlobStore] = {}
@@ -225,7 +198,9 @@ def build(blobs: BlobStore, work: Work, max_bytes: int) -> Built:
         notes.append(f"{left_out} events before the first full snapshot were left out")
     if merged.invalid:
         notes.append(f"{merged.invalid} malformed events were skipped")
-    blob, _size = encode_artifact(events)
+    blob, segments, _size = artifact.encode(events)
     key = replay_key(work.site_id, work.id, work.version)
     blobs.put_raw(key, blob)
-    return Built("ready", "; ".join(notes) or None, key, len(blob), summary)
+    return Built(
+        "ready", "; ".join(notes) or None, key, len(blob), summary, artifact.dump_index(segments)
+    )

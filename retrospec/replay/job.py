@@ -170,7 +170,7 @@ def _commit(work: Work, built: Built, now: int) -> Callable[[sqlite3.Connection]
             "UPDATE sessions SET replay_status = ?, replay_reason = ?, replay_chunks = ?, "
             "replay_key = ?, replay_bytes = ?, replay_events = ?, replay_start_ts = ?, "
             "replay_end_ts = ?, duration_ms = ?, active_ms = ?, pages = ?, clicks = ?, "
-            "rage_clicks = ?, replay_built_at = ? WHERE id = ?",
+            "rage_clicks = ?, replay_segments = ?, replay_built_at = ? WHERE id = ?",
             (
                 built.status,
                 built.reason,
@@ -185,6 +185,7 @@ def _commit(work: Work, built: Built, now: int) -> Callable[[sqlite3.Connection]
                 msgspec.json.encode(s.pages).decode(),
                 s.clicks,
                 s.rage_clicks,
+                built.segments,
                 now,
                 work.id,
             ),

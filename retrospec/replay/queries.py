@@ -6,6 +6,7 @@ replay/markers.py, element names in replay/dom.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from retrospec.errors import NotFound
+from retrospec.replay import artifact
 from retrospec.replay.job import MAX_FAILURE_MARKERS
 from retrospec.replay.markers import (
     FailureRow,
@@ -26,9 +28,32 @@ from retrospec.storage.blobs import BlobStore
 
 
 def load_events(blobs: BlobStore, replay_key: str) -> bytes:
-    """The replay's events as a JSON array (NotFound if the artifact is gone)."""
+    """The replay's events as one JSON array, every segment (NotFound if the artifact is gone).
+
+    The one way to read a whole replay: the format (segments, older one-frame artifacts) is
+    replay/artifact.py's business.
+    """
     try:
-        return blobs.get(replay_key)
+        return artifact.read_all(blobs, replay_key)
+    except FileNotFoundError:
+        raise NotFound("this replay's data is no longer stored") from None
+
+
+def load_segment(blobs: BlobStore, session: SessionView, index: int) -> bytes:
+    """One segment's stored zstd frame (an unsegmented artifact: index 0, the whole blob)."""
+    if session.replay_key is None or session.expired:
+        raise NotFound("this session has no replay to play")
+    segments = session.segments
+    if segments is None:
+        if index != 0:
+            raise NotFound(f"no segment {index} in this replay")
+        segment = None
+    elif 0 <= index < len(segments):
+        segment = segments[index]
+    else:
+        raise NotFound(f"no segment {index} in this replay")
+    try:
+        return artifact.read_segment(blobs, session.replay_key, segment)
     except FileNotFoundError:
         raise NotFound("this replay's data is no longer stored") from None
 
@@ -67,6 +92,14 @@ class SessionView:
     chunks: int
     batches: int
     expired: bool
+    segments: list[artifact.Segment] | None  # None: an artifact from before segments
+
+    @property
+    def replay_rev(self) -> str | None:
+        """A short token naming the stored artifact (a rebuild writes a new key, so a new one)."""
+        if self.replay_key is None:
+            return None
+        return hashlib.sha256(self.replay_key.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +136,7 @@ s.id, s.site_id, sites.name AS site_name, s.started_at, s.last_seen_at, s.user_i
 s.user_email, s.user_name, s.user_key, s.browser, s.os, s.user_agent, s.entry_url, s.last_url,
 s.release, s.environment, s.replay_status, s.replay_reason, s.replay_key, s.replay_start_ts,
 s.replay_end_ts, s.duration_ms, s.active_ms, s.pages, s.clicks, s.rage_clicks, s.failures,
-s.chunks, s.batches, s.expired_at
+s.chunks, s.batches, s.expired_at, s.replay_segments
 """
 _SESSION_FROM = " FROM sessions s JOIN sites ON sites.id = s.site_id "
 _FAILURE_COLUMNS = (
@@ -162,6 +195,7 @@ def _session(row: sqlite3.Row) -> SessionView:
         chunks=row["chunks"],
         batches=row["batches"],
         expired=row["expired_at"] is not None or row["replay_status"] == "expired",
+        segments=artifact.parse_index(row["replay_segments"]),
     )
 
 

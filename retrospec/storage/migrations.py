@@ -580,6 +580,16 @@ CREATE TABLE sentry_error_links (
 CREATE INDEX sentry_error_links_age ON sentry_error_links(created_at);
 """,
     ),
+    (
+        10,
+        "replays: segment index of the artifact",
+        """
+-- The replay artifact's segments as compact JSON [[start_ts, end_ts, offset, length, events,
+-- checkpoint], ...] (replay/artifact.py); NULL for an artifact written before segments, which
+-- is one frame played as a whole.
+ALTER TABLE sessions ADD COLUMN replay_segments TEXT;
+""",
+    ),
 ]
 
 
