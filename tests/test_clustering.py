@@ -515,10 +515,19 @@ def test_a_stack_the_fingerprinter_chokes_on_still_gets_clustered(
 def test_batches_page_through_everything(feed: Feed) -> None:
     for n in range(7):
         feed.send(sid(), error(), network(f"https://shop.example.com/api/item/{n}", 500))
-    result = feed.cluster(batch_size=3)
+    result = feed.cluster(batch_size=3, batch_max=3)
     assert result.items == 14 and result.details["batches"] == 5
     counts = sorted(c["failure_count"] for c in feed.clusters())
     assert counts == [7, 7]
+
+
+def test_a_backlog_grows_the_claimed_batch(feed: Feed) -> None:
+    for n in range(20):
+        feed.send(sid(), error(), network(f"https://shop.example.com/api/item/{n}", 500))
+    # 40 failures: batches of 2, 8, then 30 (all that is left, under the cap of 32).
+    result = feed.cluster(batch_size=2, batch_max=32)
+    assert result.items == 40 and result.details["batches"] == 3
+    assert sorted(c["failure_count"] for c in feed.clusters()) == [20, 20]
 
 
 def test_stop_between_batches(feed: Feed) -> None:
