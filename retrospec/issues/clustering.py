@@ -362,6 +362,8 @@ def run(ctx: JobContext) -> JobResult:
     max_batches = ctx.options.get("max_batches")
     before_write: Callable[[list[int]], None] | None = ctx.options.get(BEFORE_WRITE)
     sampling = Sampling(ctx.settings.hot_cluster_after, ctx.settings.hot_cluster_keep_every)
+    slice_failures = int(ctx.options.get("slice_failures", WRITE_SLICE_FAILURES))
+    slice_keys = int(ctx.options.get("slice_keys", WRITE_SLICE_KEYS))
     result = JobResult()
     totals = dict.fromkeys(
         ("claimed", "skipped", "new_clusters", "promoted", "regressed", "aliases", "map_errors",
@@ -399,7 +401,7 @@ def run(ctx: JobContext) -> JobResult:
                 before_write([i.id for i in items])
             # Each slice is a whole transaction of its own (claims and counts together), so a
             # crash between slices leaves the earlier ones complete and the rest unclaimed.
-            for part in write_slices(items):
+            for part in write_slices(items, slice_failures, slice_keys):
                 write = functools.partial(
                     apply_batch,
                     items=part,
