@@ -137,3 +137,56 @@ def test_benchmarks_without_the_test_extra_are_unavailable_and_name_it() -> None
         assert status == "unavailable", (name, notes, proc.stderr)
         why = " ".join(notes)
         assert "retrospec[test]" in why or "chromium is not installed" in why, (name, why)
+
+
+def _fingerprints(raw: bytes) -> set[str]:
+    from retrospec.issues.clustering import failure_input
+    from retrospec.issues.fingerprint import fingerprint
+
+    env = ENVELOPE_DECODER.decode(raw)
+    out = set()
+    for f in env.failures:
+        row = {
+            "kind": f.kind, "type": f.type, "message": f.message, "url": f.url,
+            "method": f.method, "request_url": f.request_url, "status": f.status,
+            "payload": json.dumps({"stack": f.stack}) if f.stack else None,
+        }  # fmt: skip
+        fp = fingerprint(failure_input(row))
+        out.add(fp.position or fp.hash)  # one exact position is one bug too (identity rule 3)
+    return out
+
+
+def test_pipeline_bodies_are_one_bug_and_all_distinct_bugs() -> None:
+    from retrospec.bench.pipeline import distinct_body
+
+    loop = failure_body(10, one_bug=True)
+    assert len(_fingerprints(loop.prefix + b"s-12345678" + loop.middle + b"0" + loop.suffix)) == 1
+    a, b = distinct_body(0), distinct_body(10)
+    assert len(_fingerprints(a) | _fingerprints(b)) == 20
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_quick_pipeline_bench_prints_the_issue_19_rows(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETROSPEC_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "retrospec", "bench", "pipeline", "--quick", "--json",
+         "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=280, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    bench = json.loads(proc.stdout)["benchmarks"]["pipeline"]
+    assert bench["status"] == "ok", bench["error"]
+    figures = bench["figures"]
+    for key in (
+        "flood_ingest_per_s", "flood_cluster_per_s", "flood_drain_s", "distinct_cluster_per_s",
+        "p95_s_50", "p50_s_50", "p95_s_100", "ingest_p99_ms_50", "ingest_p99_ms_100",
+    ):  # fmt: skip
+        assert math.isfinite(figures[key]["value"]), key
+    assert figures["flood_ingest_per_s"]["value"] > 0
+    assert figures["flood_cluster_per_s"]["value"] > 0, proc.stderr[-3000:]
+    assert figures["distinct_cluster_per_s"]["value"] > 0
+    # Even the quick run's backlog drains (the limit is 600 s) and every probe became an issue.
+    assert figures["flood_drain_s"]["value"] < 600
+    assert figures["not_visible_50"]["value"] == 0
+    assert figures["not_visible_100"]["value"] == 0

@@ -61,6 +61,7 @@ from retrospec.issues.fingerprint import (
     path_template,
 )
 from retrospec.issues.sourcemapping import (
+    fetch_enabled,
     fetch_missing,
     map_index,
     refresh_frames,
@@ -74,6 +75,7 @@ from retrospec.sourcemaps.resolve import (
     MapIndex,
     cache_for,
 )
+from retrospec.storage.db import connect
 
 log = logging.getLogger(__name__)
 
@@ -337,6 +339,67 @@ def fingerprint_rows(
     return done, (cache.errors - before if cache is not None else 0)
 
 
+@dataclass(frozen=True, slots=True)
+class Fingerprinted:
+    """One claimed batch, fingerprinted."""
+
+    items: list[Item]
+    rows: int  # rows read: a full batch means a backlog
+    errors: int = 0  # failures that needed the fallback fingerprint
+    map_errors: int = 0  # source maps that failed to load or look up
+
+
+def read_and_fingerprint(
+    db_path: str,
+    after: int,
+    limit: int,
+    blob_url: str,
+    cache_mb: int,
+    legacy_versions: Sequence[int] = (),
+) -> Fingerprinted:
+    """Read the next unclustered failures after id `after` and fingerprint them (a top-level
+    function for the compute process: the payloads and the per-row work stay off the server's
+    interpreter, which only gets the items back)."""
+    conn = connect(db_path, readonly=True)
+    try:
+        rows = [dict(r) for r in conn.execute(_SELECT_BATCH, (after, limit))]
+        maps = map_index(conn, rows, blob_url, cache_mb) if rows else None
+    finally:
+        conn.close()
+    done, map_errors = fingerprint_rows(rows, maps, legacy_versions)
+    return Fingerprinted(
+        [item for item, _ok in done], len(rows), sum(1 for _i, ok in done if not ok), map_errors
+    )
+
+
+def _next_batch(
+    ctx: JobContext,
+    reader: sqlite3.Connection,
+    after: int,
+    limit: int,
+    legacy: Sequence[int],
+    fetching: bool,
+) -> Fingerprinted:
+    cache_mb = ctx.settings.sourcemap_cache_mb
+    if not fetching:
+        # Fingerprinting is the CPU-heavy part: in the server it runs in the compute process,
+        # off the interpreter the event loop uses, and so does reading the batch.
+        got: Fingerprinted = ctx.compute(
+            read_and_fingerprint, str(ctx.db_path), after, limit, ctx.blobs.url, cache_mb, legacy
+        )
+        return got
+    # A site fetches its maps from its origins: that needs the network and the writer, here.
+    rows = [dict(r) for r in reader.execute(_SELECT_BATCH, (after, limit))]
+    if not rows:
+        return Fingerprinted([], 0)
+    maps = map_index(reader, rows, ctx.blobs.url, cache_mb)
+    if fetch_missing(ctx, reader, rows, maps):
+        maps = map_index(reader, rows, ctx.blobs.url, cache_mb)
+    done, map_errors = ctx.compute(fingerprint_rows, rows, maps, legacy)
+    items = [item for item, _ok in done]
+    return Fingerprinted(items, len(rows), sum(1 for _i, ok in done if not ok), map_errors)
+
+
 def write_slices(
     items: Sequence[Item], failures: int = WRITE_SLICE_FAILURES, keys: int = WRITE_SLICE_KEYS
 ) -> list[Sequence[Item]]:
@@ -381,21 +444,16 @@ def run(ctx: JobContext) -> JobResult:
         if identity.upgraded_version(reader) < GROUPING_VERSION:
             totals.update(upgrade(ctx, reader, batch_size))
         legacy = identity.legacy_versions(reader, ctx.settings.grouping_transition_days, now_ms())
+        fetching = fetch_enabled(reader)
         while max_batches is None or batches < int(max_batches):
             ctx.check_stop()
-            rows = [dict(r) for r in reader.execute(_SELECT_BATCH, (last_id, size))]
-            if not rows:
+            got = _next_batch(ctx, reader, last_id, size, legacy, fetching)
+            if not got.items:
                 break
-            maps = map_index(reader, rows, ctx.blobs.url, ctx.settings.sourcemap_cache_mb)
-            if fetch_missing(ctx, reader, rows, maps):
-                maps = map_index(reader, rows, ctx.blobs.url, ctx.settings.sourcemap_cache_mb)
-            # Fingerprinting is the CPU-heavy part: in the server it runs in the compute
-            # process, off the interpreter the event loop uses.
-            done, map_errors = ctx.compute(fingerprint_rows, rows, maps, legacy)
-            items = [item for item, _ok in done]
-            result.errors += sum(1 for _item, ok in done if not ok)
+            items = got.items
+            result.errors += got.errors
             # A broken map leaves frames minified and is logged; counted, never fatal.
-            totals["map_errors"] += map_errors
+            totals["map_errors"] += got.map_errors
             last_id = items[-1].id
             if before_write is not None:
                 before_write([i.id for i in items])
@@ -419,7 +477,7 @@ def run(ctx: JobContext) -> JobResult:
                 totals["aliases"] += stats.aliases
                 totals["shed"] += stats.shed
             batches += 1
-            if len(rows) < size:
+            if got.rows < size:
                 break
             # A full batch means a backlog: claim more at once, so the per-batch costs (the
             # read, the trip to the compute process, the map lookups) amortise over more.
