@@ -96,6 +96,15 @@ def test_quick_bench_reports_every_benchmark(tmp_path: Path) -> None:
     assert ingest["acked_not_stored_batch1"]["value"] == 0
     assert ingest["acked_not_stored_batch10"]["value"] == 0
     assert benches["ingest-replay"]["figures"]["acked_not_stored"]["value"] == 0
+    # The issue-19 rows: the cluster job kept up, every backlog drained (the limit is 600 s)
+    # and every probe became an issue.
+    pipeline = benches["pipeline"]["figures"]
+    for key in ("flood_ingest_per_s", "flood_cluster_per_s", "distinct_cluster_per_s"):
+        assert pipeline[key]["value"] > 0, key
+    for key in ("flood_drain_s", "drain_s_50", "drain_s_100"):
+        assert pipeline[key]["value"] < 600, key
+    assert pipeline["not_visible_50"]["value"] == pipeline["not_visible_100"]["value"] == 0
+    assert pipeline["p95_s_50"]["value"] > 0 and pipeline["ingest_p99_ms_50"]["value"] > 0
 
 
 BLOCK_OPTIONAL = """
@@ -163,30 +172,3 @@ def test_pipeline_bodies_are_one_bug_and_all_distinct_bugs() -> None:
     assert len(_fingerprints(loop.prefix + b"s-12345678" + loop.middle + b"0" + loop.suffix)) == 1
     a, b = distinct_body(0), distinct_body(10)
     assert len(_fingerprints(a) | _fingerprints(b)) == 20
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_quick_pipeline_bench_prints_the_issue_19_rows(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETROSPEC_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "retrospec", "bench", "pipeline", "--quick", "--json",
-         "--workdir", str(tmp_path)],
-        capture_output=True, text=True, timeout=280, env=env, cwd=tmp_path,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    bench = json.loads(proc.stdout)["benchmarks"]["pipeline"]
-    assert bench["status"] == "ok", bench["error"]
-    figures = bench["figures"]
-    for key in (
-        "flood_ingest_per_s", "flood_cluster_per_s", "flood_drain_s", "distinct_cluster_per_s",
-        "p95_s_50", "p50_s_50", "p95_s_100", "ingest_p99_ms_50", "ingest_p99_ms_100",
-    ):  # fmt: skip
-        assert math.isfinite(figures[key]["value"]), key
-    assert figures["flood_ingest_per_s"]["value"] > 0
-    assert figures["flood_cluster_per_s"]["value"] > 0, proc.stderr[-3000:]
-    assert figures["distinct_cluster_per_s"]["value"] > 0
-    # Even the quick run's backlog drains (the limit is 600 s) and every probe became an issue.
-    assert figures["flood_drain_s"]["value"] < 600
-    assert figures["not_visible_50"]["value"] == 0
-    assert figures["not_visible_100"]["value"] == 0

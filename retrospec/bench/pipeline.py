@@ -63,7 +63,7 @@ class Sizes:
 def sizes(ctx: BenchContext) -> Sizes:
     """The issue's sizes, or small ones for --quick."""
     if ctx.quick:
-        return Sizes(flood_s=2.0, distinct_failures=600, sustained_s=3.0)
+        return Sizes(flood_s=3.0, distinct_failures=600, sustained_s=3.0)
     return Sizes(flood_s=30.0, distinct_failures=20_000, sustained_s=60.0)
 
 
