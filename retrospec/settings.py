@@ -46,6 +46,19 @@ class Settings:
     cluster_interval_seconds: float = _f(1.0, "How often the cluster job looks for new failures.")
     purge_interval_hours: float = _f(24.0, "How often the scheduled purge runs.")
     job_batch_size: int = _f(200, "Items a job handles per transaction (bounded batches).")
+    cluster_batch_max: int = _f(
+        5000,
+        "Failures the cluster job claims at once while a backlog lasts (it starts at "
+        "job_batch_size and grows); writes still go in short transactions.",
+    )
+    hot_cluster_after: int = _f(
+        10_000,
+        "Failures an issue counts before it is hot; from then on only every "
+        "hot_cluster_keep_every-th failure keeps its payload (all are counted); 0 disables.",
+    )
+    hot_cluster_keep_every: int = _f(
+        100, "In a hot issue, keep the payload (stack, context) of every N-th failure."
+    )
     max_body_bytes: int = _f(1_048_576, "Largest ingest body accepted as sent (compressed).")
     max_decompressed_bytes: int = _f(16_777_216, "Largest ingest body after gzip decoding.")
     rate_limit_per_second: float = _f(500.0, "Ingest batches per second per site; 0 disables.")
@@ -308,6 +321,8 @@ def _validate(s: Settings) -> None:
         "max_body_bytes",
         "max_decompressed_bytes",
         "job_batch_size",
+        "cluster_batch_max",
+        "hot_cluster_keep_every",
         "sourcemap_max_upload_mb",
         "sourcemap_cache_mb",
         "sourcemap_fetch_max_mb",
@@ -319,6 +334,7 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"{name} must be positive")
     for name in (
         "min_free_disk_mb",
+        "hot_cluster_after",
         "disk_reserve_mb",
         "quota_batches_per_day",
         "quota_failures_per_day",

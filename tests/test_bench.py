@@ -96,6 +96,15 @@ def test_quick_bench_reports_every_benchmark(tmp_path: Path) -> None:
     assert ingest["acked_not_stored_batch1"]["value"] == 0
     assert ingest["acked_not_stored_batch10"]["value"] == 0
     assert benches["ingest-replay"]["figures"]["acked_not_stored"]["value"] == 0
+    # The issue-19 rows: the cluster job kept up, every backlog drained (the limit is 600 s)
+    # and every probe became an issue.
+    pipeline = benches["pipeline"]["figures"]
+    for key in ("flood_ingest_per_s", "flood_cluster_per_s", "distinct_cluster_per_s"):
+        assert pipeline[key]["value"] > 0, key
+    for key in ("flood_drain_s", "drain_s_50", "drain_s_100"):
+        assert pipeline[key]["value"] < 600, key
+    assert pipeline["not_visible_50"]["value"] == pipeline["not_visible_100"]["value"] == 0
+    assert pipeline["p95_s_50"]["value"] > 0 and pipeline["ingest_p99_ms_50"]["value"] > 0
 
 
 BLOCK_OPTIONAL = """
@@ -137,3 +146,29 @@ def test_benchmarks_without_the_test_extra_are_unavailable_and_name_it() -> None
         assert status == "unavailable", (name, notes, proc.stderr)
         why = " ".join(notes)
         assert "retrospec[test]" in why or "chromium is not installed" in why, (name, why)
+
+
+def _fingerprints(raw: bytes) -> set[str]:
+    from retrospec.issues.clustering import failure_input
+    from retrospec.issues.fingerprint import fingerprint
+
+    env = ENVELOPE_DECODER.decode(raw)
+    out = set()
+    for f in env.failures:
+        row = {
+            "kind": f.kind, "type": f.type, "message": f.message, "url": f.url,
+            "method": f.method, "request_url": f.request_url, "status": f.status,
+            "payload": json.dumps({"stack": f.stack}) if f.stack else None,
+        }  # fmt: skip
+        fp = fingerprint(failure_input(row))
+        out.add(fp.position or fp.hash)  # one exact position is one bug too (identity rule 3)
+    return out
+
+
+def test_pipeline_bodies_are_one_bug_and_all_distinct_bugs() -> None:
+    from retrospec.bench.pipeline import distinct_body
+
+    loop = failure_body(10, one_bug=True)
+    assert len(_fingerprints(loop.prefix + b"s-12345678" + loop.middle + b"0" + loop.suffix)) == 1
+    a, b = distinct_body(0), distinct_body(10)
+    assert len(_fingerprints(a) | _fingerprints(b)) == 20

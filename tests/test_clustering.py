@@ -24,6 +24,7 @@ from retrospec.storage.db import Writer, connect
 from retrospec.storage.migrations import prepare_database
 from tests.support.data import make_settings
 from tests.support.envelopes import (
+    CHROME_UA,
     CHROME_V1,
     CHROME_V2,
     COUPON_CHROME,
@@ -515,10 +516,19 @@ def test_a_stack_the_fingerprinter_chokes_on_still_gets_clustered(
 def test_batches_page_through_everything(feed: Feed) -> None:
     for n in range(7):
         feed.send(sid(), error(), network(f"https://shop.example.com/api/item/{n}", 500))
-    result = feed.cluster(batch_size=3)
+    result = feed.cluster(batch_size=3, batch_max=3)
     assert result.items == 14 and result.details["batches"] == 5
     counts = sorted(c["failure_count"] for c in feed.clusters())
     assert counts == [7, 7]
+
+
+def test_a_backlog_grows_the_claimed_batch(feed: Feed) -> None:
+    for n in range(20):
+        feed.send(sid(), error(), network(f"https://shop.example.com/api/item/{n}", 500))
+    # 40 failures: batches of 2, 8, then 30 (all that is left, under the cap of 32).
+    result = feed.cluster(batch_size=2, batch_max=32)
+    assert result.items == 40 and result.details["batches"] == 3
+    assert sorted(c["failure_count"] for c in feed.clusters()) == [20, 20]
 
 
 def test_stop_between_batches(feed: Feed) -> None:
@@ -567,3 +577,186 @@ def test_migration_3_moves_frames_out_of_clusters(
         assert feed.rows("SELECT project_id, length(dsn_key) FROM sites") == [(1, 32)]
     finally:
         feed.conn.close()
+
+
+# --- pace: exact counts through batching, sampling, crashes and reruns (issue 19) -------------
+
+
+def flood(feed: Feed) -> None:
+    """A hot bug repeated across sessions, users, releases and two days, plus a few others."""
+    t0 = 1_732_600_000_000
+    day = 86_400_000
+    for n in range(24):
+        session = f"flood-{n % 9:03d}"  # sessions repeat: several failures each
+        user = None if n % 5 == 0 else f"user-{n % 4}"
+        ua = FIREFOX_UA if n % 3 == 0 else CHROME_UA
+        release = "1.4.2" if n < 12 else "1.5.0"
+        at = t0 + (day if n >= 16 else 0) + n
+        failures = [error(CHROME_V1), error(CHROME_V2)]  # one bug, two deploys
+        if n % 4 == 0:
+            failures.append(error(COUPON_CHROME, COUPON_MSG))
+        if n % 6 == 0:
+            failures.append(network(f"https://shop.example.com/api/orders/{n}", 500))
+        feed.send(session, *failures, user=user, ua=ua, release=release, received_at=at)
+
+
+def assert_counts_exact(feed: Feed) -> None:
+    """Every counter the job keeps equals what the failures table itself says."""
+    assert feed.value("SELECT count(*) FROM failures WHERE cluster_id IS NULL") == 0
+    truth = feed.rows(
+        "SELECT cluster_id, count(*), count(DISTINCT session_id), count(DISTINCT user_key), "
+        "min(received_at), max(received_at) FROM failures GROUP BY cluster_id ORDER BY 1"
+    )
+    kept = feed.rows(
+        "SELECT id, failure_count, session_count, user_count, first_seen_at, last_seen_at "
+        "FROM clusters WHERE failure_count > 0 ORDER BY id"
+    )
+    assert kept == truth
+    per_session = feed.rows(
+        "SELECT cluster_id, session_id, count(*), max(received_at) FROM failures "
+        "GROUP BY cluster_id, session_id ORDER BY 1, 2"
+    )
+    assert feed.rows(
+        "SELECT cluster_id, session_id, failures, last_seen_at FROM cluster_sessions ORDER BY 1, 2"
+    ) == [tuple(r) for r in per_session]
+    users = feed.rows(
+        "SELECT DISTINCT cluster_id, user_key FROM failures WHERE user_key IS NOT NULL "
+        "ORDER BY 1, 2"
+    )
+    assert feed.rows("SELECT cluster_id, user_key FROM cluster_users ORDER BY 1, 2") == users
+    days: dict[tuple[int, int], int] = {}
+    facets: dict[tuple[int, str, str], int] = {}
+    for row in feed.conn.execute("SELECT * FROM failures"):
+        cid = int(row["cluster_id"])
+        key = (cid, day_of(row["received_at"]))
+        days[key] = days.get(key, 0) + 1
+        for name, value in clustering.facets_of(row):
+            facets[(cid, name, value)] = facets.get((cid, name, value), 0) + 1
+    assert feed.rows("SELECT cluster_id, day, count FROM cluster_days ORDER BY 1, 2") == sorted(
+        (c, d, n) for (c, d), n in days.items()
+    )
+    assert feed.rows(
+        "SELECT cluster_id, facet, value, count FROM cluster_facets ORDER BY 1, 2, 3"
+    ) == sorted((c, f, v, n) for (c, f, v), n in facets.items())
+
+
+@pytest.fixture
+def flood_snapshot(tmp_path: Path) -> dict[str, Any]:
+    """The state after one clean run with default batches over flood()'s data."""
+    settings = make_settings(tmp_path / "clean")
+    prepare_database(settings.db_path)
+    feed = make_feed(settings)
+    try:
+        flood(feed)
+        assert feed.cluster().items == 58
+        assert_counts_exact(feed)
+        return snapshot(feed)
+    finally:
+        feed.conn.close()
+
+
+def test_counts_stay_exact_through_tiny_batches_and_slices(
+    feed: Feed, flood_snapshot: dict[str, Any]
+) -> None:
+    flood(feed)
+    result = feed.cluster(batch_size=2, batch_max=7, slice_failures=3, slice_keys=1)
+    assert result.items == 58
+    assert result.details["writes"] > result.details["batches"] > 8
+    assert_counts_exact(feed)
+    assert snapshot(feed) == flood_snapshot
+
+
+def test_write_slices_bound_failures_and_distinct_fingerprints() -> None:
+    def item(n: int, fp: str) -> clustering.Item:
+        return clustering.Item(n, "s", "x", None, n, fp, "error", "stack", "t", None, None, ())
+
+    items = [item(n, fp) for n, fp in enumerate("aaaaabcabdd")]
+    parts = clustering.write_slices(items, failures=4, keys=2)
+    assert ["".join(i.fingerprint for i in p) for p in parts] == ["aaaa", "ab", "ca", "bdd"]
+    assert [i.id for p in parts for i in p] == list(range(len(items)))
+
+
+def test_a_crash_between_write_slices_then_rerun_counts_every_failure_once(
+    feed: Feed, flood_snapshot: dict[str, Any]
+) -> None:
+    flood(feed)
+    writes: list[list[int]] = []
+
+    def crash_in_third_write(ids: list[int]) -> None:
+        writes.append(ids)
+        if len(writes) == 3:
+            raise Boom("killed mid-batch")
+
+    with pytest.raises(Boom):
+        feed.cluster(batch_size=100, slice_failures=10, midway=crash_in_third_write)
+    # The first two slices of the one claimed batch committed; the third rolled back whole.
+    done = feed.value("SELECT count(*) FROM failures WHERE cluster_id IS NOT NULL")
+    assert done == len(writes[0]) + len(writes[1]) == 20
+    assert feed.value("SELECT sum(failure_count) FROM clusters") == 20
+    assert_counts_exact_for_claimed(feed)
+    result = feed.cluster(batch_size=100, slice_failures=10)
+    assert result.items == 38
+    assert_counts_exact(feed)
+    assert snapshot(feed) == flood_snapshot
+    assert feed.cluster().items == 0  # a rerun finds nothing and changes nothing
+    assert snapshot(feed) == flood_snapshot
+
+
+def assert_counts_exact_for_claimed(feed: Feed) -> None:
+    """Counters match the claimed failures (some are still unclaimed)."""
+    truth = feed.rows(
+        "SELECT cluster_id, count(*), count(DISTINCT session_id), count(DISTINCT user_key) "
+        "FROM failures WHERE cluster_id IS NOT NULL GROUP BY cluster_id ORDER BY 1"
+    )
+    assert (
+        feed.rows(
+            "SELECT id, failure_count, session_count, user_count FROM clusters "
+            "WHERE failure_count > 0 ORDER BY id"
+        )
+        == truth
+    )
+
+
+def test_a_hot_cluster_keeps_every_nth_payload_and_counts_every_failure(
+    tmp_path: Path, flood_snapshot: dict[str, Any]
+) -> None:
+    settings = make_settings(tmp_path / "hot", hot_cluster_after=5, hot_cluster_keep_every=4)
+    prepare_database(settings.db_path)
+    feed = make_feed(settings)
+    try:
+        flood(feed)
+        result = feed.cluster(batch_size=3, batch_max=11, slice_failures=5)
+        assert result.items == 58
+        assert_counts_exact(feed)
+        # Counts, sessions, users, days and facets are those of an unsampled run.
+        assert snapshot(feed) == flood_snapshot
+        hot = feed.value("SELECT id FROM clusters ORDER BY failure_count DESC LIMIT 1")
+        ids = [
+            r[0]
+            for r in feed.rows("SELECT id FROM failures WHERE cluster_id = ? ORDER BY id", (hot,))
+        ]
+        assert len(ids) == 48
+        kept = {
+            r[0]
+            for r in feed.rows(
+                "SELECT id FROM failures WHERE cluster_id = ? AND payload IS NOT NULL", (hot,)
+            )
+        }
+        # The first 5 keep theirs; after that only the 8th, 12th, ... 48th failure.
+        expected = {fid for n, fid in enumerate(ids, 1) if n <= 5 or n % 4 == 0}
+        assert kept == expected and len(kept) == 5 + 11
+        # Shed: 32 of the hot bug's, and the 6th of the 6 coupon failures; network failures
+        # never had a payload.
+        assert result.details["shed"] == 32 + 1
+        assert feed.value("SELECT count(*) FROM failures WHERE payload IS NULL") == 33 + 4
+        # The sample shown on the issue is a failure whose stack is still stored.
+        sample = feed.value("SELECT sample_failure_id FROM clusters WHERE id = ?", (hot,))
+        assert sample in kept and sample == max(kept)
+    finally:
+        feed.conn.close()
+
+
+def test_sampling_off_keeps_every_payload() -> None:
+    assert all(clustering.Sampling(0, 100).keeps(n) for n in range(1, 500))
+    on = clustering.Sampling(10, 5)
+    assert [n for n in range(1, 31) if on.keeps(n)] == [*range(1, 11), 15, 20, 25, 30]

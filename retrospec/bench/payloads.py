@@ -81,14 +81,14 @@ def _session(now: int) -> dict[str, Any]:
     }
 
 
-def failure_body(batch: int, *, offset: int = 0) -> Body:
-    """A batch of `batch` failures (no replay events)."""
+def failure_body(batch: int, *, offset: int = 0, one_bug: bool = False) -> Body:
+    """A batch of `batch` failures (no replay events); `one_bug`: all the same bug (a loop)."""
     now = int(time.time() * 1000)
     env = {
         "v": 1,
         "session": _session(now),
         "seq": 0,
-        "failures": [failure(offset + i, now - 1000 + i) for i in range(batch)],
+        "failures": [failure(offset + (0 if one_bug else i), now - 1000 + i) for i in range(batch)],
     }
     return _template(env, batch)
 

@@ -61,6 +61,7 @@ from retrospec.issues.fingerprint import (
     path_template,
 )
 from retrospec.issues.sourcemapping import (
+    fetch_enabled,
     fetch_missing,
     map_index,
     refresh_frames,
@@ -74,11 +75,16 @@ from retrospec.sourcemaps.resolve import (
     MapIndex,
     cache_for,
 )
+from retrospec.storage.db import connect
 
 log = logging.getLogger(__name__)
 
 FACET_VALUE_CHARS = 300
 _CHUNK = 400  # bound on bound parameters per statement (row-value IN lists)
+# One write transaction takes at most this many failures or distinct fingerprints: a few
+# milliseconds on the writer, so ingest groups queued behind it wait little (issue 19).
+WRITE_SLICE_FAILURES = 1000
+WRITE_SLICE_KEYS = 100
 
 # Test hooks (ctx.options): called with the batch's failure ids.
 BEFORE_WRITE = "before_write"  # in the job thread, after fingerprinting, before the write
@@ -122,6 +128,7 @@ class BatchStats:
     promoted: list[int] = field(default_factory=list)
     regressed: list[int] = field(default_factory=list)
     aliases: int = 0  # current keys recorded as aliases of clusters of older versions
+    shed: int = 0  # failures of hot clusters counted without keeping their payload
 
 
 def frame_dict(f: Frame) -> dict[str, Any]:
@@ -276,12 +283,28 @@ def fingerprint_row(
         title=fp.title,
         culprit=fp.culprit,
         frames=frames_json(fp),
-        facets=facets_of(row),
+        facets=_facets(row["browser"], row["os"], row["url"], row["release"]),
         release=row["release"],
         legacy=legacy,
         position=fp.position,
     )
     return item, ok
+
+
+def input_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What fingerprint_row reads from a row: rows with equal keys fingerprint alike."""
+    # The payload carries no timestamp, so a bug repeating in one deploy repeats it byte for byte.
+    return (
+        row["site_id"], row["release"], row["kind"], row["type"], row["message"],
+        _page_origin(row["url"]), row["method"], row["request_url"], row["status"], row["payload"],
+    )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1024)
+def _facets(
+    browser: str | None, os: str | None, url: str | None, release: str | None
+) -> tuple[tuple[str, str], ...]:
+    return facets_of({"browser": browser, "os": os, "url": url, "release": release})
 
 
 def fingerprint_rows(
@@ -290,25 +313,129 @@ def fingerprint_rows(
     legacy_versions: Sequence[int] = (),
 ) -> tuple[list[tuple[Item, bool]], int]:
     """fingerprint_row over a batch (a top-level function, so it can run in a child process);
-    also returns how many source maps failed to load or look up meanwhile."""
+    also returns how many source maps failed to load or look up meanwhile.
+
+    Each distinct input is fingerprinted once: a repeated bug costs a dict lookup per failure,
+    and its items share one set of strings (pickled once on the way back from the child)."""
     cache = cache_for(maps.blob_url, maps.cache_bytes) if maps else None
     before = cache.errors if cache is not None else 0
-    done = [fingerprint_row(row, maps, legacy_versions) for row in rows]
+    seen: dict[tuple[Any, ...], tuple[Item, bool]] = {}
+    done: list[tuple[Item, bool]] = []
+    for row in rows:
+        key = input_key(row)
+        first = seen.get(key)
+        if first is None:
+            first = seen[key] = fingerprint_row(row, maps, legacy_versions)
+            done.append(first)
+            continue
+        f = first[0]
+        item = Item(
+            int(row["id"]), f.site_id, str(row["session_id"]), row["user_key"],
+            int(row["received_at"]), f.fingerprint, f.kind, f.basis, f.title, f.culprit,
+            f.frames, _facets(row["browser"], row["os"], row["url"], row["release"]),
+            f.release, f.legacy, f.position,
+        )  # fmt: skip
+        done.append((item, first[1]))
     return done, (cache.errors - before if cache is not None else 0)
 
 
+@dataclass(frozen=True, slots=True)
+class Fingerprinted:
+    """One claimed batch, fingerprinted."""
+
+    items: list[Item]
+    rows: int  # rows read: a full batch means a backlog
+    errors: int = 0  # failures that needed the fallback fingerprint
+    map_errors: int = 0  # source maps that failed to load or look up
+
+
+def read_and_fingerprint(
+    db_path: str,
+    after: int,
+    limit: int,
+    blob_url: str,
+    cache_mb: int,
+    legacy_versions: Sequence[int] = (),
+) -> Fingerprinted:
+    """Read the next unclustered failures after id `after` and fingerprint them (a top-level
+    function for the compute process: the payloads and the per-row work stay off the server's
+    interpreter, which only gets the items back)."""
+    conn = connect(db_path, readonly=True)
+    try:
+        rows = [dict(r) for r in conn.execute(_SELECT_BATCH, (after, limit))]
+        maps = map_index(conn, rows, blob_url, cache_mb) if rows else None
+    finally:
+        conn.close()
+    done, map_errors = fingerprint_rows(rows, maps, legacy_versions)
+    return Fingerprinted(
+        [item for item, _ok in done], len(rows), sum(1 for _i, ok in done if not ok), map_errors
+    )
+
+
+def _next_batch(
+    ctx: JobContext,
+    reader: sqlite3.Connection,
+    after: int,
+    limit: int,
+    legacy: Sequence[int],
+    fetching: bool,
+) -> Fingerprinted:
+    cache_mb = ctx.settings.sourcemap_cache_mb
+    if not fetching:
+        # Fingerprinting is the CPU-heavy part: in the server it runs in the compute process,
+        # off the interpreter the event loop uses, and so does reading the batch.
+        got: Fingerprinted = ctx.compute(
+            read_and_fingerprint, str(ctx.db_path), after, limit, ctx.blobs.url, cache_mb, legacy
+        )
+        return got
+    # A site fetches its maps from its origins: that needs the network and the writer, here.
+    rows = [dict(r) for r in reader.execute(_SELECT_BATCH, (after, limit))]
+    if not rows:
+        return Fingerprinted([], 0)
+    maps = map_index(reader, rows, ctx.blobs.url, cache_mb)
+    if fetch_missing(ctx, reader, rows, maps):
+        maps = map_index(reader, rows, ctx.blobs.url, cache_mb)
+    done, map_errors = ctx.compute(fingerprint_rows, rows, maps, legacy)
+    items = [item for item, _ok in done]
+    return Fingerprinted(items, len(rows), sum(1 for _i, ok in done if not ok), map_errors)
+
+
+def write_slices(
+    items: Sequence[Item], failures: int = WRITE_SLICE_FAILURES, keys: int = WRITE_SLICE_KEYS
+) -> list[Sequence[Item]]:
+    """Cut a claimed batch into write transactions of at most `failures` failures and `keys`
+    distinct fingerprints, so ingest groups get the writer in between."""
+    out: list[Sequence[Item]] = []
+    start = 0
+    seen: set[str] = set()
+    for n, item in enumerate(items):
+        if (item.fingerprint not in seen and len(seen) >= keys) or n - start >= failures:
+            out.append(items[start:n])
+            start, seen = n, set()
+        seen.add(item.fingerprint)
+    if start < len(items):
+        out.append(items[start:])
+    return out
+
+
 def run(ctx: JobContext) -> JobResult:
-    """Cluster every unclustered failure, one bounded batch (one transaction) at a time."""
+    """Cluster every unclustered failure, in claimed batches written as short transactions."""
     batch_size = max(1, int(ctx.options.get("batch_size", ctx.settings.job_batch_size)))
+    batch_max = max(batch_size, int(ctx.options.get("batch_max", ctx.settings.cluster_batch_max)))
     max_batches = ctx.options.get("max_batches")
     before_write: Callable[[list[int]], None] | None = ctx.options.get(BEFORE_WRITE)
+    sampling = Sampling(ctx.settings.hot_cluster_after, ctx.settings.hot_cluster_keep_every)
+    slice_failures = int(ctx.options.get("slice_failures", WRITE_SLICE_FAILURES))
+    slice_keys = int(ctx.options.get("slice_keys", WRITE_SLICE_KEYS))
     result = JobResult()
     totals = dict.fromkeys(
-        ("claimed", "skipped", "new_clusters", "promoted", "regressed", "aliases", "map_errors"),
+        ("claimed", "skipped", "new_clusters", "promoted", "regressed", "aliases", "map_errors",
+         "shed", "writes"),
         0,
-    )
+    )  # fmt: skip
     last_id = 0
     batches = 0
+    size = batch_size
     reader = ctx.reader()
     try:
         found, cursor = releases.sessions_since(reader)
@@ -317,40 +444,44 @@ def run(ctx: JobContext) -> JobResult:
         if identity.upgraded_version(reader) < GROUPING_VERSION:
             totals.update(upgrade(ctx, reader, batch_size))
         legacy = identity.legacy_versions(reader, ctx.settings.grouping_transition_days, now_ms())
+        fetching = fetch_enabled(reader)
         while max_batches is None or batches < int(max_batches):
             ctx.check_stop()
-            rows = [dict(r) for r in reader.execute(_SELECT_BATCH, (last_id, batch_size))]
-            if not rows:
+            got = _next_batch(ctx, reader, last_id, size, legacy, fetching)
+            if not got.items:
                 break
-            maps = map_index(reader, rows, ctx.blobs.url, ctx.settings.sourcemap_cache_mb)
-            if fetch_missing(ctx, reader, rows, maps):
-                maps = map_index(reader, rows, ctx.blobs.url, ctx.settings.sourcemap_cache_mb)
-            # Fingerprinting is the CPU-heavy part: in the server it runs in the compute
-            # process, off the interpreter the event loop uses.
-            done, map_errors = ctx.compute(fingerprint_rows, rows, maps, legacy)
-            items = [item for item, _ok in done]
-            result.errors += sum(1 for _item, ok in done if not ok)
+            items = got.items
+            result.errors += got.errors
             # A broken map leaves frames minified and is logged; counted, never fatal.
-            totals["map_errors"] += map_errors
+            totals["map_errors"] += got.map_errors
             last_id = items[-1].id
             if before_write is not None:
                 before_write([i.id for i in items])
-            write = functools.partial(
-                apply_batch,
-                items=items,
-                promote_after=ctx.settings.promote_after,
-                options=ctx.options,
-            )
-            stats: BatchStats = ctx.write(write)
+            # Each slice is a whole transaction of its own (claims and counts together), so a
+            # crash between slices leaves the earlier ones complete and the rest unclaimed.
+            for part in write_slices(items, slice_failures, slice_keys):
+                write = functools.partial(
+                    apply_batch,
+                    items=part,
+                    promote_after=ctx.settings.promote_after,
+                    options=ctx.options,
+                    sampling=sampling,
+                )
+                stats: BatchStats = ctx.write(write)
+                totals["writes"] += 1
+                totals["claimed"] += stats.claimed
+                totals["skipped"] += stats.skipped
+                totals["new_clusters"] += stats.new_clusters
+                totals["promoted"] += len(stats.promoted)
+                totals["regressed"] += len(stats.regressed)
+                totals["aliases"] += stats.aliases
+                totals["shed"] += stats.shed
             batches += 1
-            totals["claimed"] += stats.claimed
-            totals["skipped"] += stats.skipped
-            totals["new_clusters"] += stats.new_clusters
-            totals["promoted"] += len(stats.promoted)
-            totals["regressed"] += len(stats.regressed)
-            totals["aliases"] += stats.aliases
-            if len(rows) < batch_size:
+            if got.rows < size:
                 break
+            # A full batch means a backlog: claim more at once, so the per-batch costs (the
+            # read, the trip to the compute process, the map lookups) amortise over more.
+            size = min(size * 4, batch_max)
         totals["frames_refreshed"] = refresh_frames(ctx, reader, refreshed_frames)
     finally:
         reader.close()
@@ -423,13 +554,48 @@ def should_promote(failure_count: int, session_count: int, promote_after: int) -
     return failure_count >= promote_after and session_count >= min(promote_after, 2)
 
 
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """Backpressure for hot clusters: past `after` failures, keep every `every`th payload."""
+
+    after: int = 0  # 0: never sample
+    every: int = 1
+
+    def keeps(self, ordinal: int) -> bool:
+        """Whether the cluster's `ordinal`th failure (1-based) keeps its payload."""
+        return self.after <= 0 or ordinal <= self.after or ordinal % max(1, self.every) == 0
+
+
+def _existing_pairs(
+    conn: sqlite3.Connection, sql: str, pairs: Iterable[tuple[int, str]]
+) -> set[tuple[int, str]]:
+    """Which (cluster id, text) pairs a lookup finds; `sql` has `cluster_id = ?` and an
+    `IN ({marks})` list, answered from the table's primary key one cluster at a time."""
+    by_cluster: dict[int, list[str]] = {}
+    for cid, text in pairs:
+        by_cluster.setdefault(cid, []).append(text)
+    out: set[tuple[int, str]] = set()
+    for cid, texts in by_cluster.items():
+        for chunk in _chunks(texts):
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                (cid, str(r[0])) for r in conn.execute(sql.format(marks=marks), (cid, *chunk))
+            )
+    return out
+
+
 def apply_batch(
     conn: sqlite3.Connection,
     items: Sequence[Item],
     promote_after: int,
     options: dict[str, Any] | None = None,
+    sampling: Sampling | None = None,
 ) -> BatchStats:
-    """Write one fingerprinted batch (runs on the writer, inside its transaction)."""
+    """Write one fingerprinted batch (runs on the writer, inside its transaction).
+
+    Work is per distinct key, cluster and (cluster, session) pair, each in one executemany;
+    only claiming the failures themselves is a row per failure.
+    """
     stats = BatchStats()
     if not items:
         return stats
@@ -448,28 +614,44 @@ def apply_batch(
     if not todo:
         return stats
 
-    # Which cluster each failure joins (old issues by their old key, then current key or alias).
-    res = identity.resolve(
-        conn, [identity.Key(i.site_id, i.fingerprint, i.legacy, i.position) for i in todo]
-    )
+    # Distinct keys in first-seen order: resolving them is what resolving every failure in
+    # order would do (equal keys always land together), at the cost of one per key.
+    key_no: dict[identity.Key, int] = {}
+    keys: list[identity.Key] = []
+    firsts: list[list[Item]] = []  # per key: its failures, oldest first
+    for item in todo:
+        k = identity.Key(item.site_id, item.fingerprint, item.legacy, item.position)
+        n = key_no.get(k)
+        if n is None:
+            n = key_no[k] = len(keys)
+            keys.append(k)
+            firsts.append([])
+        firsts[n].append(item)
+    # Which cluster each key joins (old issues by their old key, then current key or alias).
+    res = identity.resolve(conn, keys)
     # Clusters: create the missing ones (counters start at 0; the UPDATE below adds). New
     # failures at one exact position share the cluster of the first (identity.py, rule 3).
     fresh: dict[tuple[str, str], list[Item]] = {}
     leader: dict[tuple[str, str], str] = {}
-    for n, item in enumerate(todo):
+    creation: dict[int, tuple[str, str]] = {}
+    for n, k in enumerate(keys):
         if n not in res.clusters:
-            fp = item.fingerprint
-            if item.position:
-                fp = leader.setdefault((item.site_id, item.position), fp)
-            fresh.setdefault((item.site_id, fp), []).append(item)
+            fp = k.fingerprint
+            if k.position:
+                fp = leader.setdefault((k.site_id, k.position), fp)
+            creation[n] = (k.site_id, fp)
+            fresh.setdefault((k.site_id, fp), []).extend(firsts[n])
     new_rows = []
     for (site_id, fp), members in fresh.items():
+        members.sort(key=lambda m: m.id)
         first = members[0]
         new_rows.append(
             (site_id, fp, first.kind, first.basis, first.title, first.culprit,
              min(m.received_at for m in members), max(m.received_at for m in members),
              first.id, now, GROUPING_VERSION, first.release, members[-1].release)
         )  # fmt: skip
+    # Ids above this one are the clusters this transaction creates (ids only grow).
+    top_id = int(conn.execute("SELECT coalesce(max(id), 0) FROM clusters").fetchone()[0])
     stats.new_clusters = conn.executemany(
         "INSERT INTO clusters (site_id, fingerprint, kind, basis, title, culprit, "
         "first_seen_at, last_seen_at, sample_failure_id, updated_at, grouping_version, "
@@ -486,101 +668,122 @@ def apply_batch(
         values = ",".join("(?, ?)" for _ in chunk)
         params = tuple(x for key in chunk for x in key)
         for cid, site_id, fp in conn.execute(
-            "SELECT id, site_id, fingerprint FROM clusters "
-            f"WHERE (site_id, fingerprint) IN (VALUES {values})",
+            f"WITH k(a, b) AS (VALUES {values}) SELECT c.id, c.site_id, c.fingerprint "
+            "FROM k JOIN clusters c ON c.site_id = k.a AND c.fingerprint = k.b",
             params,
         ):
             created[(site_id, fp)] = int(cid)
-
-    def creation_key(item: Item) -> tuple[str, str]:
-        if item.position:
-            return item.site_id, leader.get((item.site_id, item.position), item.fingerprint)
-        return item.site_id, item.fingerprint
-
-    target = [
-        res.clusters[n] if n in res.clusters else created[creation_key(i)]
-        for n, i in enumerate(todo)
+    target_of = [
+        res.clusters[n] if n in res.clusters else created[creation[n]] for n in range(len(keys))
     ]
     # Keys that joined another key's cluster through their position lead there from now on.
     aliases = list(res.aliases)
     aliases += [
-        (i.site_id, i.fingerprint, cid)
-        for n, (i, cid) in enumerate(zip(todo, target, strict=True))
-        if n not in res.clusters and creation_key(i)[1] != i.fingerprint
+        (k.site_id, k.fingerprint, target_of[n])
+        for n, k in enumerate(keys)
+        if n in creation and creation[n][1] != k.fingerprint
     ]
     stats.aliases = identity.add_aliases(conn, aliases, now)
     identity.add_positions(
-        conn,
-        [(i.site_id, i.position, cid) for i, cid in zip(todo, target, strict=True) if i.position],
-        now,
+        conn, [(k.site_id, k.position, target_of[n]) for n, k in enumerate(keys) if k.position], now
     )
     groups: dict[int, list[Item]] = {}
-    for item, cid in zip(todo, target, strict=True):
-        groups.setdefault(cid, []).append(item)
-    cluster_of: dict[int, tuple[str, int | None, str | None]] = {}
+    for n, members in enumerate(firsts):
+        groups.setdefault(target_of[n], []).extend(members)
+    cluster_of: dict[int, tuple[str, int | None, str | None, int]] = {}
     for chunk in _chunks(list(groups)):
         marks = ",".join("?" * len(chunk))
-        for cid, status, resolved_at, in_release in conn.execute(
-            "SELECT id, status, resolved_at, resolved_in_release FROM clusters "
+        for cid, status, resolved_at, in_release, count in conn.execute(
+            "SELECT id, status, resolved_at, resolved_in_release, failure_count FROM clusters "
             f"WHERE id IN ({marks})",
             tuple(chunk),
         ):
-            cluster_of[int(cid)] = (str(status), resolved_at, in_release)
+            cluster_of[int(cid)] = (str(status), resolved_at, in_release, int(count))
 
-    # Claim the failures; the extra `cluster_id IS NULL` makes a double claim impossible.
+    # Claim the failures; the extra `cluster_id IS NULL` makes a double claim impossible. In a
+    # hot cluster most failures give up their payload (sampling); every one is still counted.
+    sampling = sampling or Sampling()
+    keep: list[tuple[str, int, int]] = []
+    shed: list[tuple[str, int, int]] = []
+    kept_ids: set[int] = set()
+    for cid, members in groups.items():
+        members.sort(key=lambda m: m.id)
+        before = cluster_of[cid][3]
+        for n, m in enumerate(members, start=1):
+            if sampling.keeps(before + n):
+                keep.append((m.fingerprint, cid, m.id))
+                kept_ids.add(m.id)
+            else:
+                shed.append((m.fingerprint, cid, m.id))
     claimed = conn.executemany(
         "UPDATE failures SET fingerprint = ?, cluster_id = ? WHERE id = ? AND cluster_id IS NULL",
-        [(i.fingerprint, cid, i.id) for i, cid in zip(todo, target, strict=True)],
+        keep,
     ).rowcount
+    if shed:
+        claimed += conn.executemany(
+            "UPDATE failures SET fingerprint = ?, cluster_id = ?, payload = NULL "
+            "WHERE id = ? AND cluster_id IS NULL",
+            shed,
+        ).rowcount
     if claimed != len(todo):  # impossible under the write lock; roll back rather than miscount
         raise RuntimeError(f"claimed {claimed} of {len(todo)} failures; batch rolled back")
     stats.claimed = claimed
+    stats.shed = len(shed)
     hook = (options or {}).get(MIDWAY)
     if hook is not None:
         hook([i.id for i in todo])
 
-    session_updates: list[tuple[int, int, int, str]] = []
+    # Distinct sessions and users: one lookup per batch says which pairs are new.
+    session_rows: dict[tuple[int, str], list[Any]] = {}
+    user_pairs: set[tuple[int, str]] = set()
+    for cid, members in groups.items():
+        for m in members:
+            entry = session_rows.get((cid, m.session_id))
+            if entry is None:
+                session_rows[(cid, m.session_id)] = [cid, m.session_id, 1, m.id, m.received_at]
+            else:
+                entry[2] += 1
+                entry[4] = max(entry[4], m.received_at)
+            if m.user_key:
+                user_pairs.add((cid, m.user_key))
+    # A cluster this transaction created has no sessions or users yet: nothing to look up.
+    new_ids = {cid for cid in created.values() if cid > top_id}
+    known_sessions = _existing_pairs(
+        conn,
+        "SELECT session_id FROM cluster_sessions WHERE cluster_id = ? AND session_id IN ({marks})",
+        (pair for pair in session_rows if pair[0] not in new_ids),
+    )
+    known_users = _existing_pairs(
+        conn,
+        "SELECT user_key FROM cluster_users WHERE cluster_id = ? AND user_key IN ({marks})",
+        (pair for pair in sorted(user_pairs) if pair[0] not in new_ids),
+    )
+    new_sessions = Counter(cid for cid, sid in session_rows if (cid, sid) not in known_sessions)
+    new_users = sorted(pair for pair in user_pairs if pair not in known_users)
+    users_per_cluster = Counter(cid for cid, _ in new_users)
+
     facet_rows: list[tuple[int, str, str, int]] = []
     day_rows: list[tuple[int, int, int]] = []
     cluster_updates: list[tuple[Any, ...]] = []
     frame_rows: list[tuple[int, str]] = []
     touched: dict[int, Touched] = {}
     for cid, members in groups.items():
-        status, resolved_at, in_release = cluster_of[cid]
-        per_session: dict[str, list[Item]] = {}
-        for m in members:
-            per_session.setdefault(m.session_id, []).append(m)
-        new_sessions = conn.executemany(
-            "INSERT OR IGNORE INTO cluster_sessions "
-            "(cluster_id, session_id, failures, first_failure_id, last_seen_at) "
-            "VALUES (?, ?, 0, ?, ?)",
-            [(cid, sid, ms[0].id, ms[-1].received_at) for sid, ms in per_session.items()],
-        ).rowcount
-        session_updates.extend(
-            (len(ms), max(m.received_at for m in ms), cid, sid) for sid, ms in per_session.items()
-        )
-        users = sorted({m.user_key for m in members if m.user_key})
-        new_users = (
-            conn.executemany(
-                "INSERT OR IGNORE INTO cluster_users (cluster_id, user_key) VALUES (?, ?)",
-                [(cid, u) for u in users],
-            ).rowcount
-            if users
-            else 0
-        )
+        status, resolved_at, in_release, _count = cluster_of[cid]
         facet_counts = Counter(pair for m in members for pair in m.facets)
         facet_rows.extend((cid, f, v, n) for (f, v), n in facet_counts.items())
         day_counts = Counter(day_of(m.received_at) for m in members)
         day_rows.extend((cid, d, n) for d, n in day_counts.items())
-        # The newest failure with a stack becomes the sample, so the raw stack shown is from
-        # the current deploy and outlives payload purges longest.
-        with_stack = [m for m in members if m.frames is not None]
-        sample = with_stack[-1] if with_stack else None
+        # The newest failure with a stack (and its payload kept) becomes the sample, so the
+        # raw stack shown is from the current deploy and outlives payload purges longest.
+        sample = next(
+            (m for m in reversed(members) if m.frames is not None and m.id in kept_ids), None
+        )
         newest_release = next((m.release for m in reversed(members) if m.release), None)
         oldest_release = next((m.release for m in members if m.release), None)
+        first_at = min(m.received_at for m in members)
+        last_at = max(m.received_at for m in members)
         cluster_updates.append(
-            (len(members), new_sessions, new_users,
-             min(m.received_at for m in members), max(m.received_at for m in members),
+            (len(members), new_sessions[cid], users_per_cluster[cid], first_at, last_at,
              sample.culprit if sample else None,
              sample.id if sample else None, members[-1].id, now, newest_release,
              oldest_release, cid)
@@ -588,15 +791,23 @@ def apply_batch(
         if sample is not None and sample.frames is not None:
             frame_rows.append((cid, sample.frames))
         touched[cid] = Touched(
-            members[0].site_id, max(m.received_at for m in members), status, resolved_at,
-            in_release, tuple((m.release, m.received_at) for m in members),
+            members[0].site_id, last_at, status, resolved_at, in_release,
+            _release_points(members),
         )  # fmt: skip
 
     conn.executemany(
-        "UPDATE cluster_sessions SET failures = failures + ?, last_seen_at = max(last_seen_at, ?) "
-        "WHERE cluster_id = ? AND session_id = ?",
-        session_updates,
+        "INSERT INTO cluster_sessions (cluster_id, session_id, failures, first_failure_id, "
+        "last_seen_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (cluster_id, session_id) DO UPDATE "
+        "SET failures = cluster_sessions.failures + excluded.failures, "
+        "last_seen_at = max(cluster_sessions.last_seen_at, excluded.last_seen_at)",
+        list(session_rows.values()),
     )
+    if new_users:
+        conn.executemany(
+            "INSERT INTO cluster_users (cluster_id, user_key) VALUES (?, ?) "
+            "ON CONFLICT (cluster_id, user_key) DO NOTHING",
+            new_users,
+        )
     conn.executemany(
         "INSERT INTO cluster_facets (cluster_id, facet, value, count) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (cluster_id, facet, value) DO UPDATE SET count = count + excluded.count",
@@ -625,6 +836,15 @@ def apply_batch(
     )
     _lifecycle(conn, touched, promote_after, now, stats)
     return stats
+
+
+def _release_points(members: Sequence[Item]) -> tuple[tuple[str | None, int], ...]:
+    """(release, newest received_at) per release, oldest first: what the regression rules read."""
+    # One point per release (its newest failure) decides exactly what every failure would.
+    newest: dict[str | None, int] = {}
+    for m in members:
+        newest[m.release] = max(newest.get(m.release, m.received_at), m.received_at)
+    return tuple(sorted(newest.items(), key=lambda p: p[1]))
 
 
 @dataclass(frozen=True, slots=True)

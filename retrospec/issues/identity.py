@@ -63,12 +63,17 @@ def _chunks(seq: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
 def _pairs_in(
     conn: sqlite3.Connection, sql: str, pairs: Sequence[tuple[str, str]], *extra: Any
 ) -> list[Any]:
-    """Run `sql` (with a `{values}` row-value list) over (site, fingerprint) pairs in chunks."""
+    """Run `sql` over (site, text) pairs in chunks; `sql` joins the table to `k(a, b)`.
+
+    A join from a VALUES list is planned as index lookups; `(a, b) IN (VALUES ...)` scanned the
+    whole table on SQLite 3.40 (quadratic once a site has many clusters; see ingest/write.py).
+    """
     out: list[Any] = []
     for chunk in _chunks(pairs):
         values = ",".join("(?, ?)" for _ in chunk)
         params = tuple(x for pair in chunk for x in pair)
-        out.extend(conn.execute(sql.format(values=values), (*params, *extra)).fetchall())
+        query = f"WITH k(a, b) AS (VALUES {values}) {sql}"
+        out.extend(conn.execute(query, (*params, *extra)).fetchall())
     return out
 
 
@@ -95,8 +100,8 @@ def resolve(conn: sqlite3.Connection, keys: Sequence[Key]) -> Resolution:
     if legacy_pairs:
         for cid, site_id, fp in _pairs_in(
             conn,
-            "SELECT id, site_id, fingerprint FROM clusters "
-            "WHERE (site_id, fingerprint) IN (VALUES {values}) AND grouping_version < ?",
+            "SELECT c.id, c.site_id, c.fingerprint FROM k JOIN clusters c "
+            "ON c.site_id = k.a AND c.fingerprint = k.b WHERE c.grouping_version < ?",
             legacy_pairs,
             GROUPING_VERSION,
         ):
@@ -105,15 +110,15 @@ def resolve(conn: sqlite3.Connection, keys: Sequence[Key]) -> Resolution:
     found: dict[tuple[str, str], int] = {}
     for cid, site_id, fp in _pairs_in(
         conn,
-        "SELECT cluster_id, site_id, fingerprint FROM cluster_aliases "
-        "WHERE (site_id, fingerprint) IN (VALUES {values})",
+        "SELECT c.cluster_id, c.site_id, c.fingerprint FROM k JOIN cluster_aliases c "
+        "ON c.site_id = k.a AND c.fingerprint = k.b",
         current_pairs,
     ):
         found[(site_id, fp)] = int(cid)
     for cid, site_id, fp in _pairs_in(
         conn,
-        "SELECT id, site_id, fingerprint FROM clusters WHERE (site_id, fingerprint) IN "
-        "(VALUES {values})",
+        "SELECT c.id, c.site_id, c.fingerprint FROM k JOIN clusters c "
+        "ON c.site_id = k.a AND c.fingerprint = k.b",
         current_pairs,
     ):
         found[(site_id, fp)] = int(cid)  # a cluster's own fingerprint beats an alias
@@ -121,8 +126,8 @@ def resolve(conn: sqlite3.Connection, keys: Sequence[Key]) -> Resolution:
     at: dict[tuple[str, str], int] = {}
     for cid, site_id, position in _pairs_in(
         conn,
-        "SELECT cluster_id, site_id, position FROM cluster_positions "
-        "WHERE (site_id, position) IN (VALUES {values})",
+        "SELECT c.cluster_id, c.site_id, c.position FROM k JOIN cluster_positions c "
+        "ON c.site_id = k.a AND c.position = k.b",
         position_pairs,
     ):
         at[(site_id, position)] = int(cid)

@@ -213,6 +213,14 @@ _FETCH_RETRY_S = 600.0
 _fetch_failed: dict[tuple[str, str, str], float] = {}  # (site, release, url) -> retry after
 
 
+def fetch_enabled(conn: sqlite3.Connection) -> bool:
+    """Whether any site fetches its source maps from its origins (fetch mode)."""
+    return (
+        conn.execute("SELECT 1 FROM sites WHERE fetch_sourcemaps = 1 LIMIT 1").fetchone()
+        is not None
+    )
+
+
 def fetch_missing(
     ctx: JobContext, reader: sqlite3.Connection, rows: list[dict[str, Any]], maps: MapIndex | None
 ) -> int:
