@@ -4,7 +4,7 @@
 // dashboard's CSP (script-src 'self') also covers that same-origin about:blank document. That
 // CSP also keeps the recorded page's remote assets from loading, unless the site allows them;
 // either way the recorded page's prefetch/preload hints and referrer/http-equiv metas are
-// defused here, before the player ever sees them.
+// defused (replay-safety.js, shared with the video renderer) before the player ever sees them.
 (function () {
   "use strict";
 
@@ -60,63 +60,13 @@
     return { width: width, height: height };
   }
 
-  var HINTS = /(^|\s)(prefetch|preload|modulepreload|preconnect|dns-prefetch|prerender)(\s|$)/i;
-
-  function defuse(tag, attrs) {
-    // Keep the node (mutations refer to it by id) but take away what would make a request.
-    if (!attrs) return;
-    if (tag === "link" && typeof attrs.rel === "string" && HINTS.test(attrs.rel)) {
-      attrs.rel = "x-retrospec-dropped";
-      delete attrs.href;
-      delete attrs.imagesrcset;
-    }
-    if (tag === "meta" && String(attrs.name || "").toLowerCase() === "referrer") {
-      attrs.content = "no-referrer"; // the recorded page's policy must not loosen ours
-    } else if (tag === "meta" && attrs["http-equiv"] !== undefined) {
-      delete attrs["http-equiv"];
-      delete attrs.content;
-    }
-  }
-
-  function walk(node, depth) {
-    if (!node || typeof node !== "object" || depth > 500) return;
-    if (node.type === 2) defuse(String(node.tagName || "").toLowerCase(), node.attributes);
-    var kids = node.childNodes;
-    if (Array.isArray(kids)) for (var i = 0; i < kids.length; i++) walk(kids[i], depth + 1);
-  }
-
-  function defuseHints(events) {
-    var tags = {}; // node id -> tag name, for later attribute mutations
-    function remember(node, depth) {
-      if (!node || typeof node !== "object" || depth > 500) return;
-      if (node.type === 2) tags[node.id] = String(node.tagName || "").toLowerCase();
-      var kids = node.childNodes;
-      if (Array.isArray(kids)) for (var i = 0; i < kids.length; i++) remember(kids[i], depth + 1);
-    }
-    events.forEach(function (e) {
-      if (!e || !e.data) return;
-      if (e.type === 2) {
-        remember(e.data.node, 0);
-        walk(e.data.node, 0);
-      } else if (e.type === 3 && e.data.source === 0) {
-        (e.data.adds || []).forEach(function (add) {
-          remember(add && add.node, 0);
-          walk(add && add.node, 0);
-        });
-        (e.data.attributes || []).forEach(function (change) {
-          if (change) defuse(tags[change.id], change.attributes);
-        });
-      }
-    });
-  }
-
   function prepare(events) {
     // The player draws custom events (rrweb type 5) as tags on its progress bar. Our markers
     // replace the SDK's own custom events, which would otherwise show up a second time.
     var kept = events.filter(function (e) {
       return e && e.type !== 5;
     });
-    defuseHints(kept);
+    window.RetrospecReplaySafety.defuseHints(kept);
     kept.sort(function (a, b) {
       return a.timestamp - b.timestamp;
     });
