@@ -95,18 +95,21 @@ def sessions_list(
 
 @sessions_app.command("video")
 def sessions_video(
-    session_id: Annotated[str, typer.Argument(help="The session to render.")],
+    session_id: Annotated[str, typer.Argument(metavar="SESSION_ID", help="The session to render.")],
     out: Annotated[
         Path, typer.Option("--out", help="Video file to write: .mp4 (H.264) or .webm (VP9).")
     ],
     around_failure: Annotated[
-        str | None,
+        bool,
         typer.Option(
             "--around-failure",
-            is_flag=False,
-            flag_value="first",
-            metavar="[FAILURE_ID]",
-            help="20 s before to 3 s after a failure of the session (default: its first).",
+            help="20 s before to 3 s after a failure: FAILURE_ID, else the session's first.",
+        ),
+    ] = False,
+    failure_id: Annotated[
+        int | None,
+        typer.Argument(
+            metavar="FAILURE_ID", min=1, help="With --around-failure: the failure to show."
         ),
     ] = None,
     from_ms: Annotated[
@@ -134,14 +137,12 @@ def sessions_video(
         make_clip,
     )
 
-    failure_id: int | None = None
-    if around_failure is not None:
-        if around_failure == "first":
-            failure_id = AROUND_FIRST
-        elif around_failure.isdigit() and int(around_failure) > 0:
-            failure_id = int(around_failure)
-        else:
-            raise UsageError(f"--around-failure takes a failure id, not {around_failure!r}")
+    # `--around-failure [FAILURE_ID]`: the parser has no option with an optional value, so the
+    # id is an optional argument that only --around-failure gives a meaning.
+    if failure_id is not None and not around_failure:
+        raise UsageError("FAILURE_ID goes with --around-failure")
+    if around_failure and failure_id is None:
+        failure_id = AROUND_FIRST
     settings = load().settings
     request = ClipRequest(
         session_id=session_id,
