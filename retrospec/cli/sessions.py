@@ -132,10 +132,11 @@ def sessions_video(
     from retrospec.video.clip import (
         AROUND_FIRST,
         ClipRequest,
-        check_request,
+        check_output,
         load_source,
         make_clip,
     )
+    from retrospec.video.render import find_tools
 
     # `--around-failure [FAILURE_ID]`: the parser has no option with an optional value, so the
     # id is an optional argument that only --around-failure gives a meaning.
@@ -153,11 +154,11 @@ def sessions_video(
         speed=speed,
         width=width,
     )
-    tools = check_request(request)
+    check_output(request)
     blobs = BlobStore(settings.effective_blob_url)
     # Read, then render with no connection open: a render takes seconds.
     source = read(settings, lambda c: load_source(c, blobs, session_id))
-    result = make_clip(source, request, tools)
+    result = make_clip(source, request, find_tools(settings.chromium or None))
     if json_out:
         console.print_json(result)
         return

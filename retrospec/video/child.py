@@ -16,7 +16,8 @@ from typing import Any
 from retrospec.errors import RetrospecError
 from retrospec.storage.blobs import BlobStore
 from retrospec.storage.db import connect
-from retrospec.video.clip import ClipRequest, check_request, load_source, make_clip
+from retrospec.video.clip import ClipRequest, check_output, load_source, make_clip
+from retrospec.video.render import find_tools
 
 
 def cap(memory_mb: int, cpu_s: int) -> None:
@@ -38,13 +39,13 @@ def render_spec(spec: dict[str, Any]) -> dict[str, Any]:
         width=int(spec["width"]),
         poster=Path(spec["poster"]),
     )
-    tools = check_request(request, spec.get("chromium") or None)
+    check_output(request)
     conn = connect(Path(spec["db_path"]), readonly=True)
     try:
         source = load_source(conn, BlobStore(str(spec["blob_url"])), request.session_id)
     finally:
         conn.close()
-    return make_clip(source, request, tools)
+    return make_clip(source, request, find_tools(spec.get("chromium") or None))
 
 
 def main(argv: list[str]) -> int:

@@ -81,14 +81,13 @@ def _failure(source: Source, failure_id: int) -> replays.FailureView:
     raise NotFound(f"failure {failure_id} is not in session {source.session.id}")
 
 
-def check_request(req: ClipRequest, chromium: str | None = None) -> renderer.Tools:
-    """Refuse an unusable output path or a missing encoder before any replay is read."""
+def check_output(req: ClipRequest) -> None:
+    """Refuse an unusable output path before anything is read."""
     renderer.output_format(req.out)
     if req.out.is_dir():
         raise BadRequest(f"{req.out} is a directory")
     if not req.out.parent.is_dir():
         raise NotFound(f"no directory {req.out.parent}")
-    return renderer.find_tools(chromium)
 
 
 def make_clip(source: Source, req: ClipRequest, tools: renderer.Tools) -> dict[str, Any]:
