@@ -48,6 +48,7 @@ from retrospec.sourcemaps.upload import (
     pair,
     safe_relative,
 )
+from retrospec.storage.db import ReadPool
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,27 @@ def _multipart(
     return files, fields
 
 
+async def upload_site(reads: ReadPool, headers: dict[str, str]) -> Site:
+    """The site whose upload token is the request's bearer token (InvalidKey otherwise)."""
+    auth = headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise InvalidKey(
+            "send the site's upload token as `Authorization: Bearer <token>` "
+            "(`retrospec sites upload-token SITE` creates one)"
+        )
+    site = await reads.run(site_for_upload_token, token)
+    if site is not None:
+        return site
+    if await reads.run(site_for_key, token) is not None:
+        raise InvalidKey(
+            "that is the site's public ingest key; uploads need its upload token "
+            "(`retrospec sites upload-token SITE`)"
+        )
+    raise InvalidKey("unknown or revoked upload token")
+
+
 class SourcemapUpload:
     """The endpoint's HTTP shell: auth, caps and body formats around sourcemaps.store."""
 
@@ -145,29 +167,9 @@ class SourcemapUpload:
             status, body = 500, {"error": "internal error; nothing was stored"}
         await _send(send, status, body)
 
-    async def _site(self, headers: dict[str, str]) -> Site:
-        auth = headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise InvalidKey(
-                "send the site's upload token as `Authorization: Bearer <token>` "
-                "(`retrospec sites upload-token SITE` creates one)"
-            )
-        reads = self.rt.reads
-        site = await reads.run(site_for_upload_token, token)
-        if site is not None:
-            return site
-        if await reads.run(site_for_key, token) is not None:
-            raise InvalidKey(
-                "that is the site's public ingest key; uploads need its upload token "
-                "(`retrospec sites upload-token SITE`)"
-            )
-        raise InvalidKey("unknown or revoked upload token")
-
     async def _upload(self, scope: dict[str, Any], receive: Any) -> tuple[int, dict[str, Any]]:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        site = await self._site(headers)
+        site = await upload_site(self.rt.reads, headers)
         limit = self.rt.settings.sourcemap_max_upload_mb << 20
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
