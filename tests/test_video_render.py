@@ -74,7 +74,8 @@ def recorded(
                     context.close()
                 ids.append(session_of(server, site.id))
             seen = len(remote.requests)
-            assert seen > 0  # the recording browser did load the remote image
+            # The recording browser did load the remote image, font and background.
+            assert {"/logo.png", "/font.woff2", "/bg.png"} <= {r["path"] for r in remote.requests}
             built = cli(server, "jobs", "run", "replays", "--json")
             assert built.returncode == 0, built.stderr
             yield Recorded(server, remote, ids[0], ids[1], seen)
@@ -161,8 +162,9 @@ def test_masked_secret_never_appears_in_any_frame(
     distinct = min(
         profile_gap(shown, profile(control, j, echo)) for j in range(len(control.frames))
     )
-    assert distinct > 12, distinct
-    assert worst < 3, worst
+    # Measured: plain text differs by ~15 levels, the masked field by ~0.02 (codec noise).
+    assert distinct > 6, distinct
+    assert worst < 2, worst
     assert min(shown) < 200  # the echo really has dark glyphs in it
 
 

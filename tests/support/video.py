@@ -55,7 +55,12 @@ def checkout_pages(
             + '<a id="next" href="b.html">Next</a>'
             + '<input id="secret" type="password" autocomplete="off">'
             + '<div id="echo"></div>'
-            + f'<img class="remote" src="{remote_origin}/logo.png" alt="">',
+            + f'<img class="remote" src="{remote_origin}/logo.png" alt="">'
+            # Every other way a page pulls from its hosts: none of it may load in a render.
+            + f'<link rel="prefetch" href="{remote_origin}/prefetch.js">'
+            + f"<style>@font-face {{ font-family: R; src: url({remote_origin}/font.woff2); }}"
+            + " #next { font-family: R, sans-serif; }"
+            + f" #pay {{ background-image: url({remote_origin}/bg.png); }}</style>",
         ),
     )
     b = static.write(
