@@ -10,6 +10,7 @@ written under a temporary name and renamed when complete, so a failed render lea
 
 from __future__ import annotations
 
+import base64
 import bisect
 import contextlib
 import json
@@ -58,6 +59,7 @@ FORMATS = {
         *("-b:v", "0", "-crf", "36", "-pix_fmt", "yuv420p", "-f", "webm"),
     ],
 }
+_SHOT = {"format": "png", "optimizeForSpeed": True}
 _ASSETS = {
     "/player.css": ("vendor/rrweb-player-2.1.6.min.css", "text/css"),
     "/player.js": ("vendor/rrweb-player-2.1.6.umd.min.js", "text/javascript"),
@@ -236,6 +238,7 @@ def render(
                     page = context.new_page()
                     page.goto(f"{ORIGIN}/render.html")
                     page.evaluate("([w, h]) => window.retrospecRender.mount(w, h)", [w, h])
+                    cdp = context.new_cdp_session(page)
                     shot = b""
                     prev_ts: int | None = None
                     prev_caption: dict[str, str] | None = None
@@ -257,7 +260,11 @@ def render(
                                 "([ts, c]) => window.retrospecRender.step(ts, c)",
                                 [frame.ts, caption],
                             )
-                            shot = page.screenshot(type="png")
+                            # CDP directly: half the time of page.screenshot, which also
+                            # waits for fonts and scrolls; step() has already waited for paint.
+                            shot = base64.b64decode(
+                                cdp.send("Page.captureScreenshot", _SHOT)["data"]
+                            )
                             drawn += 1
                         prev_ts, prev_caption = frame.ts, caption
                         if i == poster_frame:
