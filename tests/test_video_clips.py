@@ -12,13 +12,15 @@ from typing import Any
 import httpx
 import pytest
 
+from retrospec.issues import clustering
+from retrospec.video import clips
+from retrospec.video.store import get_clip
 from tests.support.accounts import PASSWORD, add_user
 from tests.support.browser import query
 from tests.support.data import add_site
+from tests.support.replays import make_env, sid
 from tests.support.servers import ServerProcess, free_port, logging_site, serve_static, server_env
 from tests.support.video import checkout_pages, cli, record_checkout
-
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture
@@ -40,6 +42,8 @@ def run_job(server: ServerProcess, name: str) -> dict[str, Any]:
     return doc
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_promoted_issue_gets_a_clip_the_issue_page_plays(
     server: ServerProcess, tmp_path: Path, browser: Any, ffmpeg_executable: str
 ) -> None:
@@ -128,3 +132,26 @@ def test_promoted_issue_gets_a_clip_the_issue_page_plays(
     assert list((blobs_dir / "clips").rglob("*.*")) == []
     after = json.loads(cli(server, "issues", "show", str(issue_id), "--json").stdout)
     assert after["clip"]["status"] == "expired" and after["clip"]["url"] is None
+
+
+def test_an_issue_whose_session_recorded_no_replay_fails_with_the_reason(
+    tmp_path: Path, chromium_executable: str, ffmpeg_executable: str
+) -> None:
+    env = make_env(tmp_path / "data", promote_after=1)
+    try:
+        failure = {"kind": "error", "type": "TypeError", "message": "x is undefined", "ts": 1}
+        env.send(sid(1), 0, failures=[{**failure, "ts": 1_732_560_000_000}])
+        clustering.run(env.ctx())
+        [(issue_id,)] = env.conn.execute("SELECT id FROM clusters WHERE status = 'open'")
+        # Seen long ago and no replay data ever came: it never will.
+        result = clips.run(env.ctx())
+        assert (result.items, result.details["outcomes"]) == (1, {"failed": 1})
+        clip = get_clip(env.conn, issue_id)
+        assert clip is not None and clip.status == "failed"
+        assert clip.reason == "the session recorded no replay"
+        assert clips.run(env.ctx()).items == 0  # tried once
+        off = make_env(tmp_path / "off", clips=False)
+        assert clips.run(off.ctx()).message == "clips are off (clips = false)"
+        off.conn.close()
+    finally:
+        env.conn.close()

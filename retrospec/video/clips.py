@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 BATCH = 3  # renders per run: each takes seconds, and the next run picks up the rest
 CLIP_WIDTH = 960
+# A session that sent failures but no replay data for this long never will (a Sentry SDK
+# without replay, or replays turned off).
+NO_REPLAY_AFTER_MS = 10 * 60_000
 
 
 def run(ctx: JobContext) -> JobResult:
@@ -49,9 +52,13 @@ def run(ctx: JobContext) -> JobResult:
         return JobResult(message=exc.message)
     reader = ctx.reader()
     try:
-        due = issues_without_clip(reader, BATCH)
+        # More candidates than renders: issues whose replay is still being built are skipped
+        # (and tried again next run) without holding back the ones behind them.
+        due = issues_without_clip(reader, BATCH * 20)
         outcomes: dict[str, int] = {}
         for issue_id in due:
+            if outcomes.get("ready", 0) + outcomes.get("failed", 0) >= BATCH:
+                break
             ctx.check_stop()
             clip = _clip_of(ctx, reader, issue_id)
             if clip is None:
@@ -95,9 +102,13 @@ def _clip_of(ctx: JobContext, reader: sqlite3.Connection, issue_id: int) -> Clip
         return outcome("failed", "no affected session was recorded")
     if rep.expired:
         return outcome("expired", "the replay has expired")
-    if rep.replay_status in ("none", "pending"):
-        return None  # the replay job has not built it yet: try again on a later run
     session = replays.get_session(reader, rep.session_id)
+    if rep.replay_status == "pending" or (
+        rep.replay_status == "none" and now_ms() - session.last_seen_at < NO_REPLAY_AFTER_MS
+    ):
+        return None  # the replay job has not built it yet: try again on a later run
+    if rep.replay_status == "none":
+        return outcome("failed", "the session recorded no replay")
     with tempfile.TemporaryDirectory(prefix="retrospec-clip-") as tmp:
         out, poster = Path(tmp) / "clip.mp4", Path(tmp) / "poster.png"
         result = _render_in_child(ctx, rep.session_id, rep.failure_id, out, poster)
