@@ -16,7 +16,7 @@ from retrospec.issues import clustering
 from retrospec.video import clips
 from retrospec.video.store import get_clip
 from tests.support.accounts import PASSWORD, add_user
-from tests.support.browser import query
+from tests.support.browser import query, wait_for
 from tests.support.data import add_site
 from tests.support.replays import make_env, sid
 from tests.support.servers import ServerProcess, free_port, logging_site, serve_static, server_env
@@ -25,11 +25,13 @@ from tests.support.video import checkout_pages, cli, record_checkout
 
 @pytest.fixture
 def server(tmp_path: Path, chromium_executable: str) -> Iterator[ServerProcess]:
-    """A server whose scheduler is off: each job runs when the test says (the CLI's code path
-    is the scheduler's)."""
+    """A server running its jobs often: replays, clustering and clips happen by themselves."""
     data = tmp_path / "data"
     data.mkdir()
-    proc = ServerProcess(data_dir=data, port=free_port(), env=server_env(data, jobs="false"))
+    env = server_env(
+        data, replay_interval_seconds="1", cluster_interval_seconds="1", clip_interval_seconds="2"
+    )
+    proc = ServerProcess(data_dir=data, port=free_port(), env=env)
     proc.start()
     yield proc
     proc.stop()
@@ -59,20 +61,19 @@ def test_promoted_issue_gets_a_clip_the_issue_page_plays(
             finally:
                 context.close()
     db = server.settings.db_path
-    deadline = time.monotonic() + 20
-    while len(query(db, "SELECT 1 FROM sessions WHERE failures > 0")) < 2:
-        assert time.monotonic() < deadline, "sessions did not arrive"
-        time.sleep(0.2)
-    run_job(server, "replays")
-    run_job(server, "cluster")
-    [issue] = query(db, "SELECT id FROM clusters WHERE status = 'open'")
-    issue_id = int(issue["id"])
-
-    done = run_job(server, "clips")
-    assert done["status"] == "ok" and done["items"] == 1
-    assert done["details"]["outcomes"] == {"ready": 1}
-    again = run_job(server, "clips")  # rendered once
-    assert again["items"] == 0
+    # No manual step: the server's scheduler builds the replays, promotes the issue (two
+    # sessions) and renders its clip.
+    rows = wait_for(
+        lambda: query(db, "SELECT cluster_id, status, reason FROM issue_clips"),
+        timeout=180,
+        what="the clips job",
+    )
+    assert [(r["status"], r["reason"]) for r in rows] == [("ready", None)]
+    issue_id = int(rows[0]["cluster_id"])
+    [issue] = query(db, "SELECT status FROM clusters WHERE id = ?", issue_id)
+    assert issue["status"] == "open"
+    again = run_job(server, "clips")  # rendered once: nothing left to do
+    assert again["status"] == "ok" and again["items"] == 0
 
     shown = json.loads(cli(server, "issues", "show", str(issue_id), "--json").stdout)
     clip = shown["clip"]

@@ -32,6 +32,7 @@ from retrospec.storage.blobs import clip_key
 from retrospec.video.clip import AROUND_FIRST
 from retrospec.video.render import find_tools
 from retrospec.video.store import Clip, issues_without_clip, save_clip
+from retrospec.video.timeline import AFTER_FAILURE_MS
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ CLIP_WIDTH = 960
 # A session that sent failures but no replay data for this long never will (a Sentry SDK
 # without replay, or replays turned off).
 NO_REPLAY_AFTER_MS = 10 * 60_000
+# A live session's replay may not reach past the failure yet; wait this long for it.
+SETTLE_MS = 60_000
 
 
 def run(ctx: JobContext) -> JobResult:
@@ -109,6 +112,10 @@ def _clip_of(ctx: JobContext, reader: sqlite3.Connection, issue_id: int) -> Clip
         return None  # the replay job has not built it yet: try again on a later run
     if rep.replay_status == "none":
         return outcome("failed", "the session recorded no replay")
+    recent = now_ms() - session.last_seen_at < SETTLE_MS
+    end = session.replay_end_ts
+    if recent and (end is None or end < rep.ts + AFTER_FAILURE_MS):
+        return None  # the seconds after the failure may still be arriving: wait for them
     with tempfile.TemporaryDirectory(prefix="retrospec-clip-") as tmp:
         out, poster = Path(tmp) / "clip.mp4", Path(tmp) / "poster.png"
         result = _render_in_child(ctx, rep.session_id, rep.failure_id, out, poster)
