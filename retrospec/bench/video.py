@@ -137,13 +137,13 @@ class _PeakRss:
 
 
 def run(ctx: BenchContext, res: BenchResult) -> None:
-    """Render a generated session (5 s quick, 60 s full) and report speed and memory."""
+    """Render a generated session (2 s quick, 60 s full) and report speed and memory."""
     require_module("playwright", EXTRA)
     require_module("imageio_ffmpeg", EXTRA)
     if chromium_path() is None:
         raise Unavailable("chromium is not installed (apt-get install chromium)")
     tools = render.find_tools()
-    seconds = 5.0 if ctx.quick else 60.0
+    seconds = 2.0 if ctx.quick else 60.0
     events = timeline.playable_events(session_events(seconds))
     start, end = events[0]["timestamp"], events[-1]["timestamp"]
     plan = timeline.plan(events, [], start, end, origin_ts=start, entry_url="https://shop.test/")
