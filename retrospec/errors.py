@@ -93,3 +93,7 @@ class InvalidBlobKey(RetrospecError):
 
 class StorageFailed(RetrospecError):
     """The blob store refused a write (I/O error, permissions): nothing was stored."""
+
+
+class VideoUnavailable(RetrospecError):
+    """A clip cannot be rendered here: the video extra, ffmpeg or Chromium is missing or failed."""

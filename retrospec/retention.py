@@ -1,6 +1,7 @@
 """Retention: purge heavy artifacts past their age — rows first, then blobs, then an orphan sweep.
 
-What goes: raw chunk blobs, replay artifacts and stored failure payloads (stack, context, tags);
+What goes: raw chunk blobs, replay artifacts (and the issue clips rendered from them) and stored
+failure payloads (stack, context, tags);
 source maps of a release once it had no session for the retention period and none was uploaded
 in it either (pinned releases stay).
 What stays: sessions, failure summaries, clusters/issues with their counts, markers.
@@ -37,6 +38,7 @@ from retrospec.sites import list_sites
 from retrospec.sourcemaps.store import delete_release, digest_referenced, expired_releases
 from retrospec.sourcemaps.store import list_files as files_of
 from retrospec.storage.blobs import parse_sourcemap_key
+from retrospec.video.store import clip_key_live, detach_expired
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ USAGE_DAYS = 90
 # version before pointing the session at it); the server gives up on a write after ~2 minutes,
 # so an hour is far beyond any window in which an unreferenced blob can still become referenced.
 ORPHAN_GRACE_S = 3600.0
-BLOB_PREFIXES = ("chunks", "replays", "sourcemaps", "uploads")
+BLOB_PREFIXES = ("chunks", "replays", "sourcemaps", "uploads", "clips")
 _REPLAY_NAME = re.compile(r"^v\d+\.zst$")
 
 _CHUNKS_DUE = """
@@ -120,6 +122,7 @@ class PurgeReport:
     replays: int = 0
     payloads: int = 0
     sourcemaps: int = 0
+    clips: int = 0
     orphans: int = 0
     temp_files: int = 0
     resumed: int = 0
@@ -138,6 +141,7 @@ class PurgeReport:
             + self.replays
             + self.payloads
             + self.sourcemaps
+            + self.clips
             + self.orphans
             + self.temp_files
             + self.resumed
@@ -162,6 +166,7 @@ class PurgeReport:
                 "replays": self.replays,
                 "payloads": self.payloads,
                 "sourcemaps": self.sourcemaps,
+                "clips": self.clips,
                 "orphans": self.orphans,
                 "temp_files": self.temp_files,
                 "resumed": self.resumed,
@@ -247,6 +252,7 @@ def purge(
             purger.drain_queue(resumed=True)  # finish whatever a killed run left behind
             purger.chunks()
             purger.sessions()
+            purger.clips()
             purger.payloads()
             purger.sourcemaps()
             _sweep(ctx, reader, grace_cutoff, report, delete=True)
@@ -349,6 +355,17 @@ class _Purger:
                 self.drain_queue()
             self.ctx.check_stop()
 
+    def clips(self) -> None:
+        """Expire the clips of expired replays: the row stays (status 'expired'), the files go."""
+        while True:
+            count = int(self.ctx.write(lambda c: _detach_clips(c, self.batch)))
+            self.report.clips += count
+            if count:
+                self.drain_queue()
+            self.ctx.check_stop()
+            if count < self.batch:
+                return
+
     def payloads(self) -> None:
         """Clear stored failure payloads; the failure summary row stays for issues and markers."""
         cursor: tuple[Any, ...] = (-1, -1)
@@ -422,6 +439,13 @@ class _Purger:
                 return
 
 
+def _detach_clips(conn: sqlite3.Connection, limit: int) -> int:
+    stamp = now_ms()
+    count, keys = detach_expired(conn, stamp, limit)
+    _enqueue(conn, "clip", keys, stamp)
+    return count
+
+
 def _dequeuer(keys: list[tuple[str]]) -> Callable[[sqlite3.Connection], None]:
     def dequeue(conn: sqlite3.Connection) -> None:
         conn.executemany("DELETE FROM purge_queue WHERE key = ?", keys)
@@ -461,6 +485,8 @@ def _referenced(conn: sqlite3.Connection, key: str) -> bool:
         return _chunk_key_live(conn, key)
     if key.startswith("sourcemaps/"):
         return _sourcemap_key_live(conn, key)
+    if key.startswith("clips/"):
+        return clip_key_live(conn, key)
     parsed = _parse_replay_key(key)
     if parsed is None:
         return False
@@ -517,6 +543,8 @@ def _sweep(
             if key in live or (not temp and parts[0] == "chunks" and _chunk_key_live(reader, key)):
                 continue
             if not temp and parts[0] == "sourcemaps" and _sourcemap_key_live(reader, key):
+                continue
+            if not temp and parts[0] == "clips" and clip_key_live(reader, key):
                 continue
             if delete:
                 try:

@@ -23,6 +23,7 @@ from retrospec.jobs.context import JobContext, JobResult, Stopped
 from retrospec.jobs.runs import finish_run, start_run
 from retrospec.replay import job as replay_job
 from retrospec.settings import Settings
+from retrospec.video import clips
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ JOBS: dict[str, JobFn] = {
     "cluster": clustering.run,
     "purge": retention.run,
     "deliver": deliver.run,
+    "clips": clips.run,
 }
 
 
@@ -78,6 +80,7 @@ class Scheduler:
             "replays": settings.replay_interval_seconds,
             "purge": settings.purge_interval_hours * 3600,
             "deliver": settings.alert_interval_seconds,
+            "clips": settings.clip_interval_seconds,
         }
         now = datetime.now(UTC)
         for name, seconds in intervals.items():

@@ -135,6 +135,20 @@ class Settings:
     spike_window_minutes: float = _f(
         60.0, "The spike window; at most one spike alert per issue and rule per window."
     )
+    chromium: str = _f(
+        "",
+        "Chromium executable for replay clips; empty: /usr/bin/chromium, else chromium on PATH.",
+    )
+    clips: bool = _f(
+        True, "Render a replay clip of each promoted issue (needs pip install 'retrospec[video]')."
+    )
+    clip_interval_seconds: float = _f(30.0, "How often the clips job looks for new issues.")
+    clip_timeout_seconds: float = _f(
+        180.0, "Wall-clock limit of one clip render; a slower one fails with that reason."
+    )
+    clip_memory_mb: int = _f(
+        1536, "Memory cap of each process of a clip render (browser and encoder included)."
+    )
 
     @property
     def data_path(self) -> Path:
@@ -357,6 +371,9 @@ def _validate(s: Settings) -> None:
         "alert_digest_minutes",
         "spike_window_minutes",
         "sourcemap_fetch_timeout_seconds",
+        "clip_interval_seconds",
+        "clip_timeout_seconds",
+        "clip_memory_mb",
     ):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{name} must be positive")

@@ -95,6 +95,20 @@ def chromium_executable() -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def ffmpeg_executable() -> str:
+    """ffmpeg from imageio-ffmpeg (the video extra); on CI a missing one fails the test."""
+    try:
+        import imageio_ffmpeg  # type: ignore[import-untyped]
+
+        path = str(imageio_ffmpeg.get_ffmpeg_exe())
+    except (ImportError, RuntimeError):
+        if os.environ.get("CI"):
+            pytest.fail("imageio-ffmpeg is not installed (CI=true: video tests must not skip)")
+        pytest.skip("imageio-ffmpeg is not installed; pip install -e '.[test]'")
+    return path
+
+
 @pytest.fixture(scope="module")
 def browser(chromium_executable: str) -> Iterator[Any]:
     """Headless Debian chromium driven by playwright, one per test module.

@@ -89,3 +89,19 @@ def test_signature_is_hmac_sha256_of_the_body() -> None:
         nasty_alert(), fmt="slack", rule_id=1, secret=None, delivery_id="d1", sent_at=0
     )
     assert "X-Retrospec-Signature" not in unsigned.headers
+
+
+def test_every_format_links_the_clip_when_there_is_one() -> None:
+    clip = "https://retrospec.example.com/issues/7/clip.mp4"
+    alert = dataclasses.replace(nasty_alert(), clip_url=clip)
+    assert f"Video of the moments before the failure: {clip}" in formats.email(alert, 1).text
+    payload = formats.slack(alert, rule_id=1)
+    slack.validate(payload)
+    buttons = next(b for b in payload["blocks"] if b["type"] == "actions")["elements"]
+    assert buttons[-1]["url"] == clip
+    assert f"[Video of the moments before the failure]({clip})" in json.dumps(
+        formats.discord(alert, rule_id=1)
+    )
+    assert formats.json_document(alert, 1, "d1", 0)["clip_url"] == clip
+    plain = formats.email(nasty_alert(), 1).text
+    assert "clip.mp4" not in plain and "Video of" not in plain

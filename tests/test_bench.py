@@ -82,7 +82,7 @@ def test_quick_bench_reports_every_benchmark(tmp_path: Path) -> None:
     for name, bench in benches.items():
         if bench["status"] == "unavailable":
             # Only a missing browser outside CI excuses a benchmark (CI installs chromium).
-            no_browser = name in ("storage", "first-failure") and not os.environ.get("CI")
+            no_browser = name in ("storage", "first-failure", "video") and not os.environ.get("CI")
             assert no_browser, f"{name} unavailable: {bench['notes']}"
             continue
         assert bench["status"] == "ok", f"{name}: {bench['error']}"

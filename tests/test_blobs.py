@@ -11,8 +11,10 @@ from retrospec.storage.blobs import (
     BlobStore,
     CorruptBlob,
     chunk_key,
+    clip_key,
     compress,
     is_segment_key,
+    parse_clip_key,
     read_chunk,
     replay_key,
     segment_key,
@@ -130,3 +132,23 @@ def test_segment_keys_are_generated_and_unique() -> None:
     assert not is_segment_key(chunk_key("site1", "abcdefgh", 0, b"x"))
     with pytest.raises(InvalidBlobKey):
         segment_key("../etc", 0)
+
+
+def test_clip_keys_are_built_from_validated_ids_and_parse_back() -> None:
+    key = clip_key("site1", "0f8c6b1e-aaaa-bbbb-cccc-123456789abc", 42, "mp4")
+    assert key.startswith("clips/site1/0f8c6b1e-aaaa-bbbb-cccc-123456789abc/42-")
+    assert key.endswith(".mp4") and validate_key(key) == key
+    assert parse_clip_key(key) == ("site1", "0f8c6b1e-aaaa-bbbb-cccc-123456789abc", 42)
+    assert clip_key("site1", "0f8c6b1e-aaaa-bbbb-cccc-123456789abc", 42, "png") != key.replace(
+        ".mp4", ".png"
+    )  # every render gets its own name
+    for bad in [
+        ("site1", "../x", 1, "mp4"),
+        ("site1", "s-12345678", 0, "mp4"),
+        ("site1", "s-12345678", 1, "gif"),
+        ("a/b", "s-12345678", 1, "mp4"),
+    ]:
+        with pytest.raises(InvalidBlobKey):
+            clip_key(*bad)  # type: ignore[arg-type]
+    assert parse_clip_key("clips/site1/s-12345678/x.mp4") is None
+    assert parse_clip_key("replays/site1/s-12345678/1-00000000.mp4") is None

@@ -171,6 +171,7 @@ def test_purge_dry_run_then_real_run_then_nothing(tmp_path: Path) -> None:
         "replays": 2,
         "payloads": 2,
         "sourcemaps": 0,
+        "clips": 0,
         "orphans": 0,
         "temp_files": 0,
         "resumed": 0,

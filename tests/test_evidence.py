@@ -342,9 +342,10 @@ def test_json_schema_is_stable(feed: Feed) -> None:
         "schema_version", "id", "site", "kind", "status", "regression", "title", "message",
         "culprit", "counts", "first_seen", "last_seen", "stack", "frames", "top",
         "representative", "steps", "last_step_agreement", "confidence", "sessions", "history",
-        "daily", "releases", "merged_into", "merged", "grouping_version",
+        "daily", "releases", "merged_into", "merged", "grouping_version", "clip",
     }  # fmt: skip
     assert (doc["merged_into"], doc["merged"], doc["grouping_version"]) == (None, [], 2)
+    assert doc["clip"] is None  # until the clips job has tried the issue
     assert set(doc["releases"]) == {
         "first", "last", "resolved_in", "sample", "sample_has_source_maps",
     }  # fmt: skip

@@ -30,6 +30,7 @@ FLOORS: dict[str, int] = {
     "retrospec.issues": 5,
     "retrospec.alerts": 5,
     "retrospec.replay": 5,
+    "retrospec.video": 5,
     "retrospec.retention": 5,
     "retrospec.ingest": 4,
     "retrospec.jobs": 4,

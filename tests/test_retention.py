@@ -503,6 +503,7 @@ def test_run_records_a_job_run_and_prunes_old_runs(tmp_path: Path) -> None:
         "replays": 2,
         "payloads": 2,
         "sourcemaps": 0,
+        "clips": 0,
         "orphans": 0,
         "temp_files": 0,
         "resumed": 0,

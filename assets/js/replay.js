@@ -209,38 +209,9 @@
       });
   }
 
-  // ---- recorded-page hints ------------------------------------------------------------------
+  // ---- recorded-page hints (defused by replay-safety.js, shared with the video renderer) -----
 
-  var HINTS = /(^|\s)(prefetch|preload|modulepreload|preconnect|dns-prefetch|prerender)(\s|$)/i;
-  var nodeTags = {}; // node id -> tag name, across segments, for later attribute mutations
-
-  function defuse(tag, attrs) {
-    // Keep the node (mutations refer to it by id) but take away what would make a request.
-    if (!attrs) return;
-    // A mutation's node may come from a segment not loaded yet: judge by the attributes then.
-    if ((tag === "link" || tag === undefined) && typeof attrs.rel === "string" && HINTS.test(attrs.rel)) {
-      attrs.rel = "x-retrospec-dropped";
-      delete attrs.href;
-      delete attrs.imagesrcset;
-    }
-    if (tag === "meta" && String(attrs.name || "").toLowerCase() === "referrer") {
-      attrs.content = "no-referrer"; // the recorded page's policy must not loosen ours
-    } else if ((tag === "meta" || tag === undefined) && attrs["http-equiv"] !== undefined) {
-      delete attrs["http-equiv"];
-      delete attrs.content;
-    }
-  }
-
-  function walk(node, depth) {
-    if (!node || typeof node !== "object" || depth > 500) return;
-    if (node.type === 2) {
-      var tag = String(node.tagName || "").toLowerCase();
-      nodeTags[node.id] = tag;
-      defuse(tag, node.attributes);
-    }
-    var kids = node.childNodes;
-    if (Array.isArray(kids)) for (var i = 0; i < kids.length; i++) walk(kids[i], depth + 1);
-  }
+  var nodeTags = {}; // node id -> tag name, kept across segments for later attribute mutations
 
   function prepare(events) {
     // The player draws custom events (rrweb type 5) as tags on its progress bar. Our markers
@@ -249,18 +220,9 @@
     for (var i = 0; i < events.length; i++) {
       var e = events[i];
       if (!e || e.type === 5 || typeof e.timestamp !== "number") continue;
-      if (e.data && e.type === 2) {
-        walk(e.data.node, 0);
-      } else if (e.data && e.type === 3 && e.data.source === 0) {
-        (e.data.adds || []).forEach(function (add) {
-          walk(add && add.node, 0);
-        });
-        (e.data.attributes || []).forEach(function (change) {
-          if (change) defuse(nodeTags[change.id], change.attributes);
-        });
-      }
       kept.push(e);
     }
+    window.RetrospecReplaySafety.defuseHints(kept, nodeTags);
     return kept;
   }
 

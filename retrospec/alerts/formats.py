@@ -86,6 +86,8 @@ def email(notice: Notice, rule_id: int) -> Rendered:
     lines.append("")
     if a.replay_url:
         lines.append(f"Watch the replay at the failure: {a.replay_url}")
+    if a.clip_url:
+        lines.append(f"Video of the moments before the failure: {a.clip_url}")
     lines.append(f"Open the issue: {a.issue_url}")
     subject = f"[RetroSpec] {a.headline}: {one_line(a.title, 150)}"
     return Rendered(subject=one_line(subject, 250), text="\n".join(lines) + "\n" + footer + "\n")
@@ -178,6 +180,8 @@ def slack(notice: Notice, rule_id: int) -> dict[str, Any]:
     buttons = [_button("Open issue", a.issue_url)]
     if a.replay_url:
         buttons.append(_button("Watch the replay", a.replay_url))
+    if a.clip_url:
+        buttons.append(_button("Video", a.clip_url))
     blocks += [{"type": "actions", "elements": buttons}, context]
     # The top-level text is mrkdwn too (notifications and fallback): escaped like the rest.
     fallback = slack_escape(one_line(f"{a.headline}: {a.title}", SLACK_SECTION))
@@ -234,6 +238,8 @@ def discord(notice: Notice, rule_id: int) -> dict[str, Any]:
     links = [f"[Open the issue]({a.issue_url})"]
     if a.replay_url:
         links.append(f"[Watch the replay at the failure]({a.replay_url})")
+    if a.clip_url:
+        links.append(f"[Video of the moments before the failure]({a.clip_url})")
     fields = [
         {"name": "Failures", "value": str(a.failures), "inline": True},
         {"name": "Sessions", "value": str(a.sessions), "inline": True},
@@ -273,6 +279,7 @@ def _alert_json(a: IssueAlert) -> dict[str, Any]:
         ],
         "issue_url": a.issue_url,
         "replay_url": a.replay_url,
+        "clip_url": a.clip_url,
         "spike": None
         if a.spike_failures is None
         else {"failures": a.spike_failures, "window_minutes": a.spike_minutes},

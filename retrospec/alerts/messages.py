@@ -11,7 +11,7 @@ from typing import Any
 from retrospec.clock import iso
 from retrospec.issues.evidence import Evidence
 from retrospec.issues.queries import IssueSummary
-from retrospec.issues.reports import issue_json, replay_url
+from retrospec.issues.reports import clip_url, issue_json, replay_url
 
 MAX_STEPS = 8
 DIGEST_LINES = 40  # issues listed by name in a digest; the rest are counted
@@ -47,6 +47,7 @@ class IssueAlert:
     issue: dict[str, Any] | None = None  # the `issues list --json` row; None for a sample
     spike_failures: int | None = None
     spike_minutes: float | None = None
+    clip_url: str | None = None  # the rendered video of the moments before the failure
 
     @property
     def headline(self) -> str:
@@ -116,6 +117,7 @@ def issue_alert(
         steps=steps,
         issue_url=f"{base}/issues/{issue.id}",
         replay_url=replay_url(ev, base),
+        clip_url=clip_url(ev, base),
         issue=issue_json(issue, base),
         spike_failures=spike_failures,
         spike_minutes=spike_minutes,

@@ -44,6 +44,7 @@ BENCHMARKS: dict[str, str] = {
     "sdk-size": "retrospec.bench.firstrun:run_sdk_size",
     "first-failure": "retrospec.bench.firstrun:run_first_failure",
     "grouping": "retrospec.bench.grouping:run",
+    "video": "retrospec.bench.video:run",
 }
 
 

@@ -174,6 +174,19 @@ def replay_line(ev: Evidence, base: str) -> str:
     return url + at
 
 
+def clip_line(ev: Evidence, base: str) -> str:
+    """The rendered clip's link, or why there is none."""
+    from retrospec.issues.reports import clip_url
+
+    clip = ev.clip
+    url = clip_url(ev, base)
+    if clip is None or url is None:
+        why = (clip.reason if clip is not None else None) or "no clip"
+        return "expired with the replay" if clip and clip.status == "expired" else why
+    seconds = (clip.duration_ms or 0) / 1000
+    return f"{url} ({seconds:.0f} s, {max(1, clip.video_bytes // 1024)} KiB)"
+
+
 def _print_evidence(ev: Evidence, base: str) -> None:
     issue = ev.issue
     now = now_ms()
@@ -198,6 +211,8 @@ def _print_evidence(ev: Evidence, base: str) -> None:
         pairs.append(("releases", f"first {rel.first or '?'} · last {rel.last or '?'}{note}"))
     pairs.append(("confidence", f"{ev.confidence.label} — {'; '.join(ev.confidence.reasons)}"))
     pairs.append(("replay", replay_line(ev, base)))
+    if ev.clip is not None:
+        pairs.append(("video", clip_line(ev, base)))
     pairs.append(("dashboard", f"{base}/issues/{issue.id}"))
     console.print_pairs(pairs)
 

@@ -34,6 +34,7 @@ class JobName(StrEnum):
     cluster = "cluster"
     purge = "purge"
     deliver = "deliver"
+    clips = "clips"
 
 
 def register(app: typer.Typer) -> None:
@@ -101,7 +102,7 @@ def _run(ctx: Any, name: str) -> tuple[str, Any]:
 
 @jobs_app.command("run")
 def jobs_run(
-    name: Annotated[JobName, typer.Argument(help="replays, cluster, purge or deliver.")],
+    name: Annotated[JobName, typer.Argument(help="replays, cluster, purge, deliver or clips.")],
     json_out: JsonOpt = False,
 ) -> None:
     """Run one job now, with the same code the scheduler runs (exit 1 if it had errors)."""

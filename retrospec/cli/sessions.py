@@ -1,7 +1,8 @@
-"""`retrospec sessions list`: recorded sessions in a terminal, from the dashboard's queries."""
+"""`retrospec sessions list|video`: recorded sessions in a terminal, and clips of them."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -90,3 +91,79 @@ def sessions_list(
     )
     if total > len(items):
         console.print_text(f"{len(items)} of {total} sessions; use --limit to see more")
+
+
+@sessions_app.command("video")
+def sessions_video(
+    session_id: Annotated[str, typer.Argument(metavar="SESSION_ID", help="The session to render.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Video file to write: .mp4 (H.264) or .webm (VP9).")
+    ],
+    around_failure: Annotated[
+        bool,
+        typer.Option(
+            "--around-failure",
+            help="20 s before to 3 s after a failure: FAILURE_ID, else the session's first.",
+        ),
+    ] = False,
+    failure_id: Annotated[
+        int | None,
+        typer.Argument(
+            metavar="FAILURE_ID", min=1, help="With --around-failure: the failure to show."
+        ),
+    ] = None,
+    from_ms: Annotated[
+        int | None, typer.Option("--from-ms", min=0, help="Start, ms from the replay start.")
+    ] = None,
+    to_ms: Annotated[
+        int | None, typer.Option("--to-ms", min=0, help="End, ms from the replay start.")
+    ] = None,
+    speed: Annotated[
+        float, typer.Option("--speed", min=0.25, max=16.0, help="Playback speed.")
+    ] = 1.0,
+    width: Annotated[
+        int, typer.Option("--width", min=320, max=1920, help="Video width in pixels.")
+    ] = 960,
+    json_out: JsonOpt = False,
+) -> None:
+    """Render a recorded session (or the seconds around a failure) to a video file."""
+    from retrospec.errors import UsageError
+    from retrospec.storage.blobs import BlobStore
+    from retrospec.video.clip import (
+        AROUND_FIRST,
+        ClipRequest,
+        check_output,
+        load_source,
+        make_clip,
+    )
+    from retrospec.video.render import find_tools
+
+    # `--around-failure [FAILURE_ID]`: the parser has no option with an optional value, so the
+    # id is an optional argument that only --around-failure gives a meaning.
+    if failure_id is not None and not around_failure:
+        raise UsageError("FAILURE_ID goes with --around-failure")
+    if around_failure and failure_id is None:
+        failure_id = AROUND_FIRST
+    settings = load().settings
+    request = ClipRequest(
+        session_id=session_id,
+        out=out,
+        failure_id=failure_id,
+        from_ms=from_ms,
+        to_ms=to_ms,
+        speed=speed,
+        width=width,
+    )
+    check_output(request)
+    blobs = BlobStore(settings.effective_blob_url)
+    # Read, then render with no connection open: a render takes seconds.
+    source = read(settings, lambda c: load_source(c, blobs, session_id))
+    result = make_clip(source, request, find_tools(settings.chromium or None))
+    if json_out:
+        console.print_json(result)
+        return
+    console.print_text(
+        f"wrote {out} ({result['duration_s']:.1f} s, {result['frames']} frames, "
+        f"{result['bytes'] // 1024} KiB; replay {replay_clock(result['from_ms'])}"
+        f"-{replay_clock(result['to_ms'])})"
+    )

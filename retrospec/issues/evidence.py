@@ -43,6 +43,7 @@ from retrospec.issues.fingerprint import path_template
 from retrospec.issues.queries import IssueSummary, daily_counts, get_issue
 from retrospec.replay import artifact
 from retrospec.sourcemaps.store import has_maps
+from retrospec.video.store import Clip, get_clip
 
 FACETS = ("browser", "os", "url", "release")
 TOP_N = 5
@@ -152,6 +153,7 @@ class Evidence:
     merged_into: int | None = None  # set while this cluster is merged into another
     merged: tuple[tuple[int, str], ...] = ()  # (id, title) of clusters merged into this one
     grouping_version: int = 1
+    clip: Clip | None = None  # the rendered replay clip (retrospec/video/), if one was tried
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,6 +448,7 @@ def gather_evidence(
         merged_into=None if merged_into is None else int(merged_into),
         merged=merged,
         grouping_version=int(version),
+        clip=get_clip(conn, cid),
     )
 
 

@@ -22,6 +22,31 @@ def replay_url(ev: Evidence, base_url: str) -> str | None:
     return url if rep.offset_ms is None else f"{url}?t={rep.offset_ms}"
 
 
+def clip_url(ev: Evidence, base_url: str) -> str | None:
+    """Link to the issue's rendered clip (MP4), or None unless one is ready."""
+    if ev.clip is None or not ev.clip.ready:
+        return None
+    return f"{base_url.rstrip('/')}/issues/{ev.issue.id}/clip.mp4"
+
+
+def clip_json(ev: Evidence, base: str | None) -> dict[str, Any] | None:
+    """The `clip` object of `issues show --json` (null when no render was tried)."""
+    clip = ev.clip
+    if clip is None:
+        return None
+    url = clip_url(ev, base) if base else None
+    return {
+        "status": clip.status,
+        "reason": clip.reason,
+        "session_id": clip.session_id,
+        "failure_id": clip.failure_id,
+        "duration_ms": clip.duration_ms,
+        "bytes": clip.video_bytes if clip.ready else None,
+        "url": url,
+        "poster_url": url[: -len(".mp4")] + ".png" if url else None,
+    }
+
+
 def summary_json(issue: IssueSummary) -> dict[str, Any]:
     """The fields an issue has in every JSON output (`issues list` rows, `issues show`)."""
     return {
@@ -76,9 +101,11 @@ def evidence_json(ev: Evidence, base_url: str | None = None) -> dict[str, Any]:
         merged_into: id | null (this issue was merged into that one)
         merged: [{id, title}] (issues merged into this one)
         grouping_version: the grouping rules' version the issue was created under
+        clip: {status (ready|failed|expired), reason, session_id, failure_id, duration_ms,
+               bytes, url, poster_url} | null (null until the clips job tried the issue)
         daily: {start (YYYY-MM-DD, UTC), counts: [int] (14 days, oldest first, today last)}
 
-    replay_url fields are null unless base_url is given.
+    replay_url and clip url fields are null unless base_url is given.
     """
     issue = ev.issue
     rep = ev.representative
@@ -158,6 +185,7 @@ def evidence_json(ev: Evidence, base_url: str | None = None) -> dict[str, Any]:
         "merged_into": ev.merged_into,
         "merged": [{"id": i, "title": t} for i, t in ev.merged],
         "grouping_version": ev.grouping_version,
+        "clip": clip_json(ev, base),
         "daily": {
             "start": (iso(ev.daily_first_day * DAY_MS) or "")[:10],
             "counts": list(ev.daily),
@@ -280,6 +308,10 @@ def evidence_markdown(ev: Evidence, base_url: str) -> str:
         out.append(f"No playable replay ({why}); session {_code(rep.session_id)}.")
     else:
         out.append("No session recorded.")
+    video = clip_url(ev, base)
+    if video and ev.clip is not None:
+        seconds = (ev.clip.duration_ms or 0) / 1000
+        out += ["", f"[Video of the moments before the failure]({video}) (MP4, {seconds:.0f} s)"]
     out += ["", "### Stack", ""]
     if any(f.get("mapped") for f in ev.frames):
         out += ["Source-mapped:", "", _block(frames_text(ev.frames)), ""]

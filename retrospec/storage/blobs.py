@@ -81,6 +81,33 @@ def replay_key(site_id: str, session_id: str, version: int) -> str:
     )
 
 
+_CLIP_NAME_RE = re.compile(r"\A(\d{1,18})-[0-9a-f]{8}\.(mp4|png)\Z")
+
+
+def clip_key(site_id: str, session_id: str, issue_id: int, kind: str) -> str:
+    """Key of a new clip file (kind mp4, or png for its poster) of an issue, stored uncompressed.
+
+    A random tag per render: a re-render never overwrites what a reader is streaming.
+    """
+    if kind not in ("mp4", "png") or not isinstance(issue_id, int) or issue_id < 1:
+        raise InvalidBlobKey(f"invalid clip: {issue_id!r}.{kind!r}")
+    return (
+        f"clips/{validate_id(site_id, 'site id')}/{validate_id(session_id, 'session id')}/"
+        f"{issue_id}-{secrets.token_hex(4)}.{kind}"
+    )
+
+
+def parse_clip_key(key: str) -> tuple[str, str, int] | None:
+    """(site_id, session_id, issue_id) of a clip key, else None."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != "clips" or not is_id(parts[1]):
+        return None
+    m = _CLIP_NAME_RE.match(parts[3])
+    if m is None or not is_session_id(parts[2]):
+        return None
+    return parts[1], parts[2], int(m.group(1))
+
+
 _DIGEST_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 _SOURCEMAP_NAME_RE = re.compile(r"\A([0-9a-f]{64})\.zst\Z")
 

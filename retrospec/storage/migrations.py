@@ -590,6 +590,33 @@ CREATE INDEX sentry_error_links_age ON sentry_error_links(created_at);
 ALTER TABLE sessions ADD COLUMN replay_segments TEXT;
 """,
     ),
+    (
+        12,
+        "replay clips of issues",
+        """
+-- One rendered clip per issue: the representative session's seconds before the failure, as
+-- an MP4 and a poster PNG in the blob store (clips/...). status: ready | failed (reason says
+-- why; not retried) | expired (the replay, and with it the clip, is past retention). Keys go
+-- NULL when purge detaches them, like sessions.replay_key.
+CREATE TABLE issue_clips (
+    cluster_id INTEGER PRIMARY KEY REFERENCES clusters(id) ON DELETE CASCADE,
+    session_id TEXT NOT NULL,
+    failure_id INTEGER,
+    status TEXT NOT NULL,
+    reason TEXT,
+    video_key TEXT,
+    poster_key TEXT,
+    video_bytes INTEGER NOT NULL DEFAULT 0,
+    poster_bytes INTEGER NOT NULL DEFAULT 0,
+    duration_ms INTEGER,
+    created_at INTEGER NOT NULL,
+    expired_at INTEGER
+);
+CREATE INDEX issue_clips_session ON issue_clips(session_id);
+CREATE INDEX issue_clips_video_key ON issue_clips(video_key);
+CREATE INDEX issue_clips_poster_key ON issue_clips(poster_key);
+""",
+    ),
 ]
 
 

@@ -217,6 +217,20 @@ SCHEMAS: dict[str, Any] = {
             "merged_into": _nullable(INT),
             "merged": {"type": "array", "items": _obj({"id": INT, "title": STR})},
             "grouping_version": INT,
+            "clip": _nullable(
+                _obj(
+                    {
+                        "status": {"type": "string", "enum": ["ready", "failed", "expired"]},
+                        "reason": _nullable(STR),
+                        "session_id": STR,
+                        "failure_id": _nullable(INT),
+                        "duration_ms": _nullable(INT),
+                        "bytes": _nullable(COUNT),
+                        "url": _nullable(STR),
+                        "poster_url": _nullable(STR),
+                    }
+                )
+            ),
             "daily": _obj(
                 {
                     "start": {"type": "string", "format": "date"},

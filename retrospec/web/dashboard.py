@@ -9,6 +9,7 @@ from litestar import Router
 from retrospec.web import (
     alert_pages,
     auth_pages,
+    clip_pages,
     issue_pages,
     session_pages,
     site_pages,
@@ -24,6 +25,7 @@ def routes() -> list[Any]:
         route_handlers=[
             *auth_pages.HANDLERS,
             *issue_pages.HANDLERS,
+            *clip_pages.HANDLERS,
             *session_pages.HANDLERS,
             *site_pages.HANDLERS,
             *alert_pages.HANDLERS,
