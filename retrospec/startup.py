@@ -99,8 +99,8 @@ def served_url(conn: sqlite3.Connection) -> str | None:
 def start(settings: Settings, *, jobs: bool) -> Startup:
     """Prepare the data directory and database for a server about to start."""
     secret = instance_secret(settings)
-    applied = prepare_database(settings.db_path, synchronous=settings.sqlite_synchronous)
-    conn = connect(settings.db_path, synchronous=settings.sqlite_synchronous)
+    applied = prepare_database(settings.database, synchronous=settings.sqlite_synchronous)
+    conn = connect(settings.database, synchronous=settings.sqlite_synchronous)
     try:
 
         def write(c: sqlite3.Connection) -> tuple[int, Site | None, str | None]:

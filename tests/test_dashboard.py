@@ -404,6 +404,8 @@ def test_the_sites_page_shows_each_sites_sentry_dsn(shop: Shop) -> None:
     assert dsn not in rotated.text
     (new_key,) = query_one(shop.settings, "SELECT dsn_key FROM sites WHERE id = ?", (site_id,))
     assert f"http://{new_key}@{base}/{project_id}" in rotated.text
+
+
 # --- merge and unmerge -------------------------------------------------------------------------
 
 

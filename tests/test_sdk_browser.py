@@ -683,6 +683,8 @@ def test_a_507_for_failures_means_retry_later_never_dropped(
         assert failure["message"] == "kept for later"
     finally:
         roomy.stop()
+
+
 FRAMEWORKS = """
 <script>
 function openCard(card) { return card.assignee.name.toUpperCase(); }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import json
 import os
 import re
 import secrets
@@ -166,6 +167,22 @@ def _private_dirs(path: str) -> None:
             os.mkdir(directory, 0o700)
 
 
+# fsspec options (S3 endpoint, region, credentials) for every remote store this process opens.
+# Kept in the environment too: the compute child process opens stores by URL alone.
+_OPTIONS_ENV = "RETROSPEC_BLOB_OPTIONS"
+_store_options: dict[str, Any] = json.loads(os.environ.get(_OPTIONS_ENV) or "{}")
+
+
+def set_store_options(options: dict[str, Any]) -> None:
+    """Set the fsspec options remote blob stores open with (from Settings.blob_options)."""
+    global _store_options
+    _store_options = dict(options)
+    if options:
+        os.environ[_OPTIONS_ENV] = json.dumps(options)
+    else:
+        os.environ.pop(_OPTIONS_ENV, None)
+
+
 class CorruptBlob(ValueError):
     """Stored bytes that cannot be what a row says they are (a segment shorter than its frames)."""
 
@@ -173,8 +190,10 @@ class CorruptBlob(ValueError):
 class BlobStore:
     """Objects under one fsspec root; every write lands complete or not at all."""
 
-    def __init__(self, url: str) -> None:
-        fs, root = fsspec.core.url_to_fs(url)
+    def __init__(self, url: str, options: dict[str, Any] | None = None) -> None:
+        remote = "://" in url and not url.startswith("file://")
+        opts = options if options is not None else (_store_options if remote else {})
+        fs, root = fsspec.core.url_to_fs(url, **opts)
         self.url = url
         self.fs: Any = fs
         self.root = str(root).rstrip("/")
