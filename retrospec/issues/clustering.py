@@ -599,12 +599,13 @@ def apply_batch(
     )
     conn.executemany(
         "INSERT INTO cluster_facets (cluster_id, facet, value, count) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (cluster_id, facet, value) DO UPDATE SET count = count + excluded.count",
+        "ON CONFLICT (cluster_id, facet, value) DO UPDATE SET "
+        "count = cluster_facets.count + excluded.count",
         facet_rows,
     )
     conn.executemany(
         "INSERT INTO cluster_days (cluster_id, day, count) VALUES (?, ?, ?) "
-        "ON CONFLICT (cluster_id, day) DO UPDATE SET count = count + excluded.count",
+        "ON CONFLICT (cluster_id, day) DO UPDATE SET count = cluster_days.count + excluded.count",
         day_rows,
     )
     conn.executemany(

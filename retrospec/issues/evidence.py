@@ -174,19 +174,25 @@ def _offset(ts: int, start: int | None) -> int | None:
 
 # Tier 0: a playable replay that contains the failure; 1: a replay that may still get there
 # (ready but not yet extended past the failure, or pending); 2: anything else.
+# (The tier is computed in an inner query: PostgreSQL cannot use an output alias inside an
+# ORDER BY expression.)
+NO_LIMIT = 1 << 62  # LIMIT -1 is SQLite only
 _REPRESENTATIVE = """
-SELECT x.session_id, f.id, f.ts, s.replay_status, s.expired_at, s.replay_start_ts,
-       CASE
-         WHEN s.replay_status = 'ready' AND s.expired_at IS NULL
-              AND f.ts BETWEEN s.replay_start_ts AND s.replay_end_ts THEN 0
-         WHEN s.replay_status IN ('ready', 'pending') AND s.expired_at IS NULL THEN 1
-         ELSE 2 END AS tier
-FROM (SELECT session_id, first_failure_id, last_seen_at FROM cluster_sessions
-      WHERE cluster_id = ? ORDER BY last_seen_at DESC, session_id DESC LIMIT ?) x
-JOIN failures f ON f.id = x.first_failure_id
-JOIN sessions s ON s.id = x.session_id
-ORDER BY tier, CASE WHEN tier = 0 THEN f.ts - s.replay_start_ts END DESC,
-         x.last_seen_at DESC, x.session_id DESC
+SELECT session_id, failure_id, ts, replay_status, expired_at, replay_start_ts, tier FROM (
+  SELECT x.session_id, f.id AS failure_id, f.ts, s.replay_status, s.expired_at,
+         s.replay_start_ts, x.last_seen_at,
+         CASE
+           WHEN s.replay_status = 'ready' AND s.expired_at IS NULL
+                AND f.ts BETWEEN s.replay_start_ts AND s.replay_end_ts THEN 0
+           WHEN s.replay_status IN ('ready', 'pending') AND s.expired_at IS NULL THEN 1
+           ELSE 2 END AS tier
+  FROM (SELECT session_id, first_failure_id, last_seen_at FROM cluster_sessions
+        WHERE cluster_id = ? ORDER BY last_seen_at DESC, session_id DESC LIMIT ?) x
+  JOIN failures f ON f.id = x.first_failure_id
+  JOIN sessions s ON s.id = x.session_id
+) ranked
+ORDER BY tier, CASE WHEN tier = 0 THEN ts - replay_start_ts END DESC,
+         last_seen_at DESC, session_id DESC
 LIMIT 1
 """
 # A busy issue has many sessions: look at the newest first (replays expire oldest first) and
@@ -199,7 +205,7 @@ def _representative(
 ) -> Representative | None:
     rows = _rows(conn, _REPRESENTATIVE, (cid, RECENT_SESSIONS))
     if rows and rows[0][6] != 0 and session_count > RECENT_SESSIONS:
-        rows = _rows(conn, _REPRESENTATIVE, (cid, -1)) or rows  # LIMIT -1: no limit
+        rows = _rows(conn, _REPRESENTATIVE, (cid, NO_LIMIT)) or rows
     if not rows:
         return None
     sid, fid, ts, status, expired_at, start, tier = rows[0]

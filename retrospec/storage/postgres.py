@@ -17,7 +17,6 @@ from typing import Any
 import psycopg
 from psycopg import pq
 from psycopg.adapt import Dumper, Loader
-from psycopg.postgres import types as pg_types
 
 CONNECT_TIMEOUT_S = 5
 # Held (as a transaction-level advisory lock) while migrations run: two processes starting on
@@ -95,6 +94,28 @@ def _scalar_minmax(sql: str) -> str:
     return "".join(out)
 
 
+_FROM_SUBQUERY_RE = re.compile(r"\b(FROM|JOIN)\s*\(\s*SELECT\b", re.IGNORECASE)
+_NOT_ALIAS = {
+    "WHERE", "GROUP", "ORDER", "LIMIT", "OFFSET", "JOIN", "LEFT", "INNER", "CROSS", "ON",
+    "UNION", "HAVING", "WINDOW", "EXCEPT", "INTERSECT", "RETURNING",
+}  # fmt: skip
+_WORD_RE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _alias_subqueries(sql: str) -> str:
+    """PostgreSQL before 16 wants an alias on every subquery in FROM; SQLite does not."""
+    closes = []
+    for m in _FROM_SUBQUERY_RE.finditer(sql):
+        open_paren = sql.index("(", m.start())
+        _commas, close = _top_level_commas(sql, open_paren + 1)
+        word = _WORD_RE.match(sql, close + 1)
+        if word is None or word.group(1).upper() in _NOT_ALIAS:
+            closes.append(close + 1)
+    for n, at in enumerate(sorted(closes, reverse=True)):
+        sql = f"{sql[:at]} AS _sub{n + 1}{sql[at:]}"
+    return sql
+
+
 @functools.lru_cache(maxsize=2048)
 def translate(sql: str, params: bool = True) -> str:
     """One SQLite-flavoured statement of the code as PostgreSQL (psycopg placeholders)."""
@@ -117,6 +138,7 @@ def translate(sql: str, params: bool = True) -> str:
             body = f"{body} ON CONFLICT DO NOTHING"
         masked = body
     masked = _scalar_minmax(masked)
+    masked = _alias_subqueries(masked)
     masked = _LIKE_RE.sub("ILIKE", masked)
     if params:
         # psycopg reads % as the start of a placeholder, literals included.
@@ -193,8 +215,9 @@ class _NumericLoader(Loader):
 
 
 class _BoolAsInt(Dumper):
-    # SQLite stores booleans as 0/1 in INTEGER columns, and the code passes Python bools.
-    oid = pg_types["int8"].oid
+    # SQLite stores booleans as 0/1 in INTEGER columns, and the code passes Python bools, to
+    # columns and to conditions alike: an untyped '1'/'0' is read as whichever the place needs.
+    oid = 0
 
     def dump(self, obj: Any) -> bytes:
         return b"1" if obj else b"0"

@@ -33,7 +33,7 @@ DAY_MS = 86_400_000
 
 def run_jobs(settings: Settings, *names: str) -> None:
     """Run jobs the way `retrospec jobs run` does (own connection, short transactions)."""
-    conn = connect(settings.db_path)
+    conn = connect(settings.database)
     try:
         ctx = JobContext(
             settings=settings,
