@@ -162,7 +162,16 @@ class Settings:
         """fsspec storage options for the blob store (S3 endpoint, region, credentials)."""
         if not self.effective_blob_url.startswith(("s3://", "s3a://")):
             return {}
-        options: dict[str, Any] = {"use_listings_cache": False}
+        # Listings are not cached (several processes write one bucket) and a lost endpoint
+        # fails within seconds instead of retrying for minutes.
+        options: dict[str, Any] = {
+            "use_listings_cache": False,
+            "config_kwargs": {
+                "connect_timeout": 5,
+                "read_timeout": 30,
+                "retries": {"max_attempts": 3},
+            },
+        }
         if self.s3_endpoint_url:
             options["endpoint_url"] = self.s3_endpoint_url
         if self.s3_region:

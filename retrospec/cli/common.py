@@ -55,6 +55,7 @@ def with_db(loaded: LoadedSettings, fn: Callable[[Any], T], *, write: bool = Fal
 
     settings = loaded.settings
     prepare_database(settings.database, synchronous=settings.sqlite_synchronous)
+    check_blobs(settings)
     conn = connect(settings.database, readonly=not write)
     try:
         if write:
@@ -74,6 +75,15 @@ def require_db(settings: Settings) -> None:
             "or pass --config / set RETROSPEC_DATA_DIR"
         )
     prepare_database(settings.database, synchronous=settings.sqlite_synchronous)
+    check_blobs(settings)
+
+
+def check_blobs(settings: Settings) -> None:
+    """Fail with one line naming blob_url when a remote blob store is missing or read-only."""
+    from retrospec.storage.blobs import BlobStore
+
+    if settings.blob_options:
+        BlobStore(settings.effective_blob_url, settings.blob_options).check()
 
 
 def read(settings: Settings, fn: Callable[[sqlite3.Connection], T]) -> T:

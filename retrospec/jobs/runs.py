@@ -30,13 +30,17 @@ def finish_run(
     )
 
 
-def mark_interrupted_runs(conn: sqlite3.Connection) -> int:
-    """At server start: runs still 'running' were cut off by a crash or SIGKILL; say so."""
+def mark_interrupted_runs(conn: sqlite3.Connection, job: str | None = None) -> int:
+    """Runs still 'running' were cut off by a crash or SIGKILL; say so.
+
+    At server start on SQLite (every job); on PostgreSQL by whoever next holds the job's lock
+    (only that job: other processes may be running the others).
+    """
     cur = conn.execute(
         "UPDATE job_runs SET status = 'interrupted', finished_at = coalesce(finished_at, ?), "
         "message = coalesce(message, 'the process stopped before the run finished') "
-        "WHERE status = 'running'",
-        (now_ms(),),
+        "WHERE status = 'running' AND (job = ? OR ? = '')",
+        (now_ms(), job or "", job or ""),
     )
     return cur.rowcount
 

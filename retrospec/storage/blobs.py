@@ -17,7 +17,7 @@ from typing import Any
 import fsspec
 import zstandard
 
-from retrospec.errors import InvalidBlobKey
+from retrospec.errors import ConfigError, InvalidBlobKey
 from retrospec.ids import is_id, is_session_id
 
 _SEGMENT_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
@@ -201,6 +201,35 @@ class BlobStore:
         self._made: set[str] = set()
         if self.local:
             _private_dirs(self.root)
+
+    def check(self) -> None:
+        """At start: the store exists and takes writes, else ConfigError naming blob_url.
+
+        A probe object is written and removed (remote stores only; a local directory is made
+        on demand and its errors are the disk guard's).
+        """
+        if self.local:
+            return
+        probe = f"{self.root}/.retrospec-probe-{secrets.token_hex(6)}"
+        try:
+            self.fs.pipe_file(probe, b"ok")
+            self.fs.rm_file(probe)
+        except FileNotFoundError:
+            raise ConfigError(f"blob_url: {self.url} does not exist (create the bucket)") from None
+        except PermissionError:
+            raise ConfigError(f"blob_url: {self.url} refuses writes (check its policy)") from None
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ConfigError(
+                f"blob_url: cannot use {self.url}: {type(exc).__name__} {reason}".rstrip()
+            ) from None
+
+    def reachable(self) -> bool:
+        """Whether the store answers (for /healthz): its bucket or root directory is there."""
+        if self.local:
+            return os.path.isdir(self.root)
+        self.fs.invalidate_cache()
+        return bool(self.fs.exists(self.root.split("/", 1)[0]))
 
     def path(self, key: str) -> str:
         """Full path of a validated key."""

@@ -14,6 +14,7 @@ import queue
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,6 +54,26 @@ def is_postgres_url(target: Path | str) -> bool:
 def is_postgres(conn: sqlite3.Connection) -> bool:
     """Whether a connection is a PostgreSQL one (for the few statements that differ)."""
     return getattr(conn, "backend", "sqlite") == "postgres"
+
+
+@contextlib.contextmanager
+def exclusive(target: Path | str, name: str) -> Iterator[bool]:
+    """Yield whether this process may run `name` now, across every process on one database.
+
+    PostgreSQL: a session advisory lock on a connection of its own, held until the block ends;
+    a process that dies loses it with its connection. SQLite: one server per database file, and
+    the scheduler already runs each job once at a time there, so always True.
+    """
+    if not is_postgres_url(target):
+        yield True
+        return
+    conn = connect(target)
+    key = zlib.crc32(f"retrospec:{name}".encode())
+    try:
+        got = bool(conn.execute("SELECT pg_try_advisory_lock(?)", (key,)).fetchone()[0])
+        yield got
+    finally:
+        conn.close()  # releases the lock
 
 
 def connect(
@@ -473,11 +494,29 @@ class ReadPool:
         if self._idle is None or self._threads is None:
             raise RuntimeError("read pool is not open")
         conn = await self._idle.get()
+        loop = asyncio.get_running_loop()
         try:
-            loop = asyncio.get_running_loop()
+            if getattr(conn, "closed", False):  # PostgreSQL lost it: a fresh one, if it can
+                conn = await loop.run_in_executor(self._threads, self._replace, conn)
+            call = functools.partial(fn, conn, *args)
+            try:
+                return await loop.run_in_executor(self._threads, call)
+            except Exception:
+                if not getattr(conn, "closed", False):
+                    raise
+            # The connection broke under the query (server restart, failover): reads are safe
+            # to repeat once on a new one.
+            conn = await loop.run_in_executor(self._threads, self._replace, conn)
             return await loop.run_in_executor(self._threads, functools.partial(fn, conn, *args))
         finally:
             self._idle.put_nowait(conn)
+
+    def _replace(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        fresh = connect(self._path, readonly=True)
+        with contextlib.suppress(Exception):
+            conn.close()
+        self._all = [fresh if c is conn else c for c in self._all]
+        return fresh
 
 
 @contextlib.contextmanager

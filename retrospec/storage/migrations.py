@@ -606,8 +606,11 @@ def current_version(conn: sqlite3.Connection) -> int:
     if is_postgres(conn):
         from retrospec.storage.postgres import translate_ddl
 
-        ddl = translate_ddl(ddl)
-    conn.execute(ddl)
+        # Read-only connections (/healthz, the CLI) may not even run CREATE ... IF NOT EXISTS.
+        if conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
+            conn.execute(translate_ddl(ddl))
+    else:
+        conn.execute(ddl)
     row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
     return int(row[0] or 0)
 

@@ -18,6 +18,9 @@ import psycopg
 from psycopg import pq
 from psycopg.adapt import Dumper, Loader
 
+from retrospec.errors import ConfigError
+from retrospec.settings import redact_url
+
 CONNECT_TIMEOUT_S = 5
 # Held (as a transaction-level advisory lock) while migrations run: two processes starting on
 # one database at once must not both apply a migration.
@@ -217,7 +220,7 @@ class _NumericLoader(Loader):
 class _BoolAsInt(Dumper):
     # SQLite stores booleans as 0/1 in INTEGER columns, and the code passes Python bools, to
     # columns and to conditions alike: an untyped '1'/'0' is read as whichever the place needs.
-    oid = 0
+    oid = 0  # unknown: PostgreSQL infers the type from where the value goes
 
     def dump(self, obj: Any) -> bytes:
         return b"1" if obj else b"0"
@@ -307,13 +310,19 @@ def connect(
     url: str, *, readonly: bool = False, timeout: float = CONNECT_TIMEOUT_S
 ) -> PgConnection:
     """Open a connection to url with the settings every RetroSpec connection uses."""
-    raw: psycopg.Connection[Any] = psycopg.connect(
-        url,
-        autocommit=True,
-        connect_timeout=max(1, int(timeout)),
-        row_factory=_row_factory,
-        application_name="retrospec",
-    )
+    try:
+        raw: psycopg.Connection[Any] = psycopg.connect(
+            url,
+            autocommit=True,
+            connect_timeout=max(1, int(timeout)),
+            row_factory=_row_factory,
+            application_name="retrospec",
+        )
+    except psycopg.OperationalError as exc:
+        # One line naming the setting, whatever the cause (unreachable, credentials, no
+        # such database); the URL without its password.
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"database_url: cannot connect to {redact_url(url)}: {reason}") from None
     raw.adapters.register_loader("numeric", _NumericLoader)
     raw.adapters.register_dumper(bool, _BoolAsInt)
     # Times are epoch milliseconds everywhere; UTC keeps any date function the database uses
