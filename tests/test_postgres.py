@@ -280,8 +280,8 @@ def test_two_servers_share_one_database_and_bucket_and_survive_a_sigkill(
         proc_env = {k: v for k, v in os.environ.items() if not k.startswith("RETROSPEC_")}
         proc_env.update(env, RETROSPEC_DATA_DIR=str(data))
         server = ServerProcess(data_dir=data, port=free_port(), env=proc_env, log_dir=tmp_path)
-        server.start()
         servers.append(server)
+        server.start(timeout=240)  # boto and psycopg imports are slow on a busy 2-core box
     survivor, victim = servers
     acked: list[tuple[str, int]] = []
     lock = threading.Lock()
