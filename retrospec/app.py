@@ -20,6 +20,8 @@ from retrospec.web.assets import AssetIndex, serve_asset
 from retrospec.web.health import healthz
 from retrospec.web.ingest import IngestHandler
 from retrospec.web.sentry import SentryHandler
+from retrospec.web.sentry_uploads import PREFIX as SENTRY_API_PREFIX
+from retrospec.web.sentry_uploads import SentryUploads
 from retrospec.web.sourcemaps_api import UPLOAD_PATH, SourcemapUpload
 
 log = logging.getLogger("retrospec")
@@ -34,6 +36,7 @@ def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
     rt = Runtime.build(settings, startup.start(settings, jobs=run_jobs))
     handler = IngestHandler(rt.pipeline)
     uploads = SourcemapUpload(rt)
+    sentry_uploads = SentryUploads(rt)
     sentry = SentryHandler(rt.pipeline, writer=rt.writer, reads=rt.reads, io_pool=rt.io_pool)
 
     @asgi(INGEST_PATH, is_mount=False, copy_scope=False)
@@ -43,6 +46,11 @@ def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
     @asgi(UPLOAD_PATH, is_mount=False, copy_scope=False)
     async def sourcemaps_endpoint(scope: Any, receive: Any, send: Any) -> None:
         await uploads(scope, receive, send)
+
+    # sentry-cli and the Sentry bundler plugins (source map uploads): everything under /api/0.
+    @asgi(SENTRY_API_PREFIX, is_mount=True, copy_scope=True)
+    async def sentry_uploads_endpoint(scope: Any, receive: Any, send: Any) -> None:
+        await sentry_uploads(scope, receive, send)
 
     # A plain route, not @asgi: Litestar 2.25 cannot route ASGI handlers with path parameters.
     # `retrospec serve` never gets here (ServeApp sends these paths to the handler directly).
@@ -81,6 +89,7 @@ def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
         route_handlers=[
             ingest_endpoint,
             sourcemaps_endpoint,
+            sentry_uploads_endpoint,
             sentry_endpoint,
             healthz,
             serve_asset,

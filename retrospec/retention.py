@@ -46,7 +46,7 @@ USAGE_DAYS = 90
 # version before pointing the session at it); the server gives up on a write after ~2 minutes,
 # so an hour is far beyond any window in which an unreferenced blob can still become referenced.
 ORPHAN_GRACE_S = 3600.0
-BLOB_PREFIXES = ("chunks", "replays", "sourcemaps")
+BLOB_PREFIXES = ("chunks", "replays", "sourcemaps", "uploads")
 _REPLAY_NAME = re.compile(r"^v\d+\.zst$")
 
 _CHUNKS_DUE = """

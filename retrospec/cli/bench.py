@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from retrospec import console
+from retrospec.bench.runner import BENCHMARKS
 from retrospec.errors import RetrospecError, UsageError
 
 
@@ -23,8 +24,7 @@ def bench(
     names: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Benchmarks to run (default: all): ingest-failures, ingest-replay, latency, "
-            "pipeline, storage, memory, dashboard, purge, sdk-size, first-failure, grouping."
+            help=f"Benchmarks to run (default: all): {', '.join(BENCHMARKS)}."
         ),
     ] = None,
     quick: Annotated[

@@ -107,6 +107,17 @@ def parse_sourcemap_key(key: str) -> tuple[str, str] | None:
     return parts[1], m.group(1)
 
 
+_SHA1_RE = re.compile(r"\A[0-9a-f]{40}\Z")
+
+
+def upload_chunk_key(site_id: str, sha1: str) -> str:
+    """Key of one chunk of a sentry-cli upload, by its SHA-1 (kept until the bundle assembles;
+    purge's orphan sweep removes the chunks of uploads that never did)."""
+    if not _SHA1_RE.match(sha1):
+        raise InvalidBlobKey(f"invalid chunk checksum: {sha1!r}")
+    return f"uploads/{validate_id(site_id, 'site id')}/{sha1[:2]}/{sha1}.zst"
+
+
 _local = threading.local()
 
 

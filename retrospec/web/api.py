@@ -25,14 +25,15 @@ from litestar.params import FromPath, FromQuery
 from litestar.types import ExceptionHandlersMap
 
 from retrospec import tokens
-from retrospec.clock import now_ms
+from retrospec.clock import iso, now_ms
 from retrospec.errors import BadRequest, Conflict, Forbidden, NotFound, RetrospecError, Unauthorized
 from retrospec.issues import queries as issues
 from retrospec.issues.evidence import get_evidence
-from retrospec.issues.release_stats import list_releases, release_json
+from retrospec.issues.releases import ReleaseRow, list_releases
 from retrospec.issues.reports import evidence_json, issue_json
 from retrospec.replay.queries import list_sessions
 from retrospec.replay.reports import session_json
+from retrospec.sites import get_site, list_sites
 from retrospec.web import api_schema
 from retrospec.web.access import runtime
 
@@ -295,6 +296,30 @@ async def api_sessions(
     )
 
 
+def _seen_releases(conn: Any, site: str | None) -> list[ReleaseRow]:
+    """Releases sessions or failures came with (not maps-only ones), most recently seen first."""
+    chosen = [get_site(conn, site)] if site else list_sites(conn)
+    rows = [r for s in chosen for r in list_releases(conn, s.id, s.name)]
+    seen = [r for r in rows if r.first_seen_at is not None]
+    seen.sort(key=lambda r: (-(r.last_seen_at or 0), r.site_name, r.release))
+    return seen
+
+
+def release_json(r: ReleaseRow) -> dict[str, Any]:
+    """One release as GET /api/v1/releases returns it."""
+    return {
+        "release": r.release,
+        "site": {"id": r.site_id, "name": r.site_name},
+        "first_seen": iso(r.first_seen_at),
+        "last_seen": iso(r.last_seen_at),
+        "sessions": r.sessions,
+        "failures": r.failures,
+        "new_issues": r.new_issues,
+        "regressions": r.regressions,
+        "has_maps": r.maps > 0,
+    }
+
+
 @get("/releases", include_in_schema=False)
 async def api_releases(
     request: Request[Any, Any, Any],
@@ -308,7 +333,7 @@ async def api_releases(
     size = _limit(limit)
     start = decode_cursor(cursor, (int,))
     offset = int(start[0]) if start else 0
-    found = await rt.reads.run(lambda c: list_releases(c, site=_site(site)))
+    found = await rt.reads.run(_seen_releases, _site(site))
     page = found[offset : offset + size]
     more = offset + size < len(found)
     return _json(

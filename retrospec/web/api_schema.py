@@ -273,9 +273,9 @@ SCHEMAS: dict[str, Any] = {
             "last_seen": TIME,
             "sessions": COUNT,
             "failures": COUNT,
-            "new_issues": _nullable(COUNT),
-            "regressions": _nullable(COUNT),
-            "has_maps": _nullable(BOOL),
+            "new_issues": COUNT,
+            "regressions": COUNT,
+            "has_maps": BOOL,
         }
     ),
     "ReleaseList": _obj(

@@ -16,6 +16,7 @@ from retrospec.errors import (
 )
 from retrospec.ingest import prepare
 from retrospec.ingest.pipeline import Pipeline
+from retrospec.web.rawasgi import ClientGone, read_body
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +24,6 @@ log = logging.getLogger(__name__)
 _ACCEPTED_TYPES = {"", "application/json", "text/plain", "application/octet-stream"}
 _ALLOWED_HEADERS = "content-type, content-encoding, x-retrospec-key"
 _JSON = msgspec.json.Encoder()
-
-
-class _ClientGone(Exception):
-    pass
 
 
 def _query_key(query: bytes) -> str:
@@ -96,22 +93,6 @@ async def _send_json(
     await send({"type": "http.response.body", "body": payload})
 
 
-async def _read_body(receive: Any, limit: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body is over the {limit}-byte limit")
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts)
-
-
 class IngestHandler:
     """The ingest endpoint's HTTP shell (headers, body, CORS) around the shared pipeline."""
 
@@ -141,7 +122,7 @@ class IngestHandler:
                 )
                 return
             status, body, extra = await self._ingest(scope, receive, headers, key, origin)
-        except _ClientGone:
+        except ClientGone:
             return
         except RetrospecError as exc:
             # Every answer, a 403 included, is readable by the page: the SDK must see that a
@@ -194,7 +175,7 @@ class IngestHandler:
         # would raise).
         if declared.isdigit() and (len(declared) > 15 or int(declared) > settings.max_body_bytes):
             raise PayloadTooLarge(f"body is over the {settings.max_body_bytes}-byte limit")
-        body = await _read_body(receive, settings.max_body_bytes)
+        body = await read_body(receive, settings.max_body_bytes)
         if encoding == "gzip" or body[:2] == prepare.GZIP_MAGIC:
             body = prepare.gunzip_capped(body, settings.max_decompressed_bytes)
         elif len(body) > settings.max_decompressed_bytes:

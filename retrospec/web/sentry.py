@@ -48,6 +48,7 @@ from retrospec.ingest.sentry.envelope import BodyDecoder, EnvelopeReader, body_d
 from retrospec.ingest.sentry.replays import Recording, read_recording, replay_envelope
 from retrospec.sites import Site
 from retrospec.storage.db import ReadPool, Writer
+from retrospec.web.rawasgi import ClientGone
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,6 @@ _WANTED = {
     b"authorization",
     b"user-agent",
 }
-
-
-class _ClientGone(Exception):
-    pass
 
 
 def _headers(scope: dict[str, Any]) -> dict[str, str]:
@@ -202,7 +199,7 @@ class SentryHandler:
                 project = int(match.group(1))
                 body = await self._handle(scope, receive, headers, key, origin, project, match[2])
                 status = 200
-        except _ClientGone:
+        except ClientGone:
             return None
         except RetrospecError as exc:
             status, extra = exc.http_status, dict(exc.headers)
@@ -286,7 +283,7 @@ class SentryHandler:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise _ClientGone
+                raise ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:

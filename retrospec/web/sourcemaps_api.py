@@ -22,8 +22,6 @@ import logging
 from typing import Any
 from urllib.parse import parse_qs
 
-import msgspec
-
 from retrospec.errors import (
     BadRequest,
     InvalidKey,
@@ -48,11 +46,12 @@ from retrospec.sourcemaps.upload import (
     pair,
     safe_relative,
 )
+from retrospec.storage.db import ReadPool
+from retrospec.web.rawasgi import ClientGone, read_body, send_json
 
 log = logging.getLogger(__name__)
 
 UPLOAD_PATH = "/api/v1/sourcemaps"
-_JSON = msgspec.json.Encoder()
 _ARCHIVE_TYPES = {
     "application/zip",
     "application/x-zip-compressed",
@@ -62,39 +61,6 @@ _ARCHIVE_TYPES = {
     "application/x-gtar",
     "application/octet-stream",
 }
-
-
-class _ClientGone(Exception):
-    pass
-
-
-async def _send(send: Any, status: int, body: dict[str, Any]) -> None:
-    payload = _JSON.encode(body)
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-        (b"cache-control", b"no-store"),
-    ]
-    if status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="retrospec"'))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
-
-
-async def _read(receive: Any, limit: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the upload is over the {limit}-byte limit")
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts)
 
 
 def _multipart(
@@ -124,6 +90,27 @@ def _multipart(
     return files, fields
 
 
+async def upload_site(reads: ReadPool, headers: dict[str, str]) -> Site:
+    """The site whose upload token is the request's bearer token (InvalidKey otherwise)."""
+    auth = headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise InvalidKey(
+            "send the site's upload token as `Authorization: Bearer <token>` "
+            "(`retrospec sites upload-token SITE` creates one)"
+        )
+    site = await reads.run(site_for_upload_token, token)
+    if site is not None:
+        return site
+    if await reads.run(site_for_key, token) is not None:
+        raise InvalidKey(
+            "that is the site's public ingest key; uploads need its upload token "
+            "(`retrospec sites upload-token SITE`)"
+        )
+    raise InvalidKey("unknown or revoked upload token")
+
+
 class SourcemapUpload:
     """The endpoint's HTTP shell: auth, caps and body formats around sourcemaps.store."""
 
@@ -133,41 +120,21 @@ class SourcemapUpload:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         try:
             if scope["method"] != "POST":
-                await _send(send, 405, {"error": "use POST"})
+                await send_json(send, 405, {"error": "use POST"})
                 return
             status, body = await self._upload(scope, receive)
-        except _ClientGone:
+        except ClientGone:
             return
         except RetrospecError as exc:
             status, body = exc.http_status, {"error": exc.message}
         except Exception:
             log.exception("source map upload failed")
             status, body = 500, {"error": "internal error; nothing was stored"}
-        await _send(send, status, body)
-
-    async def _site(self, headers: dict[str, str]) -> Site:
-        auth = headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise InvalidKey(
-                "send the site's upload token as `Authorization: Bearer <token>` "
-                "(`retrospec sites upload-token SITE` creates one)"
-            )
-        reads = self.rt.reads
-        site = await reads.run(site_for_upload_token, token)
-        if site is not None:
-            return site
-        if await reads.run(site_for_key, token) is not None:
-            raise InvalidKey(
-                "that is the site's public ingest key; uploads need its upload token "
-                "(`retrospec sites upload-token SITE`)"
-            )
-        raise InvalidKey("unknown or revoked upload token")
+        await send_json(send, status, body)
 
     async def _upload(self, scope: dict[str, Any], receive: Any) -> tuple[int, dict[str, Any]]:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        site = await self._site(headers)
+        site = await upload_site(self.rt.reads, headers)
         limit = self.rt.settings.sourcemap_max_upload_mb << 20
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
@@ -178,7 +145,7 @@ class SourcemapUpload:
             raise UnsupportedMediaType(
                 f"content type {kind or 'none'!r}: send multipart/form-data or a zip/tar archive"
             )
-        body = await _read(receive, limit)
+        body = await read_body(receive, limit, "the upload")
         query = {
             k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()
         }

@@ -221,3 +221,20 @@ def bundle_of(out: Path) -> Path:
     """The one .js bundle a build wrote."""
     (found,) = [p for p in out.iterdir() if p.suffix == ".js"]
     return found
+
+
+def sentry_cli_upload(out: Path, url: str, token: str, *args: str) -> str:
+    """`sentry-cli sourcemaps upload` of a build to a RetroSpec server; returns its output."""
+    env = {**os.environ, "SENTRY_DISABLE_UPDATE_CHECK": "true", "SENTRY_LOG_LEVEL": "info"}
+    cmd = [_bin("sentry-cli"), "--url", url, "--auth-token", token, "sourcemaps", "upload"]
+    result = subprocess.run(
+        [*cmd, "--org", "o", "--project", "p", *args, str(out)],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"sentry-cli failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout + result.stderr

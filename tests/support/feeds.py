@@ -98,7 +98,7 @@ class Feed:
         rows = [dict(r) for r in self.conn.execute(clustering._SELECT_BATCH, (0, 10_000))]
         items = [
             replace(item, fingerprint=grouping_v1.fingerprint_hash(clustering.failure_input(row)))
-            for row, (item, _ok) in zip(rows, clustering.fingerprint_rows(rows), strict=True)
+            for row, (item, _ok) in zip(rows, clustering.fingerprint_rows(rows)[0], strict=True)
         ]
         DirectWriter(self.conn).call(
             lambda c: clustering.apply_batch(c, items, self.settings.promote_after)

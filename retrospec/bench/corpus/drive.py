@@ -25,7 +25,10 @@ from retrospec.bench.corpus.server import DeployServer
 LOAD_SETTLE_MS = 80  # after the load event: lets frameworks finish their first render
 SETTLE_MS = 150  # after the last step
 SLOW_SETTLE_MS = 400  # ... when the bug goes through the network or a promise
-STEP_TIMEOUT_MS = 4000
+# Generous: a busy 2-core machine (CI, helpers) can stall a page load for seconds; a step that
+# times out loses that session's failure, which would read as a grouping miss.
+STEP_TIMEOUT_MS = 10_000
+LOAD_TIMEOUT_MS = 30_000
 CLEAN = "clean"
 
 # Seeds the app's stored records before its scripts run, once, in the page itself only (not in
@@ -119,6 +122,7 @@ def _session(
             context.add_init_script(f"({SEED_JS})({json.dumps(storage)});")
         page = context.new_page()
         page.set_default_timeout(STEP_TIMEOUT_MS)
+        page.set_default_navigation_timeout(LOAD_TIMEOUT_MS)
         page.goto(origin + "/", wait_until="load")
         page.wait_for_timeout(LOAD_SETTLE_MS)
         error = None
