@@ -23,9 +23,7 @@ def register(app: typer.Typer) -> None:
 def bench(
     names: Annotated[
         list[str] | None,
-        typer.Argument(
-            help=f"Benchmarks to run (default: all): {', '.join(BENCHMARKS)}."
-        ),
+        typer.Argument(help=f"Benchmarks to run (default: all): {', '.join(BENCHMARKS)}."),
     ] = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="Small sizes, every benchmark in under two minutes.")
