@@ -116,13 +116,13 @@ def create_user(conn: sqlite3.Connection, username: str, password_hash: str) -> 
     if conn.execute("SELECT 1 FROM users WHERE username = ?", (name,)).fetchone():
         raise Conflict(f"a user named {name!r} already exists")
     created = now_ms()
-    cur = conn.execute(
-        "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)",
+    (user_id,) = conn.execute(
+        "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?) RETURNING id",
         (name, password_hash, created),
-    )
+    ).fetchone()
     # The setup link exists only while there is no account; the first account burns it.
     conn.execute("DELETE FROM meta WHERE key = ?", (SETUP_META_KEY,))
-    return User(id=int(cur.lastrowid or 0), username=name, created_at=created, last_login_at=None)
+    return User(id=int(user_id), username=name, created_at=created, last_login_at=None)
 
 
 def set_password_hash(conn: sqlite3.Connection, user_id: int, password_hash: str) -> None:

@@ -57,10 +57,10 @@ WHERE blob_key IS NOT NULL AND received_at < ? AND (received_at, session_id, seq
 ORDER BY received_at, session_id, seq LIMIT ?
 """
 _SESSIONS_DUE = """
-SELECT last_seen_at, rowid, site_id, replay_key, coalesce(replay_bytes, 0) FROM sessions
+SELECT last_seen_at, id, site_id, replay_key, coalesce(replay_bytes, 0) FROM sessions
 WHERE replay_status NOT IN ('none', 'expired') AND last_seen_at < ?
-  AND (last_seen_at, rowid) > (?, ?)
-ORDER BY last_seen_at, rowid LIMIT ?
+  AND (last_seen_at, id) > (?, ?)
+ORDER BY last_seen_at, id LIMIT ?
 """
 # Unclustered failures keep their payload: clustering needs the stack to fingerprint them.
 _PAYLOADS_DUE = """
@@ -326,7 +326,7 @@ class _Purger:
 
     def sessions(self) -> None:
         """Expire replays: the session row stays (status 'expired'), the artifact goes."""
-        cursor: tuple[Any, ...] = (-1, -1)
+        cursor: tuple[Any, ...] = (-1, "")
 
         def detach(conn: sqlite3.Connection) -> tuple[int, Any, bool]:
             rows = conn.execute(
@@ -338,7 +338,7 @@ class _Purger:
             # the session up again from chunks whose blobs are gone.
             conn.executemany(
                 "UPDATE sessions SET replay_key = NULL, replay_status = 'expired', "
-                "expired_at = ?, replay_chunks = chunks WHERE rowid = ?",
+                "expired_at = ?, replay_chunks = chunks WHERE id = ?",
                 [(stamp, r[1]) for r in due],
             )
             keys = [(str(r[3]), int(r[4])) for r in due if r[3]]
@@ -570,7 +570,7 @@ def _count_due(reader: sqlite3.Connection, pol: Policy, batch: int, report: Purg
     plans: list[tuple[str, tuple[Any, ...], int, int, int]] = [
         # (query, initial keyset cursor, width of the cursor, site column, bytes column)
         (_CHUNKS_DUE, (-1, "", -1), 3, 3, 5),
-        (_SESSIONS_DUE, (-1, -1), 2, 2, 4),
+        (_SESSIONS_DUE, (-1, ""), 2, 2, 4),
         (_PAYLOADS_DUE, (-1, -1), 2, 2, 3),
     ]
     for index, (query, cursor, width, site_col, bytes_col) in enumerate(plans):

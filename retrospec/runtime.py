@@ -13,7 +13,7 @@ from retrospec.scheduler import Scheduler
 from retrospec.settings import Settings
 from retrospec.sites import KeyCache
 from retrospec.startup import Startup
-from retrospec.storage.blobs import BlobStore
+from retrospec.storage.blobs import BlobStore, set_store_options
 from retrospec.storage.db import ReadPool, Writer
 
 
@@ -43,8 +43,9 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, startup: Startup) -> Runtime:
         """Create (not start) the resources for settings."""
-        writer = Writer(settings.db_path, synchronous=settings.sqlite_synchronous)
-        reads = ReadPool(settings.db_path)
+        writer = Writer(settings.database, synchronous=settings.sqlite_synchronous)
+        reads = ReadPool(settings.database)
+        set_store_options(settings.blob_options)
         blobs = BlobStore(settings.effective_blob_url)
         keys = KeyCache()
         limits = RateLimits(

@@ -20,9 +20,10 @@ from retrospec.clock import now_ms
 from retrospec.issues import clustering
 from retrospec.jobs.compute import ComputePool
 from retrospec.jobs.context import JobContext, JobResult, Stopped
-from retrospec.jobs.runs import finish_run, start_run
+from retrospec.jobs.runs import finish_run, mark_interrupted_runs, start_run
 from retrospec.replay import job as replay_job
 from retrospec.settings import Settings
+from retrospec.storage.db import exclusive, is_postgres_url
 from retrospec.video import clips
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,16 @@ class JobFailed(Exception):
 def run_job(ctx: JobContext, name: str) -> JobResult:
     """Run one job now (blocking), recording start, end, items and errors in job_runs."""
     fn = JOBS[name]  # an unknown name fails before anything is recorded
+    with exclusive(ctx.database, name) as mine:
+        if not mine:
+            return JobResult(message=f"{name} is running in another process")
+        if is_postgres_url(ctx.database):
+            # Holding the lock, a 'running' row of this job is a dead process's.
+            ctx.write(lambda c: mark_interrupted_runs(c, name))
+        return _run_locked(ctx, name, fn)
+
+
+def _run_locked(ctx: JobContext, name: str, fn: JobFn) -> JobResult:
     started = now_ms()
     run_id: int = ctx.write(lambda c: start_run(c, name, ctx.trigger, started))
     status, result = "ok", JobResult()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,19 @@ class Settings:
 
     data_dir: str = _f("./retrospec-data", "Directory for the SQLite database, secret and blobs.")
     blob_url: str = _f("", "fsspec URL for blobs (chunks, replays); empty means <data_dir>/blobs.")
+    database_url: str = _f(
+        "",
+        "PostgreSQL URL (postgresql://user:pass@host:5432/db) for metadata; empty means the "
+        "SQLite file in data_dir.",
+    )
+    s3_endpoint_url: str = _f(
+        "", "Endpoint of an S3-compatible store for an s3:// blob_url; empty means AWS."
+    )
+    s3_region: str = _f("", "Region of the s3:// blob_url's bucket; empty means the default.")
+    s3_access_key_id: str = _f(
+        "", "Access key for the s3:// blob_url; empty means the usual AWS credential chain."
+    )
+    s3_secret_access_key: str = _f("", "Secret key belonging to s3_access_key_id.")
     host: str = _f("127.0.0.1", "Address `retrospec serve` listens on.")
     port: int = _f(8080, "Port `retrospec serve` listens on.")
     public_url: str = _f("", "Base URL users reach the server at; empty means http://host:port.")
@@ -161,6 +175,40 @@ class Settings:
         return self.data_path / "retrospec.sqlite3"
 
     @property
+    def database(self) -> str:
+        """What storage.db opens: the PostgreSQL URL, else the SQLite file's path."""
+        return self.database_url or str(self.db_path)
+
+    @property
+    def uses_postgres(self) -> bool:
+        """Whether metadata lives in PostgreSQL (several processes may share it)."""
+        return bool(self.database_url)
+
+    @property
+    def blob_options(self) -> dict[str, Any]:
+        """fsspec storage options for the blob store (S3 endpoint, region, credentials)."""
+        if not self.effective_blob_url.startswith(("s3://", "s3a://")):
+            return {}
+        # Listings are not cached (several processes write one bucket) and a lost endpoint
+        # fails within seconds instead of retrying for minutes.
+        options: dict[str, Any] = {
+            "use_listings_cache": False,
+            "config_kwargs": {
+                "connect_timeout": 5,
+                "read_timeout": 30,
+                "retries": {"max_attempts": 3},
+            },
+        }
+        if self.s3_endpoint_url:
+            options["endpoint_url"] = self.s3_endpoint_url
+        if self.s3_region:
+            options["client_kwargs"] = {"region_name": self.s3_region}
+        if self.s3_access_key_id:
+            options["key"] = self.s3_access_key_id
+            options["secret"] = self.s3_secret_access_key
+        return options
+
+    @property
     def effective_blob_url(self) -> str:
         """The blob store root, defaulting to a directory under the data dir."""
         return self.blob_url or str(self.data_path / "blobs")
@@ -187,6 +235,11 @@ class Settings:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
         return f"http://{host}:{self.port}"
+
+
+def redact_url(url: str) -> str:
+    """A URL without the password in its user info (for messages and `retrospec settings`)."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def is_loopback(host: str) -> bool:
@@ -382,6 +435,13 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"{name} must be at least 1")
     if s.alert_delay_seconds < 0:
         raise ConfigError("alert_delay_seconds must not be negative")
+    if s.database_url and not s.database_url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            "database_url must be empty (SQLite) or start with postgresql://, "
+            "e.g. postgresql://retrospec:secret@db:5432/retrospec"
+        )
+    if s.s3_access_key_id and not s.s3_secret_access_key:
+        raise ConfigError("s3_secret_access_key must be set with s3_access_key_id")
     if s.smtp_url and not s.smtp_url.startswith(("smtp://", "smtps://")):
         raise ConfigError("smtp_url must start with smtp:// or smtps://, e.g. smtp://host:587")
 

@@ -18,6 +18,7 @@ from retrospec.auth import issue_setup_token
 from retrospec.jobs.runs import mark_interrupted_runs
 from retrospec.settings import Settings
 from retrospec.sites import Site, ensure_demo_site, revoke_demo_key
+from retrospec.storage.blobs import BlobStore
 from retrospec.storage.db import DirectWriter, connect
 from retrospec.storage.migrations import make_private_dirs, prepare_database
 
@@ -99,13 +100,17 @@ def served_url(conn: sqlite3.Connection) -> str | None:
 def start(settings: Settings, *, jobs: bool) -> Startup:
     """Prepare the data directory and database for a server about to start."""
     secret = instance_secret(settings)
-    applied = prepare_database(settings.db_path, synchronous=settings.sqlite_synchronous)
-    conn = connect(settings.db_path, synchronous=settings.sqlite_synchronous)
+    # A missing or read-only bucket fails the start with one line naming blob_url.
+    BlobStore(settings.effective_blob_url, settings.blob_options).check()
+    applied = prepare_database(settings.database, synchronous=settings.sqlite_synchronous)
+    conn = connect(settings.database, synchronous=settings.sqlite_synchronous)
     try:
 
         def write(c: sqlite3.Connection) -> tuple[int, Site | None, str | None]:
             # Runs left 'running' by a crash are only ours to close when this process runs jobs.
-            interrupted = mark_interrupted_runs(c) if jobs else 0
+            # On PostgreSQL other processes may be mid-run: each job clears its own dead runs
+            # when it next takes its lock (scheduler.run_job).
+            interrupted = mark_interrupted_runs(c) if jobs and not settings.uses_postgres else 0
             demo = ensure_demo_site(c, secret) if settings.demo_enabled else None
             if demo is None:
                 revoke_demo_key(c)  # off now: its public key must stop working too

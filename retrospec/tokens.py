@@ -79,12 +79,12 @@ def create_token(conn: sqlite3.Connection, name: str, scope: str = "read") -> tu
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     created = now_ms()
     prefix = token[: len(TOKEN_PREFIX) + 6]
-    cur = conn.execute(
+    (token_id,) = conn.execute(
         "INSERT INTO api_tokens (name, scope, token_hash, token_prefix, created_at) "
-        "VALUES (?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?) RETURNING id",
         (name, scope, token_digest(token), prefix, created),
-    )
-    record = ApiToken(int(cur.lastrowid or 0), name, scope, prefix, created, None, None)
+    ).fetchone()
+    record = ApiToken(int(token_id), name, scope, prefix, created, None, None)
     return record, token
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from retrospec.chromium import CHROMIUM_ARGS, chromium_path
 from retrospec.settings import Settings
+from retrospec.storage.blobs import set_store_options
 from retrospec.storage.migrations import prepare_database
 from tests.support.data import make_settings
 from tests.support.disks import can_mount, small_disk
@@ -29,14 +30,80 @@ from tests.support.servers import (
     serve_static,
     server_env,
 )
+from tests.support.services import TEMPLATE_DB, PgCluster, S3Server, pg_bindir
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked `backends` run on SQLite + local blobs and on PostgreSQL + S3 (slow)."""
+    if metafunc.definition.get_closest_marker("backends") and (
+        "settings" in metafunc.fixturenames or "backend" in metafunc.fixturenames
+    ):
+        metafunc.parametrize(
+            "backend", ["sqlite", pytest.param("pg+s3", marks=pytest.mark.slow)], scope="function"
+        )
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Settings rooted in this test's tmp_path, with the database migrated."""
-    s = make_settings(tmp_path / "data")
-    prepare_database(s.db_path)
-    return s
+def backend() -> str:
+    """The storage backend of a test not marked `backends`: SQLite + a local blob dir."""
+    return "sqlite"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """A throwaway PostgreSQL server with a migrated template database."""
+    bindir = pg_bindir()
+    if bindir is None or not (bindir / "initdb").exists():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed (CI=true: PostgreSQL tests must not skip)")
+        pytest.skip("PostgreSQL is not installed; `apt-get install postgresql` to run these")
+    cluster = PgCluster(bindir)
+    cluster.start()
+    try:
+        cluster.admin(f"CREATE DATABASE {TEMPLATE_DB}")
+        prepare_database(cluster.url(TEMPLATE_DB))
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3-compatible server on loopback, with one bucket (retrospec-test)."""
+    server = S3Server()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def backend_settings(request: pytest.FixtureRequest, backend: str) -> Callable[..., Settings]:
+    """Factory: settings for this test's backend, rooted at a data dir (database migrated)."""
+
+    def make(data_dir: Path, **overrides: Any) -> Settings:
+        if backend == "pg+s3":
+            pg: PgCluster = request.getfixturevalue("pg_cluster")
+            s3: S3Server = request.getfixturevalue("s3_server")
+            overrides = {
+                "database_url": pg.new_database(),
+                "blob_url": s3.new_prefix(),
+                **s3.settings_env(),
+                **overrides,
+            }
+        s = make_settings(data_dir, **overrides)
+        set_store_options(s.blob_options)
+        prepare_database(s.database)
+        return s
+
+    return make
+
+
+@pytest.fixture
+def settings(tmp_path: Path, backend_settings: Callable[..., Settings]) -> Settings:
+    """Settings rooted in this test's tmp_path, with the database migrated (see `backends`)."""
+    return backend_settings(tmp_path / "data")
 
 
 @pytest.fixture

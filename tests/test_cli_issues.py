@@ -200,7 +200,7 @@ def test_public_url_is_used_for_links(shop: Shop) -> None:
 
 def test_expired_replay_is_reported_as_expired_not_an_error(tmp_path: Path) -> None:
     shop = make_shop(tmp_path / "data", n=2)
-    age_sessions(shop.settings.db_path, shop.sessions, 8 * DAY_MS)
+    age_sessions(shop.settings.database, shop.sessions, 8 * DAY_MS)
     purged = invoke(shop, "purge")
     assert purged.exit_code == 0, purged.output
     result = invoke(shop, "issues", "show", "1")

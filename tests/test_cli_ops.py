@@ -152,7 +152,7 @@ def test_jobs_list_table_and_json(tmp_path: Path) -> None:
 
 def test_purge_dry_run_then_real_run_then_nothing(tmp_path: Path) -> None:
     shop = make_shop(tmp_path / "data", n=3)
-    age_sessions(shop.settings.db_path, shop.sessions[:2], 9 * DAY_MS)
+    age_sessions(shop.settings.database, shop.sessions[:2], 9 * DAY_MS)
 
     dry = invoke(shop, "purge", "--dry-run")
     assert dry.exit_code == 0, dry.output
@@ -191,7 +191,7 @@ def test_purge_dry_run_then_real_run_then_nothing(tmp_path: Path) -> None:
 
 def test_purge_older_than_and_orphan_grace(tmp_path: Path) -> None:
     shop = make_shop(tmp_path / "data", n=2)
-    age_sessions(shop.settings.db_path, shop.sessions[:1], 2 * HOUR)
+    age_sessions(shop.settings.database, shop.sessions[:1], 2 * HOUR)
     kept = invoke(shop, "purge", "--json", "--older-than", "3h")
     assert json.loads(kept.stdout)["removed"]["chunks"] == 0
     doc = json.loads(invoke(shop, "purge", "--json", "--older-than", "90m").stdout)
@@ -207,7 +207,7 @@ def test_purge_older_than_and_orphan_grace(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_purge_interrupted_by_ctrl_c_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     shop = make_shop(tmp_path / "data", n=6)
-    age_sessions(shop.settings.db_path, shop.sessions, 9 * DAY_MS)
+    age_sessions(shop.settings.database, shop.sessions, 9 * DAY_MS)
     env = {**shop.env, "RETROSPEC_JOB_BATCH_SIZE": "2"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "retrospec", "purge", "--pause-between-batches", "0.5"],

@@ -41,6 +41,8 @@ from tests.support.feeds import Feed, make_feed, sid
 
 T = TypeVar("T")
 
+pytestmark = pytest.mark.backends
+
 
 @pytest.fixture
 def feed(settings: Settings) -> Iterator[Feed]:
@@ -213,7 +215,7 @@ def test_both_similar_failures_in_one_batch_promote_at_once(feed: Feed) -> None:
 
 def test_site_override_and_setting_of_promote_after(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "d", promote_after=1)
-    prepare_database(settings.db_path)
+    prepare_database(settings.database)
     feed = make_feed(settings)
     strict = make_feed(settings, "strict")
     try:
@@ -234,7 +236,7 @@ def test_site_override_and_setting_of_promote_after(tmp_path: Path) -> None:
 
 def test_promote_after_counts_failures_once_two_sessions_are_in(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "d", promote_after=3)
-    prepare_database(settings.db_path)
+    prepare_database(settings.database)
     feed = make_feed(settings)
     try:
         a = sid()
@@ -379,7 +381,7 @@ def snapshot(feed: Feed) -> dict[str, Any]:
 def clean_snapshot(tmp_path: Path) -> dict[str, Any]:
     """The state after one clean run over populate()'s data, in its own database."""
     settings = make_settings(tmp_path / "clean")
-    prepare_database(settings.db_path)
+    prepare_database(settings.database)
     feed = make_feed(settings)
     try:
         populate(feed)
@@ -453,7 +455,7 @@ def test_concurrent_runs_through_the_server_writer(
     feed: Feed, clean_snapshot: dict[str, Any]
 ) -> None:
     populate(feed)
-    writer = Writer(feed.settings.db_path)
+    writer = Writer(feed.settings.database)
     writer.start()
     try:
         results: list[JobResult] = []
@@ -557,9 +559,9 @@ def test_migration_3_moves_frames_out_of_clusters(
     settings = make_settings(tmp_path / "old")
     with monkeypatch.context() as m:
         m.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:2])
-        prepare_database(settings.db_path)  # migrates to 2 only
+        prepare_database(settings.database)  # migrates to 2 only
     # Written as a site was then (today's create_site needs today's columns).
-    conn = connect(settings.db_path)
+    conn = connect(settings.database)
     conn.execute("INSERT INTO sites (id, name, origins, created_at) VALUES ('s1', 'shop', '[]', 1)")
     feed = Feed(settings=settings, conn=conn, site=Site("s1", "shop", (), None, None, 1))
     try:
@@ -570,7 +572,7 @@ def test_migration_3_moves_frames_out_of_clusters(
             "1, 1, 1)",
             (feed.site.id, frames),
         )
-        assert prepare_database(settings.db_path) == [v for v, _, _ in migrations.MIGRATIONS[2:]]
+        assert prepare_database(settings.database) == [v for v, _, _ in migrations.MIGRATIONS[2:]]
         assert feed.rows("SELECT cluster_id, frames FROM cluster_frames") == [(1, frames)]
         assert feed.value("SELECT frames FROM clusters") is None
         # Migration 9 gave the existing site a DSN.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from retrospec.jobs.context import JobContext
 from retrospec.scheduler import run_job
 from retrospec.settings import Settings
 from retrospec.storage.blobs import BlobStore
-from retrospec.storage.db import DirectWriter, connect
+from retrospec.storage.db import DirectWriter, connect, transaction
 from retrospec.web import issue_pages
 from tests.support.accounts import add_user, login
 from tests.support.checkout import (
@@ -39,10 +38,12 @@ from tests.support.data import add_site
 
 # --- fixtures -----------------------------------------------------------------------------------
 
+pytestmark = pytest.mark.backends
+
 
 def run_jobs(settings: Settings) -> None:
     """Build replays and cluster failures now, as the scheduler would."""
-    conn = connect(settings.db_path)
+    conn = connect(settings.database)
     try:
         ctx = JobContext(
             settings=settings,
@@ -56,9 +57,10 @@ def run_jobs(settings: Settings) -> None:
 
 
 def query_one(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> Any:
-    conn = sqlite3.connect(settings.db_path)
+    conn = connect(settings.database)
     try:
-        return conn.execute(sql, params).fetchone()
+        row = conn.execute(sql, params).fetchone()
+        return None if row is None else tuple(row)
     finally:
         conn.close()
 
@@ -336,8 +338,8 @@ def test_segments_go_out_as_stored_zstd_or_cached_gzip(shop: Shop) -> None:
 
 def test_expired_replay_keeps_the_evidence(shop: Shop) -> None:
     sid = shop.sessions[1]
-    conn = sqlite3.connect(shop.settings.db_path)
-    with conn:  # what retention leaves behind
+    conn = connect(shop.settings.database)
+    with transaction(conn):  # what retention leaves behind
         conn.execute(
             "UPDATE sessions SET replay_status = 'expired', replay_key = NULL, expired_at = ? "
             "WHERE id = ?",

@@ -77,7 +77,7 @@ SHOP_PAGE = """<!doctype html>
 
 def read(settings: Settings, fn: Callable[[Any], Any]) -> Any:
     """Run a read query function on a read-only connection."""
-    with reading(settings.db_path) as conn:
+    with reading(settings.database) as conn:
         return fn(conn)
 
 
@@ -122,12 +122,20 @@ def record_with_sdk(browser: Any, url: str) -> None:
         context.close()
 
 
-@pytest.fixture(scope="module")
-def world(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+@pytest.fixture(scope="module", params=["sqlite", "pg+s3"])
+def world(
+    request: pytest.FixtureRequest, browser: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
     root = tmp_path_factory.mktemp("dashboard-browser")
     data = root / "data"
     data.mkdir()
-    env = server_env(data, replay_interval_seconds="0.5", cluster_interval_seconds="0.5")
+    storage: dict[str, str] = {}
+    if request.param == "pg+s3":  # the whole browser flow once on PostgreSQL + S3
+        pg = request.getfixturevalue("pg_cluster")
+        s3 = request.getfixturevalue("s3_server")
+        storage = {"database_url": pg.new_database(), "blob_url": s3.new_prefix()}
+        storage.update(s3.settings_env())
+    env = server_env(data, replay_interval_seconds="0.5", cluster_interval_seconds="0.5", **storage)
     created = subprocess.run(
         [sys.executable, "-m", "retrospec", "users", "add", "alice", "--password-stdin"],
         input=PASSWORD + "\n",
@@ -141,7 +149,7 @@ def world(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
     site_root.mkdir()
     with serve_static(site_root) as site:
         server = ServerProcess(data_dir=data, port=free_port(), env=env)
-        server.start()
+        server.start(timeout=180)
         try:
             settings = server.settings
             _, key = add_site(settings, "shop", [site.origin])

@@ -3,34 +3,55 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from retrospec.settings import Settings
 from retrospec.storage.db import WAL_SIZE_LIMIT_BYTES, Writer, connect, transaction
-from retrospec.storage.migrations import prepare_database
 from tests.support.data import add_site
 from tests.support.envelopes import heavy_failures
 from tests.support.servers import ServerProcess
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "retrospec.sqlite3"
-    prepare_database(path)
-    with sqlite3.connect(path) as conn:
+def db(settings: Settings) -> Any:
+    """The test's database (a SQLite path, or a PostgreSQL URL) with a scratch table t."""
+    target = settings.database if settings.uses_postgres else settings.db_path
+    conn = connect(target)
+    try:
         conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
-    return path
+    finally:
+        conn.close()
+    return target
+
+
+@contextlib.contextmanager
+def _conn(target: Any) -> Iterator[sqlite3.Connection]:
+    conn = connect(target)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def _insert(k: int) -> Any:
     return lambda c: c.execute("INSERT INTO t (k, v) VALUES (?, 'x')", (k,)).rowcount
+
+
+pytestmark = pytest.mark.backends
+INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+with contextlib.suppress(ImportError):
+    import psycopg
+
+    INTEGRITY_ERRORS = (sqlite3.IntegrityError, psycopg.IntegrityError)
 
 
 def test_a_failing_operation_rolls_back_alone(db: Path) -> None:
@@ -42,12 +63,12 @@ def test_a_failing_operation_rolls_back_alone(db: Path) -> None:
         for fut in futures:
             try:
                 results.append(fut.result(timeout=10))
-            except sqlite3.IntegrityError:
+            except INTEGRITY_ERRORS:
                 results.append("error")
     finally:
         writer.stop()
     assert results == [1, 1, "error", 1]
-    with sqlite3.connect(db) as conn:
+    with _conn(db) as conn:
         assert [r[0] for r in conn.execute("SELECT k FROM t ORDER BY k")] == [1, 2, 3]
 
 
@@ -64,7 +85,7 @@ def test_concurrent_async_writes_share_commits_and_all_land(db: Path) -> None:
         writer.stop()
     assert results == [1] * 500
     assert writer.ops == 500 and writer.commits < 500  # grouped, not one commit per write
-    with sqlite3.connect(db) as conn:
+    with _conn(db) as conn:
         assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 500
 
 
@@ -88,7 +109,7 @@ def test_batched_items_commit_together_and_refusals_touch_nothing(db: Path) -> N
         writer.stop()
     assert results[0] is True and results[2] is True
     assert isinstance(results[1], ValueError)
-    with sqlite3.connect(db) as conn:
+    with _conn(db) as conn:
         assert [r[0] for r in conn.execute("SELECT k FROM t ORDER BY k")] == [10, 11]
 
 
@@ -143,11 +164,13 @@ def test_stage_runs_before_the_transaction_and_can_refuse_items(db: Path) -> Non
     assert results[4] is True and isinstance(results[5], RuntimeError)
     assert calls[0] == ([30, 31, 32], False)  # once per group, outside any transaction
     assert calls[1:] == [([98, 99], False), ([98], False), ([99], False)]
-    with sqlite3.connect(db) as conn:
+    with _conn(db) as conn:
         assert [r[0] for r in conn.execute("SELECT k FROM t ORDER BY k")] == [40, 300, 320, 980]
 
 
-def test_the_checkpointer_copies_the_wal_into_the_database(db: Path) -> None:
+def test_the_checkpointer_copies_the_wal_into_the_database(db: Path, backend: str) -> None:
+    if backend != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL has no WAL file of ours to checkpoint")
     before = db.stat().st_size
     writer = Writer(db)
     writer.start()
@@ -164,7 +187,7 @@ def test_the_checkpointer_copies_the_wal_into_the_database(db: Path) -> None:
     finally:
         writer.stop()
     assert grown >= 500_000
-    with sqlite3.connect(db) as conn:
+    with _conn(db) as conn:
         assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 3000
 
 

@@ -11,7 +11,6 @@ import os
 import sqlite3
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,9 +43,11 @@ from retrospec.ingest.write import (
 from retrospec.settings import Settings
 from retrospec.sites import Site
 from retrospec.storage.blobs import BlobStore, is_segment_key, read_chunk, split_frames
-from retrospec.storage.db import Writer, connect, transaction
+from retrospec.storage.db import Writer, connect, reading, transaction
 from tests.support.data import add_site
 from tests.support.envelopes import batch
+
+pytestmark = pytest.mark.backends
 
 
 def test_gunzip_stops_a_bomb_while_decompressing() -> None:
@@ -96,7 +97,7 @@ def test_bad_envelopes_name_the_problem(body: bytes, fragment: str) -> None:
 
 
 def _counts(settings: Settings) -> tuple[int, int, int]:
-    with sqlite3.connect(settings.db_path) as conn:
+    with reading(settings.database) as conn:
         return (
             conn.execute("SELECT count(*) FROM sessions").fetchone()[0],
             conn.execute("SELECT count(*) FROM chunks").fetchone()[0],
@@ -128,7 +129,7 @@ def test_ingest_stores_blob_then_rows_and_retries_are_idempotent(settings: Setti
         )
         assert second.status_code == 202
     assert _counts(settings) == (1, 2, 2)
-    with sqlite3.connect(settings.db_path) as conn:
+    with reading(settings.database) as conn:
         row = conn.execute(
             "SELECT chunks, batches, failures, browser, os, user_key, replay_status "
             "FROM sessions WHERE id = ?",
@@ -141,7 +142,7 @@ def test_ingest_stores_blob_then_rows_and_retries_are_idempotent(settings: Setti
             )
         ]
         payload = conn.execute("SELECT payload FROM failures LIMIT 1").fetchone()[0]
-    assert row == (1, 2, 2, "Chrome 126", "Linux", "id:u-42", "pending")
+    assert tuple(row) == (1, 2, 2, "Chrome 126", "Linux", "id:u-42", "pending")
     assert keys[1] is None  # failure-only batch: no blob
     stored = read_chunk(BlobStore(settings.effective_blob_url), *keys[0])
     assert json.loads(stored) == body["events"]
@@ -200,16 +201,13 @@ def prepared(
 
 
 def chunk_files(settings: Settings) -> dict[str, bytes]:
-    """Every chunk blob on disk (key -> stored bytes), temp files included."""
-    root = Path(settings.effective_blob_url)
-    base = root / "chunks"
-    if not base.exists():
-        return {}
-    return {str(p.relative_to(root)): p.read_bytes() for p in base.rglob("*") if p.is_file()}
+    """Every chunk blob in the store (key -> stored bytes), temp files included."""
+    blobs = BlobStore(settings.effective_blob_url)
+    return {key: blobs.get_raw(key) for key, _size, _mtime in blobs.walk("chunks")}
 
 
 def chunk_rows(settings: Settings) -> dict[tuple[str, int], tuple[Any, ...]]:
-    with sqlite3.connect(settings.db_path) as conn:
+    with reading(settings.database) as conn:
         return {
             (r[0], r[1]): tuple(r[2:])
             for r in conn.execute(
@@ -235,7 +233,7 @@ def test_a_group_writes_one_segment_per_site_and_rows_point_into_it(settings: Se
         prepared(shop, failure_only),
         prepared(shop, bodies[2]),
     ]
-    conn = connect(settings.db_path)
+    conn = connect(settings.database)
     try:
         assert store_batches(conn, BlobStore(settings.effective_blob_url), batches) == [True] * 5
     finally:
@@ -267,7 +265,7 @@ def test_duplicates_write_no_bytes(settings: Settings) -> None:
     site, _ = add_site(settings, "shop")
     blobs = BlobStore(settings.effective_blob_url)
     first = batch()
-    conn = connect(settings.db_path)
+    conn = connect(settings.database)
     try:
         assert store_batches(conn, blobs, [prepared(site, first)]) == [True]
         before = chunk_files(settings)
@@ -298,7 +296,7 @@ def test_a_session_of_another_site_gets_no_bytes(settings: Settings) -> None:
     blog, _ = add_site(settings, "blog")
     blobs = BlobStore(settings.effective_blob_url)
     body = batch()
-    conn = connect(settings.db_path)
+    conn = connect(settings.database)
     try:
         assert store_batches(conn, blobs, [prepared(shop, body)]) == [True]
         before = chunk_files(settings)
@@ -310,7 +308,7 @@ def test_a_session_of_another_site_gets_no_bytes(settings: Settings) -> None:
 
     # A new session claimed by two sites within one group: the first batch's site owns it.
     sid = str(uuid.uuid4())
-    conn = connect(settings.db_path)
+    conn = connect(settings.database)
     try:
         results = store_batches(
             conn,
@@ -352,7 +350,7 @@ def test_a_failed_segment_write_answers_an_error_and_stores_nothing(
     monkeypatch.setattr(BlobStore, "put_raw", refuse)
     blobs = BlobStore(settings.effective_blob_url)
     other = batch()
-    conn = connect(settings.db_path)
+    conn = connect(settings.database)
     try:
         results = store_batches(
             conn, blobs, [prepared(site, batch()), prepared(blog, other), prepared(site, batch())]
@@ -371,7 +369,7 @@ def test_a_failed_segment_write_answers_an_error_and_stores_nothing(
         taken = client.post(f"/api/v1/ingest?key={key}", content=json.dumps(batch(events=[])))
         assert taken.status_code == 202
     assert body["session"]["id"] not in {k[0] for k in chunk_rows(settings)}
-    with sqlite3.connect(settings.db_path) as conn2:
+    with reading(settings.database) as conn2:
         sessions = {r[0] for r in conn2.execute("SELECT id FROM sessions")}
         failures = conn2.execute(
             "SELECT count(*) FROM failures WHERE session_id = ?", (body["session"]["id"],)
@@ -390,7 +388,7 @@ def test_the_writer_stages_a_group_outside_the_transaction(settings: Settings) -
         return stage_batches(blobs, conn, items)
 
     bodies = [batch() for _ in range(40)]
-    writer = Writer(settings.db_path)
+    writer = Writer(settings.database)
     writer.start()
 
     async def go() -> list[Any]:
@@ -421,7 +419,7 @@ def test_rows_of_the_single_blob_layout_still_read(settings: Settings) -> None:
     raw = event_bytes(env)
     assert raw is not None
     legacy = prepare(site, env, store_events(blobs, site, env, raw), 1_700_000_000_000)
-    conn = connect(settings.db_path)
+    conn = connect(settings.database)
     try:
         with transaction(conn):
             assert write_batch(conn, legacy)

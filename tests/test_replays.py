@@ -32,6 +32,8 @@ from tests.support.envelopes import CHROME_UA
 from tests.support.replays import T0, Env, make_env, sid
 from tests.support.rrweb import PAGE, click, move, page_load, typed
 
+pytestmark = pytest.mark.backends
+
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
@@ -42,7 +44,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
 
 def read(env: Env, fn: Callable[[Any], Any]) -> Any:
     """Run a read query function on a read-only connection."""
-    with reading(env.settings.db_path) as conn:
+    with reading(env.settings.database) as conn:
         return fn(conn)
 
 
@@ -430,7 +432,7 @@ def test_http_ingest_then_the_job_on_the_server_writer(tmp_path: Path) -> None:
     from retrospec.storage.db import Writer
 
     settings = make_settings(tmp_path / "data")
-    prepare_database(settings.db_path)
+    prepare_database(settings.database)
     _site, key = add_site(settings, "shop")
     s = sid(80)
     batches = [
@@ -447,7 +449,7 @@ def test_http_ingest_then_the_job_on_the_server_writer(tmp_path: Path) -> None:
                 headers={"content-encoding": "gzip"},
             )
             assert answer.status_code == 202, answer.text
-    writer = Writer(settings.db_path)
+    writer = Writer(settings.database)
     writer.start()
     try:
         ctx = JobContext(
@@ -456,7 +458,7 @@ def test_http_ingest_then_the_job_on_the_server_writer(tmp_path: Path) -> None:
         assert run_job(ctx, "replays").items == 1
     finally:
         writer.stop()
-    conn = connect(settings.db_path, readonly=True)
+    conn = connect(settings.database, readonly=True)
     try:
         row = conn.execute(
             "SELECT replay_status, replay_events, clicks, rage_clicks FROM sessions"

@@ -6,6 +6,7 @@ as a separate process against a live `retrospec serve` taking ingest traffic.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -39,7 +40,7 @@ from retrospec.storage.blobs import (
     replay_key,
     segment_key,
 )
-from retrospec.storage.db import DirectWriter, connect
+from retrospec.storage.db import DirectWriter, connect, transaction
 from tests.support.data import add_site, make_settings
 from tests.support.envelopes import cart_batch
 from tests.support.paths import REPO
@@ -52,6 +53,9 @@ HOUR_MS = 3_600_000
 # --- helpers -------------------------------------------------------------------------------
 
 
+Make = Callable[..., Settings]
+
+
 def job_ctx(settings: Settings, conn: sqlite3.Connection, **options: Any) -> JobContext:
     return JobContext(
         settings=settings,
@@ -62,7 +66,7 @@ def job_ctx(settings: Settings, conn: sqlite3.Connection, **options: Any) -> Job
 
 
 def do_purge(settings: Settings, **kwargs: Any) -> retention.PurgeReport:
-    conn = connect(settings.db_path)
+    conn = connect(settings.database)
     try:
         return retention.purge(job_ctx(settings, conn), **kwargs)
     finally:
@@ -74,15 +78,12 @@ def blob_root(settings: Settings) -> Path:
 
 
 def files(settings: Settings, prefix: str) -> set[str]:
-    root = blob_root(settings)
-    base = root / prefix
-    if not base.exists():
-        return set()
-    return {str(p.relative_to(root)) for p in base.rglob("*") if p.is_file()}
+    """Keys of every object under prefix (local directory or S3), temp files included."""
+    return {key for key, _size, _mtime in BlobStore(settings.effective_blob_url).walk(prefix)}
 
 
 def q(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(settings.db_path, timeout=30)
+    conn = connect(settings.database)
     try:
         return [tuple(r) for r in conn.execute(sql, params).fetchall()]
     finally:
@@ -126,7 +127,7 @@ def spread_over_days(shop: Shop, days: int = 10) -> dict[str, int]:
     ages = {}
     for i, sid in enumerate(shop.sessions):
         age = (i % days) * DAY_MS + HOUR_MS
-        age_sessions(shop.settings.db_path, [sid], age)
+        age_sessions(shop.settings.database, [sid], age)
         ages[sid] = age
     return ages
 
@@ -134,8 +135,13 @@ def spread_over_days(shop: Shop, days: int = 10) -> dict[str, int]:
 # --- library: exactly the expired artifacts ---------------------------------------------------
 
 
-def test_purge_removes_exactly_what_is_past_retention(tmp_path: Path) -> None:
-    shop = make_shop(tmp_path / "data", n=10)
+@pytest.mark.backends
+def test_purge_removes_exactly_what_is_past_retention(
+    tmp_path: Path, backend_settings: Make
+) -> None:
+    shop = make_shop(
+        tmp_path / "data", n=10, settings=backend_settings(tmp_path / "data", demo=False)
+    )
     s = shop.settings
     # A second batch per session, so sessions carry several chunks.
     ingest(
@@ -187,15 +193,19 @@ def test_purge_removes_exactly_what_is_past_retention(tmp_path: Path) -> None:
     assert issue_snapshot(s) == issues_before
 
 
-def test_per_site_retention_and_older_than(tmp_path: Path) -> None:
-    shop = make_shop(tmp_path / "data", n=2)
+@pytest.mark.backends
+def test_per_site_retention_and_older_than(tmp_path: Path, backend_settings: Make) -> None:
+    shop = make_shop(
+        tmp_path / "data", n=2, settings=backend_settings(tmp_path / "data", demo=False)
+    )
     s = shop.settings
     _, blog_key = add_site(s, "blog")
     blog = [str(uuid.uuid4()) for _ in range(2)]
     ingest(s, blog_key, (cart_batch(sid, message="blog broke") for sid in blog))
     run_jobs(s, "cluster", "replays")
-    age_sessions(s.db_path, [*shop.sessions, *blog], 3 * DAY_MS)
-    with sqlite3.connect(s.db_path) as conn:
+    age_sessions(s.database, [*shop.sessions, *blog], 3 * DAY_MS)
+    conn = connect(s.database)
+    with contextlib.closing(conn), transaction(conn):
         conn.execute("UPDATE sites SET retention_days = 2 WHERE name = 'blog'")
 
     report = do_purge(s)
@@ -211,8 +221,11 @@ def test_per_site_retention_and_older_than(tmp_path: Path) -> None:
     assert_consistent(s)
 
 
-def test_now_parameter_moves_the_cutoff(tmp_path: Path) -> None:
-    shop = make_shop(tmp_path / "data", n=2)
+@pytest.mark.backends
+def test_now_parameter_moves_the_cutoff(tmp_path: Path, backend_settings: Make) -> None:
+    shop = make_shop(
+        tmp_path / "data", n=2, settings=backend_settings(tmp_path / "data", demo=False)
+    )
     s = shop.settings
     assert do_purge(s).artifacts == 0
     report = do_purge(s, now=now_ms() + 8 * DAY_MS)
@@ -225,7 +238,7 @@ def test_unclustered_failures_keep_their_payload(tmp_path: Path) -> None:
     _, key = add_site(settings)
     sid = str(uuid.uuid4())
     ingest(settings, key, [cart_batch(sid)])  # the cluster job has not run
-    age_sessions(settings.db_path, [sid], 30 * DAY_MS)
+    age_sessions(settings.database, [sid], 30 * DAY_MS)
     report = do_purge(settings)
     assert report.payloads == 0 and report.chunks == 1
     assert q(settings, "SELECT payload IS NOT NULL FROM failures") == [(1,)]
@@ -277,11 +290,16 @@ class Crash(BaseException):
     """Stands in for SIGKILL: nothing after it runs (not even except Exception handlers)."""
 
 
-def test_interrupted_purge_leaves_no_dangling_rows_and_resumes(tmp_path: Path) -> None:
-    shop = make_shop(tmp_path / "data", n=6)
+@pytest.mark.backends
+def test_interrupted_purge_leaves_no_dangling_rows_and_resumes(
+    tmp_path: Path, backend_settings: Make
+) -> None:
+    shop = make_shop(
+        tmp_path / "data", n=6, settings=backend_settings(tmp_path / "data", demo=False)
+    )
     s = shop.settings
-    age_sessions(s.db_path, shop.sessions, 10 * DAY_MS)
-    conn = connect(s.db_path)
+    age_sessions(s.database, shop.sessions, 10 * DAY_MS)
+    conn = connect(s.database)
     ctx = job_ctx(dataclasses.replace(s, job_batch_size=4), conn)
     deleted: list[str] = []
     real_delete = ctx.blobs.delete
@@ -318,7 +336,7 @@ def store_segment(settings: Settings, site: Site, sessions: list[str]) -> str:
         raw = event_bytes(env)
         assert raw is not None
         batches.append(prepare(site, env, compress_events(raw), now_ms()))
-    conn = connect(settings.db_path)
+    conn = connect(settings.database)
     try:
         results = store_batches(conn, BlobStore(settings.effective_blob_url), batches)
     finally:
@@ -348,9 +366,9 @@ def test_a_segment_goes_only_with_its_last_row_across_purge_batches(tmp_path: Pa
     seg_b = store_segment(settings, site, second)
     assert files(settings, "chunks") == {seg_a, seg_b}
     sizes = {k: (blob_root(settings) / k).stat().st_size for k in (seg_a, seg_b)}
-    age_sessions(settings.db_path, first + second, 10 * DAY_MS)
+    age_sessions(settings.database, first + second, 10 * DAY_MS)
 
-    conn = connect(settings.db_path)
+    conn = connect(settings.database)
     ctx = job_ctx(dataclasses.replace(settings, job_batch_size=2), conn)
     deleted: list[str] = []
     checks: list[tuple[int, int]] = []
@@ -392,7 +410,7 @@ def test_a_segment_stays_while_rows_not_yet_due_point_at_it(tmp_path: Path) -> N
     sessions = [str(uuid.uuid4()) for _ in range(4)]
     seg = store_segment(settings, site, sessions)
     size = (blob_root(settings) / seg).stat().st_size
-    age_sessions(settings.db_path, sessions[:2], 10 * DAY_MS)
+    age_sessions(settings.database, sessions[:2], 10 * DAY_MS)
 
     preview = do_purge(settings, dry_run=True)
     assert preview.chunks == 2 and preview.blob_bytes == 0  # nothing freed yet
@@ -409,7 +427,7 @@ def test_a_segment_stays_while_rows_not_yet_due_point_at_it(tmp_path: Path) -> N
         assert json.loads(read_chunk(blobs, key, offset, length))[0]["type"] == 4
     assert_consistent(settings)
 
-    age_sessions(settings.db_path, sessions[2:], 10 * DAY_MS)
+    age_sessions(settings.database, sessions[2:], 10 * DAY_MS)
     report = do_purge(settings)
     assert report.chunks == 2 and report.blob_bytes == size
     assert files(settings, "chunks") == set()
@@ -420,9 +438,9 @@ def test_a_purge_killed_midway_through_a_segment_is_finished_next_run(tmp_path: 
     settings, site = segment_settings(tmp_path)
     sessions = [str(uuid.uuid4()) for _ in range(5)]
     seg = store_segment(settings, site, sessions)
-    age_sessions(settings.db_path, sessions, 10 * DAY_MS)
+    age_sessions(settings.database, sessions, 10 * DAY_MS)
 
-    conn = connect(settings.db_path)
+    conn = connect(settings.database)
     ctx = job_ctx(dataclasses.replace(settings, job_batch_size=2), conn)
     real_write = ctx.write
 
@@ -438,7 +456,7 @@ def test_a_purge_killed_midway_through_a_segment_is_finished_next_run(tmp_path: 
     assert q(settings, "SELECT count(*) FROM purge_queue") == [(0,)]
 
     # Killed again, after the last row's detach queued the segment, before its delete.
-    conn = connect(settings.db_path)
+    conn = connect(settings.database)
     ctx = job_ctx(settings, conn)
 
     def die(keys: Any) -> int:
@@ -482,17 +500,21 @@ def test_orphan_sweep_understands_segments(tmp_path: Path) -> None:
     assert_consistent(settings)
 
 
-def test_run_records_a_job_run_and_prunes_old_runs(tmp_path: Path) -> None:
-    shop = make_shop(tmp_path / "data", n=2)
+@pytest.mark.backends
+def test_run_records_a_job_run_and_prunes_old_runs(tmp_path: Path, backend_settings: Make) -> None:
+    shop = make_shop(
+        tmp_path / "data", n=2, settings=backend_settings(tmp_path / "data", demo=False)
+    )
     s = shop.settings
-    age_sessions(s.db_path, shop.sessions, 8 * DAY_MS)
-    with sqlite3.connect(s.db_path) as conn:
+    age_sessions(s.database, shop.sessions, 8 * DAY_MS)
+    conn = connect(s.database)
+    with contextlib.closing(conn), transaction(conn):
         conn.executemany(
             "INSERT INTO job_runs (job, trigger, started_at, status) "
             "VALUES ('cluster', 'x', ?, 'ok')",
             [(i,) for i in range(600)],
         )
-    conn = connect(s.db_path)
+    conn = connect(s.database)
     try:
         result = run_job(job_ctx(s, conn, older_than_s=None), "purge")
     finally:
@@ -514,11 +536,16 @@ def test_run_records_a_job_run_and_prunes_old_runs(tmp_path: Path) -> None:
     assert rows == [("ok", 6)]
 
 
-def test_a_failing_blob_delete_is_an_error_and_retried_next_run(tmp_path: Path) -> None:
-    shop = make_shop(tmp_path / "data", n=1)
+@pytest.mark.backends
+def test_a_failing_blob_delete_is_an_error_and_retried_next_run(
+    tmp_path: Path, backend_settings: Make
+) -> None:
+    shop = make_shop(
+        tmp_path / "data", n=1, settings=backend_settings(tmp_path / "data", demo=False)
+    )
     s = shop.settings
-    age_sessions(s.db_path, shop.sessions, 8 * DAY_MS)
-    conn = connect(s.db_path)
+    age_sessions(s.database, shop.sessions, 8 * DAY_MS)
+    conn = connect(s.database)
     ctx = job_ctx(s, conn)
 
     def refuse(keys: Any) -> int:
@@ -700,7 +727,7 @@ def test_purge_killed_midway_resumes_without_dangling_rows_or_orphans(
     )
     shop, _ = populate_server(server, n=12)
     s = server.settings
-    age_sessions(s.db_path, shop.sessions, 10 * DAY_MS)
+    age_sessions(s.database, shop.sessions, 10 * DAY_MS)
 
     proc = retrospec(server, "purge", "--pause-between-batches", "0.3", job_batch_size="3")
     wait_for(lambda: q(s, "SELECT count(*) FROM chunks WHERE blob_key IS NULL")[0][0] >= 6)
@@ -758,7 +785,7 @@ def test_job_failure_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(retention, "purge", boom)
-    conn = connect(settings.db_path)
+    conn = connect(settings.database)
     try:
         with pytest.raises(JobFailed, match="disk on fire"):
             run_job(job_ctx(settings, conn), "purge")

@@ -180,15 +180,15 @@ def form_digests(
             )
             continue
         detail = json.dumps({"count": len(ids), "window_ms": window_ms})
-        cur = conn.execute(
+        (digest_id,) = conn.execute(
             "INSERT INTO alert_outbox (rule_id, cluster_id, event, dedupe_key, detail, "
-            "created_at, due_at) VALUES (?, NULL, 'digest', ?, ?, ?, ?)",
+            "created_at, due_at) VALUES (?, NULL, 'digest', ?, ?, ?, ?) RETURNING id",
             (rule_id, f"digest:{rule_id}:{ids[0]}", detail, now, now),
-        )
+        ).fetchone()
         conn.execute(
             f"UPDATE alert_outbox SET status = 'digested', digest_id = ? "
             f"WHERE id IN ({marks}) AND status = 'pending' AND attempts = 0",
-            (int(cur.lastrowid or 0), *ids),
+            (int(digest_id), *ids),
         )
         formed += 1
     return formed

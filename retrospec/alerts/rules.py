@@ -128,12 +128,12 @@ def _insert(
     secret: str | None,
     events: tuple[str, ...],
 ) -> AlertRule:
-    cur = conn.execute(
+    (rule_id,) = conn.execute(
         "INSERT INTO alert_rules (site_id, channel, target, format, secret, events, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (site_id, channel, target, fmt, secret, ",".join(events), now_ms()),
-    )
-    return get_rule(conn, int(cur.lastrowid or 0))
+    ).fetchone()
+    return get_rule(conn, int(rule_id))
 
 
 def add_email_rule(

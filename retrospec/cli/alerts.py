@@ -214,7 +214,7 @@ def alerts_test(
 
     settings = load(smtp_url=smtp_url, smtp_from=smtp_from).settings
     require_db(settings)
-    conn = connect(settings.db_path, synchronous=settings.sqlite_synchronous)
+    conn = connect(settings.database, synchronous=settings.sqlite_synchronous)
     try:
         rule = rules.get_rule(conn, rule_id)
         # The send happens outside any transaction; only the log line is written.

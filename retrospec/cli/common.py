@@ -41,7 +41,11 @@ state = State()
 
 def load(**overrides: Any) -> LoadedSettings:
     """Effective settings for this invocation (flags beat env beat file beat defaults)."""
-    return load_settings(state.config, overrides=overrides)
+    from retrospec.storage.blobs import set_store_options
+
+    loaded = load_settings(state.config, overrides=overrides)
+    set_store_options(loaded.settings.blob_options)
+    return loaded
 
 
 def with_db(loaded: LoadedSettings, fn: Callable[[Any], T], *, write: bool = False) -> T:
@@ -50,8 +54,9 @@ def with_db(loaded: LoadedSettings, fn: Callable[[Any], T], *, write: bool = Fal
     from retrospec.storage.migrations import prepare_database
 
     settings = loaded.settings
-    prepare_database(settings.db_path, synchronous=settings.sqlite_synchronous)
-    conn = connect(settings.db_path, readonly=not write)
+    prepare_database(settings.database, synchronous=settings.sqlite_synchronous)
+    check_blobs(settings)
+    conn = connect(settings.database, readonly=not write)
     try:
         if write:
             return DirectWriter(conn).call(fn)
@@ -64,12 +69,21 @@ def require_db(settings: Settings) -> None:
     """Fail with a hint instead of creating an empty database in the wrong directory."""
     from retrospec.storage.migrations import prepare_database
 
-    if not settings.db_path.exists():
+    if not settings.uses_postgres and not settings.db_path.exists():
         raise NotFound(
             f"no RetroSpec database at {settings.db_path}; run this where retrospec.toml is, "
             "or pass --config / set RETROSPEC_DATA_DIR"
         )
-    prepare_database(settings.db_path, synchronous=settings.sqlite_synchronous)
+    prepare_database(settings.database, synchronous=settings.sqlite_synchronous)
+    check_blobs(settings)
+
+
+def check_blobs(settings: Settings) -> None:
+    """Fail with one line naming blob_url when a remote blob store is missing or read-only."""
+    from retrospec.storage.blobs import BlobStore
+
+    if settings.blob_options:
+        BlobStore(settings.effective_blob_url, settings.blob_options).check()
 
 
 def read(settings: Settings, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -77,22 +91,22 @@ def read(settings: Settings, fn: Callable[[sqlite3.Connection], T]) -> T:
     from retrospec.storage.db import reading
 
     require_db(settings)
-    with reading(settings.db_path) as conn:
+    with reading(settings.database) as conn:
         return fn(conn)
 
 
 def base_url(settings: Settings) -> str:
     """Where links point: public_url, else the address the last `retrospec serve` announced
     (so `--port` or `--host` given to serve show up here), else host and port from settings."""
-    if settings.public_url or not settings.db_path.exists():
+    if settings.public_url or (not settings.uses_postgres and not settings.db_path.exists()):
         return settings.base_url
     from retrospec.startup import served_url
     from retrospec.storage.db import reading
 
     try:
-        with reading(settings.db_path) as conn:
+        with reading(settings.database) as conn:
             return served_url(conn) or settings.base_url
-    except sqlite3.Error:
+    except Exception:  # sqlite3 or psycopg: any failure falls back to the settings' URL
         return settings.base_url
 
 

@@ -55,7 +55,7 @@ def _job_context(settings: Settings, **options: Any) -> Iterator[Any]:
     from retrospec.storage.db import DirectWriter, connect
 
     require_db(settings)
-    conn = connect(settings.db_path, synchronous=settings.sqlite_synchronous)
+    conn = connect(settings.database, synchronous=settings.sqlite_synchronous)
     ctx = JobContext(
         settings=settings,
         blobs=BlobStore(settings.effective_blob_url),
@@ -140,19 +140,14 @@ def jobs_list(
     json_out: JsonOpt = False,
 ) -> None:
     """Recent job runs, newest first (scheduler and CLI runs alike)."""
-    import sqlite_utils
-
+    from retrospec.jobs.runs import recent_runs
     from retrospec.storage.db import connect
 
     settings = load().settings
     require_db(settings)
-    conn = connect(settings.db_path, readonly=True)
+    conn = connect(settings.database, readonly=True)
     try:
-        table = sqlite_utils.Database(conn).table("job_runs")
-        if job is None:
-            rows = list(table.rows_where(order_by="id desc", limit=limit))
-        else:
-            rows = list(table.rows_where("job = ?", [job.value], order_by="id desc", limit=limit))
+        rows = recent_runs(conn, None if job is None else job.value, limit)
     finally:
         conn.close()
     runs = [

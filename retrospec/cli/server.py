@@ -16,7 +16,7 @@ from retrospec import console
 from retrospec.cli.common import JsonOpt, load
 from retrospec.errors import Conflict, RetrospecError
 from retrospec.paths import example_config
-from retrospec.settings import FIELDS
+from retrospec.settings import FIELDS, redact_url
 
 if TYPE_CHECKING:
     from retrospec.runtime import Runtime
@@ -113,8 +113,10 @@ def show_settings(json_out: JsonOpt = False) -> None:
     rows = []
     for name in FIELDS:
         value = getattr(loaded.settings, name)
-        if name == "secret" and value:
+        if name in ("secret", "s3_secret_access_key") and value:
             value = "(set)"
+        elif name == "database_url" and value:
+            value = redact_url(value)
         elif name == "smtp_url" and value:
             from retrospec.alerts.channels import redact_smtp_url
 
@@ -138,8 +140,9 @@ def migrate() -> None:
     from retrospec.storage.migrations import latest_version, prepare_database
 
     settings = load().settings
-    applied = prepare_database(settings.db_path, synchronous=settings.sqlite_synchronous)
+    applied = prepare_database(settings.database, synchronous=settings.sqlite_synchronous)
+    where = redact_url(settings.database)
     if applied:
-        console.success(f"applied migrations {', '.join(map(str, applied))} to {settings.db_path}")
+        console.success(f"applied migrations {', '.join(map(str, applied))} to {where}")
     else:
-        console.print_text(f"{settings.db_path} is up to date (schema {latest_version()})")
+        console.print_text(f"{where} is up to date (schema {latest_version()})")

@@ -55,7 +55,7 @@ def sourcemaps_upload(
     check_release(release, dist)
     budget = Budget(settings.sourcemap_max_upload_mb << 20)
     collected = pair(path_members(paths, budget), url_prefix)
-    conn = connect(settings.db_path, synchronous=settings.sqlite_synchronous)
+    conn = connect(settings.database, synchronous=settings.sqlite_synchronous)
     try:
         result = store_artifacts(
             DirectWriter(conn).call,
@@ -144,7 +144,7 @@ def sourcemaps_delete(site: SiteArg, release: ReleaseOpt) -> None:
 
     settings = load().settings
     require_db(settings)
-    conn = connect(settings.db_path, synchronous=settings.sqlite_synchronous)
+    conn = connect(settings.database, synchronous=settings.sqlite_synchronous)
     try:
         found = get_site(conn, site)
         count, unused = DirectWriter(conn).call(lambda c: delete_release(c, found.id, release))

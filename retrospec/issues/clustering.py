@@ -350,7 +350,7 @@ class Fingerprinted:
 
 
 def read_and_fingerprint(
-    db_path: str,
+    database: str,
     after: int,
     limit: int,
     blob_url: str,
@@ -360,7 +360,7 @@ def read_and_fingerprint(
     """Read the next unclustered failures after id `after` and fingerprint them (a top-level
     function for the compute process: the payloads and the per-row work stay off the server's
     interpreter, which only gets the items back)."""
-    conn = connect(db_path, readonly=True)
+    conn = connect(database, readonly=True)
     try:
         rows = [dict(r) for r in conn.execute(_SELECT_BATCH, (after, limit))]
         maps = map_index(conn, rows, blob_url, cache_mb) if rows else None
@@ -385,7 +385,7 @@ def _next_batch(
         # Fingerprinting is the CPU-heavy part: in the server it runs in the compute process,
         # off the interpreter the event loop uses, and so does reading the batch.
         got: Fingerprinted = ctx.compute(
-            read_and_fingerprint, str(ctx.db_path), after, limit, ctx.blobs.url, cache_mb, legacy
+            read_and_fingerprint, ctx.database, after, limit, ctx.blobs.url, cache_mb, legacy
         )
         return got
     # A site fetches its maps from its origins: that needs the network and the writer, here.
@@ -810,12 +810,13 @@ def apply_batch(
         )
     conn.executemany(
         "INSERT INTO cluster_facets (cluster_id, facet, value, count) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (cluster_id, facet, value) DO UPDATE SET count = count + excluded.count",
+        "ON CONFLICT (cluster_id, facet, value) DO UPDATE SET "
+        "count = cluster_facets.count + excluded.count",
         facet_rows,
     )
     conn.executemany(
         "INSERT INTO cluster_days (cluster_id, day, count) VALUES (?, ?, ?) "
-        "ON CONFLICT (cluster_id, day) DO UPDATE SET count = count + excluded.count",
+        "ON CONFLICT (cluster_id, day) DO UPDATE SET count = cluster_days.count + excluded.count",
         day_rows,
     )
     conn.executemany(

@@ -181,25 +181,30 @@ def _offset(ts: int, start: int | None) -> int | None:
 
 # Tier 0: a playable replay that contains the failure with CONTEXT_MS before it; 1: one with
 # less context; 2: a replay that may still get there (ready but not yet extended past the
-# failure, or pending); 3: anything else.
+# failure, or pending); 3: anything else. (The tier is computed in an inner query: PostgreSQL
+# cannot use an output alias inside an ORDER BY expression.)
+NO_LIMIT = 1 << 62  # LIMIT -1 is SQLite only
 _REPRESENTATIVE = """
-SELECT x.session_id, f.id, f.ts, s.replay_status, s.expired_at, s.replay_start_ts,
-       CASE
-         WHEN s.replay_status = 'ready' AND s.expired_at IS NULL
-              AND f.ts BETWEEN s.replay_start_ts AND s.replay_end_ts
-              AND f.ts - s.replay_start_ts >= ? THEN 0
-         WHEN s.replay_status = 'ready' AND s.expired_at IS NULL
-              AND f.ts BETWEEN s.replay_start_ts AND s.replay_end_ts THEN 1
-         WHEN s.replay_status IN ('ready', 'pending') AND s.expired_at IS NULL THEN 2
-         ELSE 3 END AS tier,
-       s.replay_bytes, s.replay_segments
-FROM (SELECT session_id, first_failure_id, last_seen_at FROM cluster_sessions
-      WHERE cluster_id = ? ORDER BY last_seen_at DESC, session_id DESC LIMIT ?) x
-JOIN failures f ON f.id = x.first_failure_id
-JOIN sessions s ON s.id = x.session_id
-ORDER BY tier, CASE WHEN tier = 0 THEN s.replay_bytes END,
-         CASE WHEN tier = 1 THEN f.ts - s.replay_start_ts END DESC,
-         x.last_seen_at DESC, x.session_id DESC
+SELECT session_id, failure_id, ts, replay_status, expired_at, replay_start_ts, tier,
+       replay_bytes, replay_segments FROM (
+  SELECT x.session_id, f.id AS failure_id, f.ts, s.replay_status, s.expired_at,
+         s.replay_start_ts, x.last_seen_at, s.replay_bytes, s.replay_segments,
+         CASE
+           WHEN s.replay_status = 'ready' AND s.expired_at IS NULL
+                AND f.ts BETWEEN s.replay_start_ts AND s.replay_end_ts
+                AND f.ts - s.replay_start_ts >= ? THEN 0
+           WHEN s.replay_status = 'ready' AND s.expired_at IS NULL
+                AND f.ts BETWEEN s.replay_start_ts AND s.replay_end_ts THEN 1
+           WHEN s.replay_status IN ('ready', 'pending') AND s.expired_at IS NULL THEN 2
+           ELSE 3 END AS tier
+  FROM (SELECT session_id, first_failure_id, last_seen_at FROM cluster_sessions
+        WHERE cluster_id = ? ORDER BY last_seen_at DESC, session_id DESC LIMIT ?) x
+  JOIN failures f ON f.id = x.first_failure_id
+  JOIN sessions s ON s.id = x.session_id
+) ranked
+ORDER BY tier, CASE WHEN tier = 0 THEN replay_bytes END,
+         CASE WHEN tier = 1 THEN ts - replay_start_ts END DESC,
+         last_seen_at DESC, session_id DESC
 LIMIT ?
 """
 # A busy issue has many sessions: look at the newest first (replays expire oldest first) and
@@ -219,8 +224,7 @@ def _representative(
 ) -> Representative | None:
     rows = _rows(conn, _REPRESENTATIVE, (CONTEXT_MS, cid, RECENT_SESSIONS, CANDIDATES))
     if rows and rows[0][6] > 1 and session_count > RECENT_SESSIONS:
-        # LIMIT -1: no limit
-        rows = _rows(conn, _REPRESENTATIVE, (CONTEXT_MS, cid, -1, CANDIDATES)) or rows
+        rows = _rows(conn, _REPRESENTATIVE, (CONTEXT_MS, cid, NO_LIMIT, CANDIDATES)) or rows
     if not rows:
         return None
     best = rows[0]

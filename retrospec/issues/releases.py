@@ -97,9 +97,9 @@ def _upsert(conn: sqlite3.Connection, rows: list[tuple[str, str, int, int, int]]
         "INSERT INTO releases (site_id, release, first_seen_at, last_seen_at, failures) "
         "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM sites WHERE id = ?) "
         "ON CONFLICT (site_id, release) DO UPDATE SET "
-        "first_seen_at = min(first_seen_at, excluded.first_seen_at), "
-        "last_seen_at = max(last_seen_at, excluded.last_seen_at), "
-        "failures = failures + excluded.failures",
+        "first_seen_at = min(releases.first_seen_at, excluded.first_seen_at), "
+        "last_seen_at = max(releases.last_seen_at, excluded.last_seen_at), "
+        "failures = releases.failures + excluded.failures",
         [(s, r, a, b, n, s) for s, r, a, b, n in rows],
     )
 

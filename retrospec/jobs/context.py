@@ -10,7 +10,6 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from retrospec.settings import Settings
@@ -53,13 +52,13 @@ class JobContext:
     compute: Callable[..., Any] = run_inline
 
     @property
-    def db_path(self) -> Path:
-        """The SQLite file."""
-        return self.settings.db_path
+    def database(self) -> str:
+        """The database: a SQLite file's path or a PostgreSQL URL."""
+        return self.settings.database
 
     def reader(self) -> sqlite3.Connection:
         """A new read-only connection (the caller closes it)."""
-        return connect(self.db_path, readonly=True)
+        return connect(self.database, readonly=True)
 
     def check_stop(self) -> None:
         """Call between batches: ends the run early when the server is stopping."""

@@ -62,7 +62,7 @@ SELECT id, raw_bytes, site_id FROM (
            row_number() OVER (PARTITION BY site_id ORDER BY last_seen_at, id) AS turn
     FROM sessions
     WHERE chunks > replay_chunks AND replay_status != 'expired'
-      AND (? OR replay_built_at IS NULL OR raw_bytes < ?
+      AND (? = 1 OR replay_built_at IS NULL OR raw_bytes < ?
            OR replay_built_at + min(raw_bytes / ?, ?) <= ?)
 ) AS dirty
 ORDER BY turn, last_seen_at, id

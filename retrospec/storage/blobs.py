@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import json
 import os
 import re
 import secrets
@@ -16,7 +17,7 @@ from typing import Any
 import fsspec
 import zstandard
 
-from retrospec.errors import InvalidBlobKey
+from retrospec.errors import ConfigError, InvalidBlobKey
 from retrospec.ids import is_id, is_session_id
 
 _SEGMENT_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
@@ -204,6 +205,22 @@ def _private_dirs(path: str) -> None:
             os.mkdir(directory, 0o700)
 
 
+# fsspec options (S3 endpoint, region, credentials) for every remote store this process opens.
+# Kept in the environment too: the compute child process opens stores by URL alone.
+_OPTIONS_ENV = "RETROSPEC_BLOB_OPTIONS"
+_store_options: dict[str, Any] = json.loads(os.environ.get(_OPTIONS_ENV) or "{}")
+
+
+def set_store_options(options: dict[str, Any]) -> None:
+    """Set the fsspec options remote blob stores open with (from Settings.blob_options)."""
+    global _store_options
+    _store_options = dict(options)
+    if options:
+        os.environ[_OPTIONS_ENV] = json.dumps(options)
+    else:
+        os.environ.pop(_OPTIONS_ENV, None)
+
+
 class CorruptBlob(ValueError):
     """Stored bytes that cannot be what a row says they are (a segment shorter than its frames)."""
 
@@ -211,8 +228,10 @@ class CorruptBlob(ValueError):
 class BlobStore:
     """Objects under one fsspec root; every write lands complete or not at all."""
 
-    def __init__(self, url: str) -> None:
-        fs, root = fsspec.core.url_to_fs(url)
+    def __init__(self, url: str, options: dict[str, Any] | None = None) -> None:
+        remote = "://" in url and not url.startswith("file://")
+        opts = options if options is not None else (_store_options if remote else {})
+        fs, root = fsspec.core.url_to_fs(url, **opts)
         self.url = url
         self.fs: Any = fs
         self.root = str(root).rstrip("/")
@@ -220,6 +239,35 @@ class BlobStore:
         self._made: set[str] = set()
         if self.local:
             _private_dirs(self.root)
+
+    def check(self) -> None:
+        """At start: the store exists and takes writes, else ConfigError naming blob_url.
+
+        A probe object is written and removed (remote stores only; a local directory is made
+        on demand and its errors are the disk guard's).
+        """
+        if self.local:
+            return
+        probe = f"{self.root}/.retrospec-probe-{secrets.token_hex(6)}"
+        try:
+            self.fs.pipe_file(probe, b"ok")
+            self.fs.rm_file(probe)
+        except FileNotFoundError:
+            raise ConfigError(f"blob_url: {self.url} does not exist (create the bucket)") from None
+        except PermissionError:
+            raise ConfigError(f"blob_url: {self.url} refuses writes (check its policy)") from None
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ConfigError(
+                f"blob_url: cannot use {self.url}: {type(exc).__name__} {reason}".rstrip()
+            ) from None
+
+    def reachable(self) -> bool:
+        """Whether the store answers (for /healthz): its bucket or root directory is there."""
+        if self.local:
+            return os.path.isdir(self.root)
+        self.fs.invalidate_cache()
+        return bool(self.fs.exists(self.root.split("/", 1)[0]))
 
     def path(self, key: str) -> str:
         """Full path of a validated key."""

@@ -1,4 +1,8 @@
-"""SQLite access: one writer thread with group commit, a pool of read connections, helpers."""
+"""Database access: one writer thread with group commit, a pool of read connections, helpers.
+
+SQLite by default; a `postgresql://` URL in place of the file path opens PostgreSQL through
+storage/postgres.py, whose connections offer the same sqlite3 surface (typed as one here).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,12 @@ import queue
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -38,10 +43,47 @@ CHECKPOINT_INTERVAL_S = 0.5
 WAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(target: Path | str) -> bool:
+    """Whether a database target is a PostgreSQL URL (else it is a SQLite file path)."""
+    return isinstance(target, str) and target.startswith(POSTGRES_SCHEMES)
+
+
+def is_postgres(conn: sqlite3.Connection) -> bool:
+    """Whether a connection is a PostgreSQL one (for the few statements that differ)."""
+    return getattr(conn, "backend", "sqlite") == "postgres"
+
+
+@contextlib.contextmanager
+def exclusive(target: Path | str, name: str) -> Iterator[bool]:
+    """Yield whether this process may run `name` now, across every process on one database.
+
+    PostgreSQL: a session advisory lock on a connection of its own, held until the block ends;
+    a process that dies loses it with its connection. SQLite: one server per database file, and
+    the scheduler already runs each job once at a time there, so always True.
+    """
+    if not is_postgres_url(target):
+        yield True
+        return
+    conn = connect(target)
+    key = zlib.crc32(f"retrospec:{name}".encode())
+    try:
+        got = bool(conn.execute("SELECT pg_try_advisory_lock(?)", (key,)).fetchone()[0])
+        yield got
+    finally:
+        conn.close()  # releases the lock
+
+
 def connect(
     path: Path | str, *, synchronous: str = "normal", readonly: bool = False
 ) -> sqlite3.Connection:
     """Open a connection with the pragmas every RetroSpec connection uses."""
+    if is_postgres_url(path):
+        from retrospec.storage import postgres
+
+        return cast(sqlite3.Connection, postgres.connect(str(path), readonly=readonly))
     conn = sqlite3.connect(
         str(path),
         isolation_level=None,  # we issue BEGIN/COMMIT ourselves
@@ -202,19 +244,22 @@ class Writer:
         return await afuture
 
     def _run(self) -> None:
+        postgres = is_postgres_url(self._path)
         try:
             conn = connect(self._path, synchronous=self._synchronous)
-            # Checkpoints run on the checkpointer thread instead: an automatic one inside a
-            # COMMIT copies ~4 MB of pages while every queued ingest waits for its answer.
-            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            if not postgres:
+                # Checkpoints run on the checkpointer thread instead: an automatic one inside a
+                # COMMIT copies ~4 MB of pages while every queued ingest waits for its answer.
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
         except BaseException as exc:  # surfaced to start()
             self._start_error = exc
             self._ready.set()
             return
-        self._checkpointer = threading.Thread(
-            target=self._checkpoint_loop, name="retrospec-checkpoint", daemon=True
-        )
-        self._checkpointer.start()
+        if not postgres:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="retrospec-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
         self._ready.set()
         stopping = False
         try:
@@ -236,12 +281,26 @@ class Writer:
                 # the same group must not hold back their answers.
                 batched = [op for op in group if op.batch_fn is not None]
                 singles = [op for op in group if op.batch_fn is None]
+                if postgres and getattr(conn, "closed", False):
+                    conn = self._reconnect(conn)
                 if batched:
                     self._commit_group(conn, batched)
                 if singles:
                     self._commit_group(conn, singles)
         finally:
             conn.close()
+
+    def _reconnect(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        # A PostgreSQL server restart or network cut breaks the connection; the group that
+        # saw it failed (nobody was told it was stored), later groups get a new connection.
+        try:
+            fresh = connect(self._path, synchronous=self._synchronous)
+        except Exception as exc:
+            log.warning("database reconnect failed: %s", exc)
+            return conn
+        with contextlib.suppress(Exception):
+            conn.close()
+        return fresh
 
     def _commit_group(self, conn: sqlite3.Connection, group: list[_Op]) -> None:
         live = [op for op in group if op.future is None or op.future.set_running_or_notify_cancel()]
@@ -291,7 +350,7 @@ class Writer:
                 log.warning("write group of %d failed: the disk is full", len(live))
             else:
                 log.exception("write group of %d failed", len(live))
-            if conn.in_transaction:
+            if conn.in_transaction and not getattr(conn, "closed", False):
                 conn.execute("ROLLBACK")
             outcomes = [(op, None, exc) for op in live]
         else:
@@ -435,11 +494,29 @@ class ReadPool:
         if self._idle is None or self._threads is None:
             raise RuntimeError("read pool is not open")
         conn = await self._idle.get()
+        loop = asyncio.get_running_loop()
         try:
-            loop = asyncio.get_running_loop()
+            if getattr(conn, "closed", False):  # PostgreSQL lost it: a fresh one, if it can
+                conn = await loop.run_in_executor(self._threads, self._replace, conn)
+            call = functools.partial(fn, conn, *args)
+            try:
+                return await loop.run_in_executor(self._threads, call)
+            except Exception:
+                if not getattr(conn, "closed", False):
+                    raise
+            # The connection broke under the query (server restart, failover): reads are safe
+            # to repeat once on a new one.
+            conn = await loop.run_in_executor(self._threads, self._replace, conn)
             return await loop.run_in_executor(self._threads, functools.partial(fn, conn, *args))
         finally:
             self._idle.put_nowait(conn)
+
+    def _replace(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        fresh = connect(self._path, readonly=True)
+        with contextlib.suppress(Exception):
+            conn.close()
+        self._all = [fresh if c is conn else c for c in self._all]
+        return fresh
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from retrospec.clock import now_ms
-from retrospec.storage.db import connect, transaction
+from retrospec.storage.db import connect, is_postgres, is_postgres_url, transaction
 
 # Conventions: every *_at column is INTEGER epoch milliseconds UTC; ids a client chooses are
 # validated TEXT; JSON columns are TEXT holding compact JSON.
@@ -636,10 +636,18 @@ def _statements(script: str) -> list[str]:
 
 def current_version(conn: sqlite3.Connection) -> int:
     """Highest applied migration number (0 on a fresh database)."""
-    conn.execute(
+    ddl = (
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
     )
+    if is_postgres(conn):
+        from retrospec.storage.postgres import translate_ddl
+
+        # Read-only connections (/healthz, the CLI) may not even run CREATE ... IF NOT EXISTS.
+        if conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
+            conn.execute(translate_ddl(ddl))
+    else:
+        conn.execute(ddl)
     row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
     return int(row[0] or 0)
 
@@ -656,6 +664,8 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
     A migration is pending when its number is not recorded, not merely when it is above the
     highest one: numbers are reserved per change, so one may land after a higher one.
     """
+    if is_postgres(conn):
+        return _migrate_postgres(conn)
     applied: list[int] = []
     for version, name, script in MIGRATIONS:
         with transaction(conn):
@@ -670,6 +680,34 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
             )
         applied.append(version)
     return applied
+
+
+def _migrate_postgres(conn: sqlite3.Connection) -> list[int]:
+    """The same migrations on PostgreSQL: each statement translated (storage/postgres.py)."""
+    from retrospec.storage.postgres import MIGRATION_LOCK, NOCASE_COLLATION, translate_ddl
+
+    # A session lock around the whole run: several servers starting on one database at once
+    # wait for the first one instead of racing to create the same tables.
+    conn.execute(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+    try:
+        conn.execute(NOCASE_COLLATION)
+        applied: list[int] = []
+        for version, name, script in MIGRATIONS:
+            if version in applied_versions(conn):
+                continue
+            with transaction(conn):
+                for statement in _statements(script):
+                    translated = translate_ddl(statement)
+                    if translated:
+                        conn.execute(translated)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, now_ms()),
+                )
+            applied.append(version)
+        return applied
+    finally:
+        conn.execute(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
 
 
 def latest_version() -> int:
@@ -703,19 +741,31 @@ def private_database_files(path: Path) -> None:
             continue
 
 
-def prepare_database(path: Path, *, synchronous: str = "normal") -> list[int]:
+def prepare_database(path: Path | str, *, synchronous: str = "normal") -> list[int]:
     """Create the data directory (0700) and database (0600) if needed; migrate the schema.
 
     A data directory that already exists is tightened to 0700 as well: it holds recorded
-    sessions and the instance secret, for the server's user only.
+    sessions and the instance secret, for the server's user only. A PostgreSQL URL is
+    migrated in place (the database itself must exist).
     """
+    if is_postgres_url(path):
+        return _check_and_migrate(connect(path))
+    path = Path(path)
     make_private_dirs(path.parent)
     if path.parent.stat().st_mode & 0o077:
         with contextlib.suppress(OSError):  # not ours to change (another user's CLI run)
             path.parent.chmod(0o700)
     private_database_files(path)
-    conn = connect(path, synchronous=synchronous)
+    return _check_and_migrate(connect(path, synchronous=synchronous))
+
+
+def _check_and_migrate(conn: sqlite3.Connection) -> list[int]:
+    postgres = is_postgres(conn)
     try:
+        if postgres:  # before schema_migrations is created: see _migrate_postgres
+            from retrospec.storage.postgres import MIGRATION_LOCK
+
+            conn.execute(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
         version = current_version(conn)
         if version > latest_version():
             raise RuntimeError(

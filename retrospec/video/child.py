@@ -40,7 +40,7 @@ def render_spec(spec: dict[str, Any]) -> dict[str, Any]:
         poster=Path(spec["poster"]),
     )
     check_output(request)
-    conn = connect(Path(spec["db_path"]), readonly=True)
+    conn = connect(spec["database"], readonly=True)
     try:
         source = load_source(conn, BlobStore(str(spec["blob_url"])), request.session_id)
     finally:

@@ -151,7 +151,7 @@ def _render_in_child(
         "poster": str(poster),
         "width": CLIP_WIDTH,
         "chromium": s.chromium,
-        "db_path": str(ctx.db_path),
+        "database": ctx.database,
         "blob_url": ctx.blobs.url,
         "memory_mb": s.clip_memory_mb,
         "cpu_s": max(1, int(s.clip_timeout_seconds)),

@@ -158,7 +158,7 @@ async def alert_test(request: Request[Any, Any, Any], rule_id: FromPath[int]) ->
     rule = await rt.reads.run(rules.get_rule, rule_id)
 
     def work() -> Outcome:
-        with reading(rt.settings.db_path) as conn:
+        with reading(rt.settings.database) as conn:
             return send_test(conn, rt.settings, rule, rt.writer.call)
 
     outcome = await asyncio.to_thread(work)

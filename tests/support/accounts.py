@@ -15,7 +15,7 @@ PASSWORD = "correct horse battery"
 
 def write(settings: Settings, fn: object) -> object:
     """Run fn(conn) in a write transaction on a connection of its own."""
-    conn = connect(settings.db_path)
+    conn = connect(settings.database)
     try:
         return DirectWriter(conn).call(fn)  # type: ignore[arg-type]
     finally:

@@ -28,7 +28,7 @@ def make(tmp_path: Path, smtp: SmtpReceiver | None = None, **overrides: Any) -> 
     if smtp is not None:
         values.setdefault("smtp_url", smtp.url)
     settings = make_settings(tmp_path / "data", **values)
-    prepare_database(settings.db_path)
+    prepare_database(settings.database)
     return make_feed(settings)
 
 

@@ -21,8 +21,8 @@ def add_site(
     settings: Settings, name: str = "shop", origins: list[str] | None = None
 ) -> tuple[Site, str]:
     """Create a site directly in SQLite; returns (site, plain key)."""
-    prepare_database(settings.db_path)
-    conn = connect(settings.db_path)
+    prepare_database(settings.database)
+    conn = connect(settings.database)
     try:
         return DirectWriter(conn).call(lambda c: create_site(c, name, origins or []))
     finally:

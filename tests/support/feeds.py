@@ -118,7 +118,7 @@ class Feed:
 def make_feed(settings: Settings, name: str = "shop") -> Feed:
     """A Feed on a fresh site in settings' database."""
     site, _key = add_site(settings, name, [])
-    return Feed(settings=settings, conn=connect(settings.db_path), site=site)
+    return Feed(settings=settings, conn=connect(settings.database), site=site)
 
 
 def sid() -> str:

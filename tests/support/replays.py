@@ -96,9 +96,9 @@ class Env:
 def make_env(data_dir: Path, **overrides: Any) -> Env:
     """An Env on a fresh data dir with one site, "shop"."""
     settings = make_settings(data_dir, **overrides)
-    prepare_database(settings.db_path)
+    prepare_database(settings.database)
     site, _key = add_site(settings, "shop")
-    return Env(settings, site, connect(settings.db_path), BlobStore(settings.effective_blob_url))
+    return Env(settings, site, connect(settings.database), BlobStore(settings.effective_blob_url))
 
 
 def sid(n: int) -> str:

@@ -19,8 +19,7 @@ from typing import Any
 
 import httpx
 
-from retrospec.settings import Settings
-from tests.support.data import make_settings
+from retrospec.settings import Settings, load_settings
 
 
 def free_port() -> int:
@@ -49,7 +48,10 @@ class ServerProcess:
 
     @property
     def settings(self) -> Settings:
-        return make_settings(self.data_dir)
+        """The server's settings: its data dir and the RETROSPEC_* variables it was given."""
+        env = {k: v for k, v in self.env.items() if k.startswith("RETROSPEC_")}
+        env["RETROSPEC_DATA_DIR"] = str(self.data_dir)
+        return load_settings(None, env=env).settings
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the server and wait until /healthz answers."""

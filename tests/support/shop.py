@@ -3,9 +3,9 @@ endpoint, replays and issues out of the real jobs, and the CLI run in-process or
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import uuid
@@ -23,7 +23,7 @@ from retrospec.jobs.context import JobContext
 from retrospec.scheduler import run_job
 from retrospec.settings import Settings
 from retrospec.storage.blobs import BlobStore
-from retrospec.storage.db import DirectWriter, connect
+from retrospec.storage.db import DirectWriter, connect, transaction
 from tests.support.data import add_site, make_settings
 from tests.support.envelopes import cart_batch
 from tests.support.paths import REPO
@@ -33,7 +33,7 @@ DAY_MS = 86_400_000
 
 def run_jobs(settings: Settings, *names: str) -> None:
     """Run jobs the way `retrospec jobs run` does (own connection, short transactions)."""
-    conn = connect(settings.db_path)
+    conn = connect(settings.database)
     try:
         ctx = JobContext(
             settings=settings,
@@ -54,10 +54,11 @@ def ingest(settings: Settings, key: str, bodies: Iterable[dict[str, Any]]) -> No
             assert r.status_code == 202, r.text
 
 
-def age_sessions(db: Path, session_ids: Iterable[str], ms: int) -> None:
+def age_sessions(db: Path | str, session_ids: Iterable[str], ms: int) -> None:
     """Move sessions (and their chunks and failures) ms into the past, as if received then."""
     ids = list(session_ids)
-    with sqlite3.connect(db, timeout=30) as conn:
+    conn = connect(db)
+    with contextlib.closing(conn), transaction(conn):
         conn.executemany(
             "UPDATE sessions SET started_at = started_at - ?, last_seen_at = last_seen_at - ? "
             "WHERE id = ?",
@@ -83,12 +84,25 @@ class Shop:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"RETROSPEC_DATA_DIR": str(self.settings.data_path), "RETROSPEC_DEMO": "false"}
+        return {
+            "RETROSPEC_DATA_DIR": str(self.settings.data_path),
+            "RETROSPEC_DEMO": "false",
+            **storage_env(self.settings),
+        }
 
 
-def make_shop(data_dir: Path, n: int = 4, name: str = "shop") -> Shop:
+def storage_env(settings: Settings) -> dict[str, str]:
+    """RETROSPEC_* variables naming settings' database and blob store (when not the default)."""
+    names = ("database_url", "blob_url", "s3_endpoint_url", "s3_region", "s3_access_key_id")
+    names += ("s3_secret_access_key",)
+    return {f"RETROSPEC_{n.upper()}": getattr(settings, n) for n in names if getattr(settings, n)}
+
+
+def make_shop(
+    data_dir: Path, n: int = 4, name: str = "shop", settings: Settings | None = None
+) -> Shop:
     """n sessions by n users hitting the same TypeError, clustered and with built replays."""
-    settings = make_settings(data_dir, demo=False)
+    settings = settings or make_settings(data_dir, demo=False)
     _, key = add_site(settings, name)
     sessions = [str(uuid.uuid4()) for _ in range(n)]
     ingest(settings, key, (cart_batch(s, user=f"user{i}") for i, s in enumerate(sessions)))
