@@ -299,7 +299,7 @@ def test_segments_go_out_as_stored_zstd_or_cached_gzip(shop: Shop) -> None:
     assert index["segments"][0][3] == 1 and len(index["rev"]) == 16
     url = f"/sessions/{sid}/events?seg=0&rev={index['rev']}"
     every = shop.client.get(f"/sessions/{sid}/events", headers={"accept-encoding": "identity"})
-    conn = connect(shop.settings.db_path)
+    conn = connect(shop.settings.database)
     try:
         key = conn.execute("SELECT replay_key FROM sessions WHERE id = ?", (sid,)).fetchone()[0]
     finally:
