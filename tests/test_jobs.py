@@ -15,7 +15,7 @@ import pytest
 from retrospec.ingest.prepare import decode_envelope, prepare, store_events
 from retrospec.ingest.write import write_batch
 from retrospec.issues import clustering
-from retrospec.jobs.compute import ComputePool
+from retrospec.jobs.compute import COMPUTE_NICENESS, ComputePool
 from retrospec.jobs.context import JobContext
 from retrospec.jobs.runs import mark_interrupted_runs
 from retrospec.replay import job as replay_job
@@ -114,6 +114,15 @@ def test_a_dead_compute_process_is_replaced(settings: Settings) -> None:
         with pytest.raises(BrokenProcessPool):
             pool.run(sum, [1])
         assert pool.run(sum, [4, 5]) == 9  # a fresh child
+    finally:
+        pool.shutdown()
+
+
+def test_the_compute_process_runs_at_a_lower_priority_than_the_server() -> None:
+    # Job work yields the CPU to ingest on a busy machine (the kernel schedules it last).
+    pool = ComputePool()
+    try:
+        assert pool.run(os.nice, 0) == min(19, os.nice(0) + COMPUTE_NICENESS)
     finally:
         pool.shutdown()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import shutil
@@ -22,6 +23,11 @@ class RateLimiter:
         self.burst = max(1, burst)
         self.max_entries = max_entries
         self._buckets: dict[str, tuple[float, float]] = {}
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this limiter refuses anything (a rate of 0 turns it off)."""
+        return self.rate > 0
 
     def check(self, key: str) -> float:
         """Take one token; return 0 if allowed, else the seconds to wait before retrying."""
@@ -66,6 +72,12 @@ def client_key(address: str | None) -> str | None:
     """The bucket key of a client address: IPv4 as is, IPv6 by its /64 (one subscriber)."""
     if not address:
         return None
+    # Parsing an address costs microseconds per request and clients send many: cache it.
+    return _client_key(address[:64])
+
+
+@functools.lru_cache(maxsize=4096)
+def _client_key(address: str) -> str:
     try:
         ip = ipaddress.ip_address(address.strip())
     except ValueError:

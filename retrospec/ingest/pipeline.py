@@ -120,9 +120,10 @@ class Pipeline:
             raise InvalidKey("unknown or revoked ingest key")
         if not site.allows_origin(origin):
             raise Forbidden(f"origin {origin} is not allowed for site {site.name}")
-        client = client_key(client_address)
-        if client is not None:
-            _take(self.limits.client.check(f"{site.id}|{client}"), "this client")
+        if self.limits.client.enabled:
+            client = client_key(client_address)
+            if client is not None:
+                _take(self.limits.client.check(f"{site.id}|{client}"), "this client")
         _take(self.limits.site.check(site.id), f"site {site.name}")
         return site
 
@@ -148,7 +149,8 @@ class Pipeline:
             raise BadRequest(
                 f"a batch may carry at most {settings.max_failures_per_batch} failures"
             )
-        _take(self.limits.session.check(f"{site.id}|{env.session.id}"), "this session")
+        if self.limits.session.enabled:
+            _take(self.limits.session.check(f"{site.id}|{env.session.id}"), "this session")
         events = prepare.event_bytes(env)
         failures = len(env.failures)
         self._check_disk(events is not None)
@@ -161,7 +163,7 @@ class Pipeline:
             chunk: PendingChunk | None = None
             if events is not None:
                 chunk = await self._pack(events)
-            batch = await self._prepare(site, env, chunk, received_at)
+            batch = await self._prepare(site, env, chunk, received_at, body_bytes)
             try:
                 # The writer writes the group's chunks as one segment per site, then the rows.
                 stored = bool(await self.writer.run_batched(self._write, batch, stage=self._stage))
@@ -190,25 +192,28 @@ class Pipeline:
         )
 
     async def _prepare(
-        self, site: Site, env: Envelope, chunk: PendingChunk | None, received_at: int
+        self, site: Site, env: Envelope, chunk: PendingChunk | None, received_at: int, size: int
     ) -> PreparedBatch:
         # Scrubbing is linear in the failures' text; a big batch of it is done on the I/O pool,
-        # where the event loop gets the interpreter back every millisecond.
-        if prepare.failure_text_bytes(env) <= PREPARE_INLINE_BYTES:
+        # where the event loop gets the interpreter back every millisecond. The body's size
+        # bounds its text, so most batches skip measuring it.
+        if size <= PREPARE_INLINE_BYTES or prepare.failure_text_bytes(env) <= PREPARE_INLINE_BYTES:
             return prepare.prepare(site, env, chunk, received_at, keep=self.keep)
         loop = asyncio.get_running_loop()
         work = functools.partial(prepare.prepare, site, env, chunk, received_at, keep=self.keep)
         return await loop.run_in_executor(self.io_pool, work)
 
     def _check_disk(self, has_events: bool) -> None:
-        status = self.disk.status()
+        free = self.disk.free_bytes()
+        if free >= self.disk.floor_bytes:
+            return  # the common case, checked on every request
         retry = {"retry-after": str(DISK_RETRY_AFTER_S)}
-        if status.critical:
+        if free < self.disk.reserve_bytes:
             raise InsufficientStorage(
                 "the server is almost out of disk; the batch was not stored, retry later",
                 headers=retry,
             )
-        if has_events and status.low:
+        if has_events:
             raise InsufficientStorage(
                 "the server is low on disk: replay data is refused; failures are still taken "
                 "(send them without events)",

@@ -16,6 +16,7 @@ other clients), before anything is stored:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -70,9 +71,26 @@ _EVENT_URL = re.compile(rb'("(' + _UNSAFE_ATTRS + rb')"\s{0,8}:\s{0,8})"((?:[^"\
 _SENSITIVE_RE = re.compile("|".join(SENSITIVE_KEYS))
 
 
+# Failures repeat (one bug in many browsers, an error loop on one page), so the same message,
+# stack, tag value or field name is scrubbed again and again: bounded caches of recent results
+# turn that into one hash. Only texts up to CACHED_TEXT_CHARS are cached, so each cache holds
+# at most ~4 MB; longer text is rare and is scrubbed every time.
+CACHED_TEXT_CHARS = 4096
+_CACHE_ENTRIES = 1024
+
+
 def is_sensitive_key(key: str) -> bool:
     """Whether a field name marks its value as secret."""
+    if len(key) <= CACHED_TEXT_CHARS:
+        return _sensitive_cached(key)
+    return _sensitive(key)
+
+
+def _sensitive(key: str) -> bool:
     return _SENSITIVE_RE.search(key.lower().replace("-", "_")) is not None
+
+
+_sensitive_cached = functools.lru_cache(maxsize=_CACHE_ENTRIES)(_sensitive)
 
 
 def _fragment(fragment: str) -> str:
@@ -188,11 +206,15 @@ def _filter_pairs(text: str, lower: str) -> str:
 
 
 def scrub_text(text: str, keep: frozenset[str] = frozenset()) -> str:
-    """Secrets and query strings out of free text (messages, stacks, string values).
+    """Secrets and query strings out of free text (messages, stacks, string values)."""
+    if len(text) <= CACHED_TEXT_CHARS:
+        return _scrub_cached(text, keep)
+    return _scrub_text(text, keep)
 
-    Each rule runs only when a cheap test says it could match: most text has no `?`, `@`,
-    bearer token or long digit run, and pays for a few substring scans only.
-    """
+
+def _scrub_text(text: str, keep: frozenset[str]) -> str:
+    # Each rule runs only when a cheap test says it could match: most text has no `?`, `@`,
+    # bearer token or long digit run, and pays for a few substring scans only.
     out = text
     if "://" in out and ("?" in out or "#" in out or "@" in out):
         out = strip_urls_in_text(out, keep)
@@ -203,10 +225,15 @@ def scrub_text(text: str, keep: frozenset[str] = frozenset()) -> str:
     # A pair needs key=value or a quoted key before a colon ("key": value).
     if "=" in out or '":' in out or "':" in out or '" :' in out:
         out = _filter_pairs(out, out.lower())
-    picture = out.encode("utf-8", "surrogatepass").translate(_DIGIT_PICTURE, b" -")
-    if b"ddddddddddddd" in picture:
-        out = _DIGIT_RUN.sub(_card, out)
+    # A card number has at least 13 digits; shorter text cannot hold one.
+    if len(out) >= 13:
+        picture = out.encode("utf-8", "surrogatepass").translate(_DIGIT_PICTURE, b" -")
+        if b"ddddddddddddd" in picture:
+            out = _DIGIT_RUN.sub(_card, out)
     return out
+
+
+_scrub_cached = functools.lru_cache(maxsize=_CACHE_ENTRIES)(_scrub_text)
 
 
 def scrub_value(value: Any, keep: frozenset[str] = frozenset(), max_string: int = 8192) -> Any:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -11,6 +13,15 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+# The child's scheduling priority (nice) relative to the server: on a busy machine the kernel
+# gives the CPU to ingest first, and job work takes what is left.
+COMPUTE_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError):  # a platform or sandbox without nice keeps its priority
+        os.nice(COMPUTE_NICENESS)
 
 
 class ComputePool:
@@ -34,7 +45,9 @@ class ComputePool:
         with self._lock:
             if self._pool is None:
                 context = multiprocessing.get_context("forkserver")
-                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=context, initializer=_lower_priority
+                )
             self._busy += 1
             pool = self._pool
         try:
