@@ -140,10 +140,13 @@ def build_index(
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
         values = ",".join("(?, ?)" for _ in chunk)
+        # A join from the wanted pairs uses the (site_id, debug_id) index; a row-value
+        # `IN (VALUES ...)` made SQLite scan the whole table.
         for row in conn.execute(
-            "SELECT name, map_digest, js_digest, scopes_digest, site_id, debug_id "
-            f"FROM sourcemap_files WHERE (site_id, debug_id) IN (VALUES {values}) "
-            "ORDER BY uploaded_at",
+            f"WITH k(s, d) AS (VALUES {values}) "
+            "SELECT f.name, f.map_digest, f.js_digest, f.scopes_digest, f.site_id, f.debug_id "
+            "FROM k JOIN sourcemap_files f ON f.site_id = k.s AND f.debug_id = k.d "
+            "ORDER BY f.uploaded_at",
             tuple(x for pair in chunk for x in pair),
         ):
             index.by_debug_id[(str(row[4]), str(row[5]))] = _ref(str(row[4]), row)
