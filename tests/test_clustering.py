@@ -533,6 +533,34 @@ def test_a_backlog_grows_the_claimed_batch(feed: Feed) -> None:
     assert sorted(c["failure_count"] for c in feed.clusters()) == [20, 20]
 
 
+def test_the_next_batch_is_fingerprinted_while_the_current_one_is_written(feed: Feed) -> None:
+    # A backlog costs max(fingerprinting, writing), not their sum: batch 2's read and
+    # fingerprints start before batch 1 is written.
+    for n in range(10):
+        feed.send(sid(), error(), network(f"https://shop.example.com/api/item/{n}", 500))
+    ctx = feed.context(batch_size=4, batch_max=4)
+    started = threading.Semaphore(0)
+    calls: list[str] = []
+
+    def compute(fn: Any, *args: Any) -> Any:
+        calls.append("compute")
+        started.release()
+        return fn(*args)
+
+    def writing(ids: list[int]) -> None:
+        # Batch 1 is about to be written: batch 2's fingerprinting has been asked for.
+        if calls.count("write") == 0:
+            assert started.acquire(timeout=10) and started.acquire(timeout=10)
+        calls.append("write")
+
+    ctx.compute = compute
+    ctx.options["midway"] = writing
+    result = clustering.run(ctx)
+    assert result.items == 20 and result.details["batches"] == 5
+    assert calls[:3] == ["compute", "compute", "write"]
+    assert sorted(c["failure_count"] for c in feed.clusters()) == [10, 10]
+
+
 def test_stop_between_batches(feed: Feed) -> None:
     from retrospec.jobs.context import Stopped
 

@@ -37,6 +37,7 @@ maps are stored.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import logging
@@ -445,43 +446,63 @@ def run(ctx: JobContext) -> JobResult:
             totals.update(upgrade(ctx, reader, batch_size))
         legacy = identity.legacy_versions(reader, ctx.settings.grouping_transition_days, now_ms())
         fetching = fetch_enabled(reader)
-        while max_batches is None or batches < int(max_batches):
-            ctx.check_stop()
-            got = _next_batch(ctx, reader, last_id, size, legacy, fetching)
-            if not got.items:
-                break
-            items = got.items
-            result.errors += got.errors
-            # A broken map leaves frames minified and is logged; counted, never fatal.
-            totals["map_errors"] += got.map_errors
-            last_id = items[-1].id
-            if before_write is not None:
-                before_write([i.id for i in items])
-            # Each slice is a whole transaction of its own (claims and counts together), so a
-            # crash between slices leaves the earlier ones complete and the rest unclaimed.
-            for part in write_slices(items, slice_failures, slice_keys):
-                write = functools.partial(
-                    apply_batch,
-                    items=part,
-                    promote_after=ctx.settings.promote_after,
-                    options=ctx.options,
-                    sampling=sampling,
-                )
-                stats: BatchStats = ctx.write(write)
-                totals["writes"] += 1
-                totals["claimed"] += stats.claimed
-                totals["skipped"] += stats.skipped
-                totals["new_clusters"] += stats.new_clusters
-                totals["promoted"] += len(stats.promoted)
-                totals["regressed"] += len(stats.regressed)
-                totals["aliases"] += stats.aliases
-                totals["shed"] += stats.shed
-            batches += 1
-            if got.rows < size:
-                break
-            # A full batch means a backlog: claim more at once, so the per-batch costs (the
-            # read, the trip to the compute process, the map lookups) amortise over more.
-            size = min(size * 4, batch_max)
+        # While one batch is written, the next is read and fingerprinted (in the compute
+        # process, in the server): a backlog then costs max(fingerprinting, writing), not
+        # their sum. Only without fetching: fetching maps needs this thread's reader.
+        ahead = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cluster-ahead")
+        upcoming: concurrent.futures.Future[Fingerprinted] | None = None
+        try:
+            while max_batches is None or batches < int(max_batches):
+                ctx.check_stop()
+                if upcoming is not None:
+                    got = upcoming.result()
+                    upcoming = None
+                else:
+                    got = _next_batch(ctx, reader, last_id, size, legacy, fetching)
+                if not got.items:
+                    break
+                items = got.items
+                result.errors += got.errors
+                # A broken map leaves frames minified and is logged; counted, never fatal.
+                totals["map_errors"] += got.map_errors
+                last_id = items[-1].id
+                backlog = got.rows >= size
+                if backlog:
+                    # A full batch means a backlog: claim more at once, so the per-batch costs
+                    # (the read, the trip to the compute process, the map lookups) amortise.
+                    size = min(size * 4, batch_max)
+                    more = max_batches is None or batches + 1 < int(max_batches)
+                    if more and not fetching:
+                        upcoming = ahead.submit(
+                            _next_batch, ctx, reader, last_id, size, legacy, fetching
+                        )
+                if before_write is not None:
+                    before_write([i.id for i in items])
+                # Each slice is a whole transaction of its own (claims and counts together), so
+                # a crash between slices leaves the earlier ones complete and the rest unclaimed.
+                for part in write_slices(items, slice_failures, slice_keys):
+                    write = functools.partial(
+                        apply_batch,
+                        items=part,
+                        promote_after=ctx.settings.promote_after,
+                        options=ctx.options,
+                        sampling=sampling,
+                    )
+                    stats: BatchStats = ctx.write(write)
+                    totals["writes"] += 1
+                    totals["claimed"] += stats.claimed
+                    totals["skipped"] += stats.skipped
+                    totals["new_clusters"] += stats.new_clusters
+                    totals["promoted"] += len(stats.promoted)
+                    totals["regressed"] += len(stats.regressed)
+                    totals["aliases"] += stats.aliases
+                    totals["shed"] += stats.shed
+                batches += 1
+                if not backlog:
+                    break
+        finally:
+            # A batch read ahead and never written stays unclaimed: the next run takes it.
+            ahead.shutdown(wait=True, cancel_futures=True)
         totals["frames_refreshed"] = refresh_frames(ctx, reader, refreshed_frames)
     finally:
         reader.close()
