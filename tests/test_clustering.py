@@ -561,6 +561,24 @@ def test_the_next_batch_is_fingerprinted_while_the_current_one_is_written(feed: 
     assert sorted(c["failure_count"] for c in feed.clusters()) == [10, 10]
 
 
+def test_reading_a_batch_walks_the_unclustered_index_not_the_backlog(
+    feed: Feed, backend: str
+) -> None:
+    if backend != "sqlite":
+        pytest.skip("SQLite query plans (EXPLAIN QUERY PLAN); PostgreSQL plans by its statistics")
+    # A batch read must cost its size, not the backlog's: no sort of every unclustered row.
+    plans = {
+        "batch": (clustering._SELECT_BATCH, (0, 100)),
+        "claim check": (clustering._STILL_UNCLAIMED, (1, 100)),
+    }
+    for name, (sql, params) in plans.items():
+        plan = " ".join(str(r[3]) for r in feed.conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+        assert "failures_unclustered" in plan and "TEMP B-TREE" not in plan, (name, plan)
+    per_issue = "SELECT id FROM failures WHERE cluster_id = ? ORDER BY received_at DESC LIMIT 5"
+    plan = " ".join(str(r[3]) for r in feed.conn.execute(f"EXPLAIN QUERY PLAN {per_issue}", (1,)))
+    assert "failures_cluster" in plan, plan
+
+
 def test_stop_between_batches(feed: Feed) -> None:
     from retrospec.jobs.context import Stopped
 

@@ -97,6 +97,8 @@ SELECT id, site_id, session_id, kind, type, message, url, received_at, method, r
 FROM failures WHERE cluster_id IS NULL AND id > ? ORDER BY id LIMIT ?
 """
 
+_STILL_UNCLAIMED = "SELECT id FROM failures WHERE cluster_id IS NULL AND id BETWEEN ? AND ?"
+
 
 @dataclass(frozen=True, slots=True)
 class Item:
@@ -623,13 +625,7 @@ def apply_batch(
     now = now_ms()
     ids = [i.id for i in items]
     # Inside the write lock: which of these are still unclaimed? (Another run may have won.)
-    still = {
-        row[0]
-        for row in conn.execute(
-            "SELECT id FROM failures WHERE cluster_id IS NULL AND id BETWEEN ? AND ?",
-            (min(ids), max(ids)),
-        )
-    }
+    still = {row[0] for row in conn.execute(_STILL_UNCLAIMED, (min(ids), max(ids)))}
     todo = [i for i in items if i.id in still]
     stats.skipped = len(items) - len(todo)
     if not todo:

@@ -617,6 +617,18 @@ CREATE INDEX issue_clips_video_key ON issue_clips(video_key);
 CREATE INDEX issue_clips_poster_key ON issue_clips(poster_key);
 """,
     ),
+    (
+        13,
+        "failures_cluster leaves out unclustered failures",
+        """
+-- With unclustered rows in failures_cluster, `cluster_id IS NULL` matched it as an equality:
+-- the cluster job's batch read then sorted the whole backlog on every batch (quadratic in
+-- the backlog) instead of walking failures_unclustered. `cluster_id = ?` implies NOT NULL,
+-- so every per-issue query still uses this index.
+DROP INDEX failures_cluster;
+CREATE INDEX failures_cluster ON failures(cluster_id, received_at) WHERE cluster_id IS NOT NULL;
+""",
+    ),
 ]
 
 
