@@ -21,7 +21,7 @@ from tests.support.accounts import add_user
 from tests.support.data import make_settings
 from tests.support.envelopes import COUPON_CHROME, COUPON_MSG, cart_batch, envelope, error
 from tests.support.servers import free_port
-from tests.support.services import PgCluster, S3Server
+from tests.support.services import PgCluster, S3Server, read_only_bucket
 from tests.support.shop import Shop, ingest, make_shop, run_cli, run_jobs, storage_env
 from tests.support.sourcemaps import build_dir
 
@@ -212,6 +212,10 @@ def test_bad_targets_fail_in_one_line_and_copy_nothing(
         "password": (["--to", pg_cluster.url("postgres", password="wrong")], "--to"),
         "bucket": (
             ["--to", target.database_url, "--blobs-to", "s3://no-such-bucket/x"],
+            "--blobs-to",
+        ),
+        "read-only": (
+            ["--to", target.database_url, "--blobs-to", f"s3://{read_only_bucket(s3_server)}/x"],
             "--blobs-to",
         ),
     }
