@@ -29,7 +29,7 @@ from tests.support.accounts import add_user, login
 from tests.support.data import add_site
 from tests.support.envelopes import cart_batch
 from tests.support.servers import ServerProcess, free_port
-from tests.support.services import PgCluster, S3Server
+from tests.support.services import PgCluster, S3Server, read_only_bucket
 from tests.support.shop import run_cli, storage_env
 
 Make = Callable[..., Settings]
@@ -235,18 +235,22 @@ def test_bad_storage_settings_fail_at_start_with_one_line_naming_the_setting(
     pg_settings: Settings, pg_cluster: PgCluster, s3_server: S3Server, tmp_path: Path
 ) -> None:
     base = {"RETROSPEC_DATA_DIR": str(tmp_path / "cli"), **storage_env(pg_settings)}
+    read_only = read_only_bucket(s3_server)
     cases = {
         "unreachable": {"RETROSPEC_DATABASE_URL": f"postgresql://u:p@127.0.0.1:{free_port()}/x"},
         "password": {"RETROSPEC_DATABASE_URL": pg_cluster.url("postgres", password="wrong")},
         "bucket": {"RETROSPEC_BLOB_URL": "s3://no-such-bucket/x"},
+        "read-only": {"RETROSPEC_BLOB_URL": f"s3://{read_only}/x"},
     }
     for case, env in cases.items():
         result = run_cli({**base, **env}, "issues", "list")
         assert result.returncode != 0, case
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, (case, result.stderr)
-        setting = "blob_url" if case == "bucket" else "database_url"
+        setting = "blob_url" if case in ("bucket", "read-only") else "database_url"
         assert setting in lines[0], (case, lines[0])
+        if case == "read-only":
+            assert "refuses writes" in lines[0], lines[0]
         assert "wrong" not in lines[0]  # the password is not echoed
     ok = run_cli(base, "issues", "list", "--json")
     assert ok.returncode == 0, ok.stderr

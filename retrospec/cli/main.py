@@ -23,6 +23,7 @@ from retrospec.cli import (
     sites,
     sourcemaps,
     tokens,
+    transfer,
     users,
 )
 from retrospec.cli.common import ConfigOpt, state
@@ -66,6 +67,7 @@ for _module in (
     users,
     alerts,
     tokens,
+    transfer,
 ):
     _module.register(app)
 

@@ -197,3 +197,25 @@ class S3Server:
             "s3_access_key_id": self.access_key,
             "s3_secret_access_key": self.secret_key,
         }
+
+
+def read_only_bucket(s3: S3Server) -> str:
+    """A new bucket on s3 whose policy denies every PutObject (reads and lists still work)."""
+    import json
+
+    name = f"read-only-{uuid.uuid4().hex[:10]}"
+    client = s3.client()
+    client.create_bucket(Bucket=name)
+    deny = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": f"arn:aws:s3:::{name}/*",
+            }
+        ],
+    }
+    client.put_bucket_policy(Bucket=name, Policy=json.dumps(deny))
+    return name
