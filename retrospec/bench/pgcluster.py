@@ -111,7 +111,7 @@ class PgCluster:
         return self.url(name)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU seconds of the postmaster and every backend it has now."""
+        """CPU seconds of the postmaster, its live backends and those already gone."""
         pid_line = (self.data / "postmaster.pid").read_text().split("\n", 1)[0]
         try:
             return tree_cpu_seconds(psutil.Process(int(pid_line)))
