@@ -22,6 +22,7 @@ FLOORS: dict[str, int] = {
     "retrospec.__main__": 11,
     "retrospec.cli": 10,
     "retrospec.app": 9,
+    "retrospec.asgi": 9,
     "retrospec.web": 8,
     "retrospec.bench": 8,
     "retrospec.runtime": 7,

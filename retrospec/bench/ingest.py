@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from retrospec.bench.loadgen import Body, LoadResult, LoadSpec, run_load
@@ -35,10 +36,12 @@ class Measured:
     load: LoadResult
     cpu_s: float
     rows: int
+    # CPU of what serves beside the servers (PostgreSQL's processes), when measured.
+    other_cpu_s: float = 0.0
 
     @property
     def missing(self) -> int:
-        """Acknowledged events whose rows are not in SQLite (must be 0)."""
+        """Acknowledged events whose rows are not in the database (must be 0)."""
         return max(0, self.load.acked_events_total - self.rows)
 
     @property
@@ -55,10 +58,16 @@ class Measured:
         events = self.load.window_events
         return self.cpu_s / events * 10_000 if events else 0.0
 
+    @property
+    def all_cpu_per_10k(self) -> float:
+        """Server plus database CPU seconds per 10,000 events."""
+        events = self.load.window_events
+        return (self.cpu_s + self.other_cpu_s) / events * 10_000 if events else 0.0
+
 
 def measure(
     ctx: BenchContext,
-    server: Server,
+    server: Server | Sequence[Server],
     path: str,
     body: Body,
     *,
@@ -66,12 +75,20 @@ def measure(
     rate: float | None = None,
     connections: int | None = None,
     duration: float | None = None,
+    other_cpu: Callable[[], float] | None = None,
 ) -> Measured:
-    """Drive server with body; count server CPU in the window and the rows stored afterwards."""
+    """Drive server with body; count server CPU in the window and the rows stored afterwards.
+
+    Several servers are one deployment (processes on one database): the connections go
+    round-robin over their ports and their CPU is summed. other_cpu() reads the CPU seconds of
+    something else serving them (PostgreSQL), counted apart.
+    """
+    group = [server] if isinstance(server, Server) else list(server)
     run_id = "b" + uuid.uuid4().hex[:10]
     spec = LoadSpec(
         host="127.0.0.1",
-        port=server.port,
+        port=group[0].port,
+        more_ports=tuple(s.port for s in group[1:]),
         path=path,
         body=body,
         run_id=run_id,
@@ -82,19 +99,27 @@ def measure(
         rate=rate,
     )
     cpu: dict[str, float] = {}
+    other: dict[str, float] = {}
 
     def edge(which: str) -> None:
-        cpu[which] = server.cpu_seconds()
+        cpu[which] = sum(s.cpu_seconds() for s in group)
+        if other_cpu is not None:
+            other[which] = other_cpu()
 
     load = run_load(spec, on_window=edge)
-    # Both servers keep the same schema in <data_dir>/retrospec.sqlite3; a replay chunk counts
-    # as one event, so rows and acknowledged events compare directly for both tables.
-    db = server.data_dir / "retrospec.sqlite3"
-    rows = count_rows(db, table, run_id) if table else load.acked_events_total
-    return Measured(load=load, cpu_s=cpu["end"] - cpu["start"], rows=rows)
+    # Every server keeps the same schema (the baseline too); a replay chunk counts as one
+    # event, so rows and acknowledged events compare directly for both tables.
+    rows = count_rows(group[0].database, table, run_id) if table else load.acked_events_total
+    return Measured(
+        load=load,
+        cpu_s=cpu["end"] - cpu["start"],
+        rows=rows,
+        other_cpu_s=other["end"] - other["start"] if other else 0.0,
+    )
 
 
-def _describe(name: str, m: Measured) -> str:
+def describe(name: str, m: Measured) -> str:
+    """One progress line for a measurement: rates, latency, durability, generator load."""
     bad = {k: v for k, v in m.load.statuses.items() if not 200 <= k < 300}
     extra = f", non-2xx {bad}" if bad else ""
     extra += f", connection errors {m.load.errors}" if m.load.errors else ""
@@ -115,7 +140,7 @@ def run_failures(ctx: BenchContext, res: BenchResult) -> None:
     ):
         assert isinstance(rs, RetrospecServer)
         null = measure(ctx, base, "/null", failure_body(1), table=None)
-        ctx.log(_describe("generator ceiling (baseline /null)", null))
+        ctx.log(describe("generator ceiling (baseline /null)", null))
         res.add(
             Figure(
                 "generator_max_requests_per_s",
@@ -129,9 +154,9 @@ def run_failures(ctx: BenchContext, res: BenchResult) -> None:
         for batch in (1, 10):
             body = failure_body(batch)
             b = measure(ctx, base, "/ingest", body)
-            ctx.log(_describe(f"baseline, batch {batch}", b))
+            ctx.log(describe(f"baseline, batch {batch}", b))
             r = measure(ctx, rs, rs.ingest_path, body)
-            ctx.log(_describe(f"retrospec, batch {batch}", r))
+            ctx.log(describe(f"retrospec, batch {batch}", r))
             if batch == 1:
                 ctx.shared["saturation_batches_per_s"] = r.load.batches_per_s
             tag = f"batch{batch}"
@@ -241,7 +266,7 @@ def run_latency(ctx: BenchContext, res: BenchResult) -> None:
     with running(start_retrospec(ctx, "latency-nojobs", jobs=False)) as rs:
         assert isinstance(rs, RetrospecServer)
         m = measure(ctx, rs, rs.ingest_path, body, rate=half, connections=64)
-        ctx.log(_describe("jobs off", m))
+        ctx.log(describe("jobs off", m))
         figures.append(("nojobs", "jobs off", m))
     half = saturation(ctx, jobs=True) / 2
     ctx.log(f"half of saturation, jobs on: {half:,.0f} batches/s (1 failure each)")
@@ -254,7 +279,7 @@ def run_latency(ctx: BenchContext, res: BenchResult) -> None:
         side.start()
         m = measure(ctx, rs, rs.ingest_path, body, rate=half, connections=64)
         side.join()
-        ctx.log(_describe("jobs on", m))
+        ctx.log(describe("jobs on", m))
         figures.append(("jobs", "jobs running", m))
         res.notes.append(
             "jobs running: cluster and replay jobs active; a side stream of ~9 KB replay chunks "

@@ -45,6 +45,14 @@ class LoadSpec:
     duration: float = 5.0
     warmup: float = 1.0
     rate: float | None = None  # total batches/s (open loop); None = as fast as answers come
+    # More ports of the same deployment (several server processes): connections go round-robin
+    # over port + more_ports.
+    more_ports: tuple[int, ...] = ()
+
+    def port_of(self, worker: int, conn: int) -> int:
+        """The port one connection of one worker talks to."""
+        ports = (self.port, *self.more_ports)
+        return ports[(conn * self.workers + worker) % len(ports)]
 
 
 @dataclass(slots=True)
@@ -183,7 +191,7 @@ async def _worker_main(spec: LoadSpec, worker: int, chan: Any) -> WorkerResult:
     )
     conns: list[tuple[_Conn, _Requests]] = []
     for i in range(max(1, my_conns)):
-        _, proto = await loop.create_connection(_Conn, spec.host, spec.port)
+        _, proto = await loop.create_connection(_Conn, spec.host, spec.port_of(worker, i))
         conns.append((proto, _Requests(spec, worker, i)))
     # Connected: tell the parent, then block (nothing else runs yet) until it names the start.
     chan.send(("ready", None))

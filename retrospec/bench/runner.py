@@ -32,6 +32,7 @@ from retrospec.storage.migrations import prepare_database
 # name -> "module:function"; the order is the order `retrospec bench` runs them in.
 BENCHMARKS: dict[str, str] = {
     "ingest-failures": "retrospec.bench.ingest:run_failures",
+    "ingest-scale": "retrospec.bench.scale:run",
     "ingest-replay": "retrospec.bench.replay:run",
     "replay": "retrospec.bench.replay:run_open",
     "latency": "retrospec.bench.ingest:run_latency",
@@ -176,6 +177,9 @@ class BenchContext:
     connections: int
     workdir: Path
     keep: bool = False
+    # A PostgreSQL server for the benchmarks that run on one (ingest-scale); None = start a
+    # throwaway cluster when Debian's binaries are there.
+    database_url: str | None = None
     shared: dict[str, Any] = field(default_factory=dict)
 
     def log(self, message: str) -> None:
@@ -226,6 +230,27 @@ def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         conn.close()
 
 
+def tree_cpu_seconds(ps: psutil.Process) -> float:
+    """CPU seconds of a process, its live descendants and the children it has reaped.
+
+    For servers made of several processes (granian's worker, PostgreSQL's backends); a
+    child that exits inside a window still counts through its parent's children_* times.
+    """
+    try:
+        t = ps.cpu_times()
+        total = t.user + t.system + t.children_user + t.children_system
+        kids = ps.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0.0
+    for kid in kids:
+        try:
+            k = kid.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += k.user + k.system
+    return float(total)
+
+
 @dataclass
 class Server:
     """A server under test in its own process, with its CPU time and memory readable."""
@@ -238,15 +263,33 @@ class Server:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     ps: psutil.Process | None = None
+    # Count the CPU of child processes too (granian serves from a worker process).
+    tree: bool = False
+    # Where its rows are: a PostgreSQL URL, or "" for <data_dir>/retrospec.sqlite3.
+    database_url: str = ""
+
+    @property
+    def database(self) -> str:
+        """Its database: the PostgreSQL URL or the SQLite file."""
+        return self.database_url or str(self.data_dir / "retrospec.sqlite3")
 
     def start(self, timeout: float = 30.0) -> None:
         """Start and wait for /healthz."""
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting (several servers can then boot at once)."""
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir.parent
         )
         log.close()
         self.ps = psutil.Process(self.proc.pid)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until /healthz answers 200; raise with the log's tail if it exits or never does."""
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -264,6 +307,8 @@ class Server:
     def cpu_seconds(self) -> float:
         """User + system CPU seconds of the server process (all its threads)."""
         assert self.ps is not None
+        if self.tree:
+            return tree_cpu_seconds(self.ps)
         t = self.ps.cpu_times()
         return float(t.user + t.system)
 
@@ -318,6 +363,35 @@ def _env(data_dir: Path, settings: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def bench_site(database: Path | str, origins: list[str] | None = None) -> tuple[Site, str]:
+    """Migrate a database and give it a 'bench' site; return the site and a new ingest key."""
+    prepare_database(database)
+    conn = connect(database)
+    try:
+        existing = conn.execute("SELECT 1 FROM sites WHERE name = 'bench'").fetchone()
+        if existing:
+            from retrospec.sites import add_key, get_site
+
+            site = get_site(conn, "bench")
+            key = DirectWriter(conn).call(lambda c: add_key(c, site.id))
+            return site, key
+        return DirectWriter(conn).call(lambda c: create_site(c, "bench", origins or []))
+    finally:
+        conn.close()
+
+
+# Load comes from one address and many sessions: the per-client, per-session and per-site
+# buckets and the daily quotas would measure themselves, not the server.
+UNLIMITED = {
+    "rate_limit_per_second": "0",
+    "client_rate_limit_per_second": "0",
+    "session_rate_limit_per_second": "0",
+    "quota_batches_per_day": "0",
+    "quota_failures_per_day": "0",
+    "quota_mb_per_day": "0",
+}
+
+
 def start_retrospec(
     ctx: BenchContext,
     name: str,
@@ -326,53 +400,51 @@ def start_retrospec(
     settings: dict[str, str] | None = None,
     data_dir: Path | None = None,
     origins: list[str] | None = None,
+    database_url: str = "",
+    site: tuple[Site, str] | None = None,
+    front: Callable[[int], list[str]] | None = None,
+    wait: bool = True,
 ) -> RetrospecServer:
-    """A real `retrospec serve` on a fresh data dir with rate limiting off and a bench site."""
+    """A real `retrospec serve` on a fresh data dir with rate limiting off and a bench site.
+
+    database_url puts it on PostgreSQL (with site: one made by bench_site already, shared by
+    several processes); front(port) gives another command line serving the same app; with
+    wait=False the caller calls wait_ready() (to let several servers boot at once).
+    """
     ddir = data_dir or ctx.scratch(name) / "data"
     ddir.mkdir(parents=True, exist_ok=True)
-    db = ddir / "retrospec.sqlite3"
-    prepare_database(db)
-    conn = connect(db)
-    try:
-        existing = conn.execute("SELECT 1 FROM sites WHERE name = 'bench'").fetchone()
-        if existing:
-            from retrospec.sites import add_key, get_site
-
-            site = get_site(conn, "bench")
-            key = DirectWriter(conn).call(lambda c: add_key(c, site.id))
-        else:
-            site, key = DirectWriter(conn).call(lambda c: create_site(c, "bench", origins or []))
-    finally:
-        conn.close()
+    if site is None:
+        site = bench_site(database_url or ddir / "retrospec.sqlite3", origins)
     port = free_port()
-    # Load comes from one address and many sessions: the per-client, per-session and per-site
-    # buckets and the daily quotas would measure themselves, not the server.
-    values = {
-        "rate_limit_per_second": "0",
-        "client_rate_limit_per_second": "0",
-        "session_rate_limit_per_second": "0",
-        "quota_batches_per_day": "0",
-        "quota_failures_per_day": "0",
-        "quota_mb_per_day": "0",
-        "jobs": "true" if jobs else "false",
-    }
+    values = dict(UNLIMITED, jobs="true" if jobs else "false")
+    if database_url:
+        values["database_url"] = database_url
+    if front is not None:  # the app learns its address from settings, not from a --port flag
+        values["port"] = str(port)
     values.update(settings or {})
+    argv = [sys.executable, "-m", "retrospec", "serve", "--port", str(port)]
     server = RetrospecServer(
         name="retrospec serve",
-        argv=[sys.executable, "-m", "retrospec", "serve", "--port", str(port)],
+        argv=front(port) if front else argv,
         env=_env(ddir, values),
         port=port,
         data_dir=ddir,
         log_path=ddir.parent / f"{name}-serve.log",
-        site=site,
-        key=key,
+        tree=front is not None,
+        database_url=database_url,
+        site=site[0],
+        key=site[1],
     )
-    server.start()
+    if wait:
+        server.start()
+    else:
+        server.launch()
     return server
 
 
-def start_baseline(ctx: BenchContext, name: str) -> Server:
-    """The bare ASGI + sqlite3 baseline under the same uvicorn settings."""
+def start_baseline(ctx: BenchContext, name: str, *, wait: bool = True) -> Server:
+    """The bare ASGI + sqlite3 baseline under the same uvicorn settings (wait: as in
+    start_retrospec)."""
     ddir = ctx.scratch(name) / "data"
     ddir.mkdir(parents=True)
     port = free_port()
@@ -394,7 +466,10 @@ def start_baseline(ctx: BenchContext, name: str) -> Server:
         data_dir=ddir,
         log_path=ddir.parent / f"{name}-baseline.log",
     )
-    server.start()
+    if wait:
+        server.start()
+    else:
+        server.launch()
     return server
 
 
@@ -407,8 +482,20 @@ def running(server: Server) -> Iterator[Server]:
         server.stop()
 
 
-def count_rows(db: Path, table: str, run_id: str) -> int:
-    """Rows of one load run (its session ids all start with run_id + '-')."""
+def count_rows(db: Path | str, table: str, run_id: str) -> int:
+    """Rows of one load run (its session ids all start with run_id + '-'), SQLite or PostgreSQL."""
+    if isinstance(db, str) and db.startswith(("postgresql://", "postgres://")):
+        conn = connect(db, readonly=True)
+        try:
+            # A prefix test, not a range: a server given by URL may sort text another way.
+            prefix = run_id + "-"
+            row = conn.execute(
+                f"SELECT count(*) FROM {table} WHERE substr(session_id, 1, ?) = ?",
+                (len(prefix), prefix),
+            ).fetchone()
+            return int(row[0])
+        finally:
+            conn.close()
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
         # '.' sorts right after '-', so this is a range scan over the session_id index.

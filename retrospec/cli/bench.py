@@ -48,6 +48,14 @@ def bench(
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write the JSON results to this file.")
     ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="PostgreSQL database the ingest-scale rows write into "
+            "[default: a throwaway cluster from Debian's postgresql binaries].",
+        ),
+    ] = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 3 when a target is missed (not in --quick).")
     ] = False,
@@ -69,6 +77,8 @@ def bench(
         raise UsageError(
             f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}"
         )
+    if database_url and not database_url.startswith(("postgresql://", "postgres://")):
+        raise UsageError("--database-url must start with postgresql:// or postgres://")
     ctx = BenchContext(
         quick=quick,
         duration=duration or (2.0 if quick else 20.0),
@@ -77,6 +87,7 @@ def bench(
         connections=connections,
         workdir=make_workdir(workdir),
         keep=keep,
+        database_url=database_url,
     )
     info = machine()
     try:
