@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from retrospec.bench.pgcluster import pg_bindir
 from retrospec.chromium import CHROMIUM_ARGS, chromium_path
 from retrospec.settings import Settings
 from retrospec.storage.blobs import set_store_options
@@ -30,7 +31,7 @@ from tests.support.servers import (
     serve_static,
     server_env,
 )
-from tests.support.services import TEMPLATE_DB, PgCluster, S3Server, pg_bindir
+from tests.support.services import TEMPLATE_DB, PgCluster, S3Server
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

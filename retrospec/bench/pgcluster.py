@@ -37,7 +37,8 @@ def pg_bindir() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
-def _as_owner(argv: list[str], owner: str | None) -> list[str]:
+def as_owner(argv: list[str], owner: str | None) -> list[str]:
+    """argv run as `owner` (PostgreSQL refuses root), or as is."""
     return ["runuser", "-u", owner, "--", *argv] if owner else argv
 
 
@@ -86,7 +87,7 @@ class PgCluster:
         return self.root / "data"
 
     def _run(self, binary: str, *args: str) -> None:
-        argv = _as_owner([str(self.bindir / binary), *args], self.owner)
+        argv = as_owner([str(self.bindir / binary), *args], self.owner)
         proc = subprocess.run(argv, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"{binary} failed: {(proc.stderr or proc.stdout).strip()[-2000:]}")
@@ -94,7 +95,7 @@ class PgCluster:
     def stop(self) -> None:
         """Stop the server (immediate) and remove its directory."""
         argv = [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]
-        subprocess.run(_as_owner(argv, self.owner), capture_output=True, check=False)
+        subprocess.run(as_owner(argv, self.owner), capture_output=True, check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def url(self, database: str = "postgres") -> str:

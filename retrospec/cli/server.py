@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import gc
-import logging
 import os
 import secrets
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -45,7 +42,7 @@ def serve(
     """Run the server: ingest API, dashboard and background jobs, on one port."""
     import uvicorn
 
-    from retrospec.app import ServeApp, create_app
+    from retrospec.asgi import serve_app
 
     loaded = load(
         host=host,
@@ -56,24 +53,12 @@ def serve(
         smtp_from=smtp_from,
     )
     settings = loaded.settings
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # APScheduler logs every tick at INFO; the job_runs table is the record we keep.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    # Jobs run Python in threads; a 1 ms GIL switch interval (default 5 ms) lets the event loop
-    # take the interpreter back quickly, which keeps ingest latency low while jobs work.
-    sys.setswitchinterval(float(os.environ.get("RETROSPEC_SWITCH_INTERVAL", "0.001")))
-    app_ = create_app(settings, start_jobs=settings.jobs)
-    # Everything imported so far lives as long as the process: keep it out of the collector's
-    # full passes, which otherwise show up as latency spikes under load.
-    gc.collect()
-    gc.freeze()
-    rt: Runtime = app_.state.rt
+    served = serve_app(settings)
+    rt: Runtime = served.app.state.rt
     for line in rt.startup.lines(settings):
         console.print_text(line)
     config = uvicorn.Config(
-        ServeApp(app_),
+        served,
         host=settings.host,
         port=settings.port,
         workers=1,

@@ -6,7 +6,6 @@ user (Debian's package creates it) in a temporary directory that user owns.
 
 from __future__ import annotations
 
-import glob
 import itertools
 import os
 import pwd
@@ -18,27 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from retrospec.bench.pgcluster import as_owner
 from tests.support.servers import free_port
 
 PG_USER = "postgres"
 PG_PASSWORD = "retrospec-test-pw"
 TEMPLATE_DB = "retrospec_template"
-
-
-def pg_bindir() -> Path | None:
-    """Directory of Debian's PostgreSQL server binaries (newest version), or None."""
-    explicit = os.environ.get("RETROSPEC_PG_BINDIR")
-    if explicit:
-        return Path(explicit)
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-def _as_owner(argv: list[str], owner: str | None) -> list[str]:
-    return ["runuser", "-u", owner, "--", *argv] if owner else argv
 
 
 @dataclass
@@ -65,7 +49,7 @@ class PgCluster:
             os.chown(pwfile, pw.pw_uid, pw.pw_gid)
         data = self.root / "data"
         subprocess.run(
-            _as_owner(
+            as_owner(
                 [
                     str(self.bindir / "initdb"),
                     "-D",
@@ -91,7 +75,7 @@ class PgCluster:
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
         )
         subprocess.run(
-            _as_owner(
+            as_owner(
                 [
                     str(self.bindir / "pg_ctl"),
                     "-D",
@@ -112,7 +96,7 @@ class PgCluster:
     def stop(self) -> None:
         """Stop the server (fast) and remove its directory."""
         subprocess.run(
-            _as_owner(
+            as_owner(
                 [
                     str(self.bindir / "pg_ctl"),
                     "-D",
