@@ -38,6 +38,23 @@ def test_promotion_queues_one_row_per_matching_rule_in_its_transaction(tmp_path:
     other.conn.close()
 
 
+def test_an_issue_promoted_in_the_batch_that_creates_it_queues_its_alerts(tmp_path: Path) -> None:
+    feed = make(tmp_path)
+    write(feed, lambda c: rules.add_email_rule(c, "shop@example.com", site="shop"))
+    other = make_feed(feed.settings, "blog")
+    write(feed, lambda c: rules.add_email_rule(c, "blog@example.com", site="blog"))
+    feed.send(sid(), error())
+    feed.send(sid(), error())
+    feed.cluster()  # one batch: the cluster is created already promoted
+    rows = feed.rows(
+        "SELECT o.event, r.target, o.created_at = c.promoted_at FROM alert_outbox o "
+        "JOIN alert_rules r ON r.id = o.rule_id JOIN clusters c ON c.id = o.cluster_id"
+    )
+    assert rows == [("promoted", "shop@example.com", 1)]  # the rule of its own site only
+    assert feed.rows("SELECT action FROM issue_events") == [("promoted",)]
+    other.conn.close()
+
+
 def test_a_failed_cluster_batch_queues_no_alert(tmp_path: Path) -> None:
     feed = make(tmp_path)
     write(feed, lambda c: rules.add_email_rule(c, "ops@example.com"))

@@ -646,8 +646,8 @@ def apply_batch(
         firsts[n].append(item)
     # Which cluster each key joins (old issues by their old key, then current key or alias).
     res = identity.resolve(conn, keys)
-    # Clusters: create the missing ones (counters start at 0; the UPDATE below adds). New
-    # failures at one exact position share the cluster of the first (identity.py, rule 3).
+    # Clusters: create the missing ones. New failures at one exact position share the cluster
+    # of the first (identity.py, rule 3).
     fresh: dict[tuple[str, str], list[Item]] = {}
     leader: dict[tuple[str, str], str] = {}
     creation: dict[int, tuple[str, str]] = {}
@@ -658,21 +658,38 @@ def apply_batch(
                 fp = leader.setdefault((k.site_id, k.position), fp)
             creation[n] = (k.site_id, fp)
             fresh.setdefault((k.site_id, fp), []).extend(firsts[n])
+    # A new cluster is inserted whole (its counts, sample and status from this batch): each of
+    # its index entries is written once. Inserting zeros, then updating the counters, then the
+    # status when it promoted at once, rewrote the counter and status indexes three times
+    # (issue 19: most of the cost of a new bug).
+    sampling = sampling or Sampling()
+    thresholds = _promote_threshold(conn, {site for site, _fp in fresh}, promote_after)
     new_rows = []
+    opened: set[tuple[str, str]] = set()
     for (site_id, fp), members in fresh.items():
         members.sort(key=lambda m: m.id)
         first = members[0]
+        sample = _sample(members, _kept(members, 0, sampling))
+        sessions = len({m.session_id for m in members})
+        users = len({m.user_key for m in members if m.user_key})
+        if should_promote(len(members), sessions, thresholds[site_id]):
+            opened.add((site_id, fp))
         new_rows.append(
-            (site_id, fp, first.kind, first.basis, first.title, first.culprit,
+            (site_id, fp, first.kind, first.basis, first.title,
+             _coalesce(sample.culprit if sample else None, first.culprit),
              min(m.received_at for m in members), max(m.received_at for m in members),
-             first.id, now, GROUPING_VERSION, first.release, members[-1].release)
+             sample.id if sample else first.id, now, GROUPING_VERSION,
+             _oldest_release(members), _newest_release(members), len(members), sessions, users,
+             "open" if (site_id, fp) in opened else "candidate",
+             now if (site_id, fp) in opened else None)
         )  # fmt: skip
     # Ids above this one are the clusters this transaction creates (ids only grow).
     top_id = int(conn.execute("SELECT coalesce(max(id), 0) FROM clusters").fetchone()[0])
     stats.new_clusters = conn.executemany(
         "INSERT INTO clusters (site_id, fingerprint, kind, basis, title, culprit, "
         "first_seen_at, last_seen_at, sample_failure_id, updated_at, grouping_version, "
-        "first_release, last_release) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "first_release, last_release, failure_count, session_count, user_count, status, "
+        "promoted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (site_id, fingerprint) DO NOTHING",
         new_rows,
     ).rowcount
@@ -690,6 +707,10 @@ def apply_batch(
             params,
         ):
             created[(site_id, fp)] = int(cid)
+    # Clusters this transaction inserted whole; a key that found its row already there (never
+    # under the write lock, but cheap to honour) is counted like any existing cluster below.
+    whole = {cid for cid in created.values() if cid > top_id}
+    born_open = [(cid, key[0]) for key, cid in created.items() if cid in whole and key in opened]
     target_of = [
         res.clusters[n] if n in res.clusters else created[creation[n]] for n in range(len(keys))
     ]
@@ -708,7 +729,7 @@ def apply_batch(
     for n, members in enumerate(firsts):
         groups.setdefault(target_of[n], []).extend(members)
     cluster_of: dict[int, tuple[str, int | None, str | None, int]] = {}
-    for chunk in _chunks(list(groups)):
+    for chunk in _chunks([cid for cid in groups if cid not in whole]):
         marks = ",".join("?" * len(chunk))
         for cid, status, resolved_at, in_release, count in conn.execute(
             "SELECT id, status, resolved_at, resolved_in_release, failure_count FROM clusters "
@@ -719,19 +740,15 @@ def apply_batch(
 
     # Claim the failures; the extra `cluster_id IS NULL` makes a double claim impossible. In a
     # hot cluster most failures give up their payload (sampling); every one is still counted.
-    sampling = sampling or Sampling()
     keep: list[tuple[str, int, int]] = []
     shed: list[tuple[str, int, int]] = []
     kept_ids: set[int] = set()
     for cid, members in groups.items():
         members.sort(key=lambda m: m.id)
-        before = cluster_of[cid][3]
-        for n, m in enumerate(members, start=1):
-            if sampling.keeps(before + n):
-                keep.append((m.fingerprint, cid, m.id))
-                kept_ids.add(m.id)
-            else:
-                shed.append((m.fingerprint, cid, m.id))
+        kept = _kept(members, 0 if cid in whole else cluster_of[cid][3], sampling)
+        kept_ids |= kept
+        for m in members:
+            (keep if m.id in kept else shed).append((m.fingerprint, cid, m.id))
     claimed = conn.executemany(
         "UPDATE failures SET fingerprint = ?, cluster_id = ? WHERE id = ? AND cluster_id IS NULL",
         keep,
@@ -764,16 +781,15 @@ def apply_batch(
             if m.user_key:
                 user_pairs.add((cid, m.user_key))
     # A cluster this transaction created has no sessions or users yet: nothing to look up.
-    new_ids = {cid for cid in created.values() if cid > top_id}
     known_sessions = _existing_pairs(
         conn,
         "SELECT session_id FROM cluster_sessions WHERE cluster_id = ? AND session_id IN ({marks})",
-        (pair for pair in session_rows if pair[0] not in new_ids),
+        (pair for pair in session_rows if pair[0] not in whole),
     )
     known_users = _existing_pairs(
         conn,
         "SELECT user_key FROM cluster_users WHERE cluster_id = ? AND user_key IN ({marks})",
-        (pair for pair in sorted(user_pairs) if pair[0] not in new_ids),
+        (pair for pair in sorted(user_pairs) if pair[0] not in whole),
     )
     new_sessions = Counter(cid for cid, sid in session_rows if (cid, sid) not in known_sessions)
     new_users = sorted(pair for pair in user_pairs if pair not in known_users)
@@ -785,28 +801,24 @@ def apply_batch(
     frame_rows: list[tuple[int, str]] = []
     touched: dict[int, Touched] = {}
     for cid, members in groups.items():
-        status, resolved_at, in_release, _count = cluster_of[cid]
         facet_counts = Counter(pair for m in members for pair in m.facets)
         facet_rows.extend((cid, f, v, n) for (f, v), n in facet_counts.items())
         day_counts = Counter(day_of(m.received_at) for m in members)
         day_rows.extend((cid, d, n) for d, n in day_counts.items())
-        # The newest failure with a stack (and its payload kept) becomes the sample, so the
-        # raw stack shown is from the current deploy and outlives payload purges longest.
-        sample = next(
-            (m for m in reversed(members) if m.frames is not None and m.id in kept_ids), None
-        )
-        newest_release = next((m.release for m in reversed(members) if m.release), None)
-        oldest_release = next((m.release for m in members if m.release), None)
-        first_at = min(m.received_at for m in members)
-        last_at = max(m.received_at for m in members)
-        cluster_updates.append(
-            (len(members), new_sessions[cid], users_per_cluster[cid], first_at, last_at,
-             sample.culprit if sample else None,
-             sample.id if sample else None, members[-1].id, now, newest_release,
-             oldest_release, cid)
-        )  # fmt: skip
+        sample = _sample(members, kept_ids)
         if sample is not None and sample.frames is not None:
             frame_rows.append((cid, sample.frames))
+        if cid in whole:
+            continue  # inserted with all of this above
+        status, resolved_at, in_release, _count = cluster_of[cid]
+        last_at = max(m.received_at for m in members)
+        cluster_updates.append(
+            (len(members), new_sessions[cid], users_per_cluster[cid],
+             min(m.received_at for m in members), last_at,
+             sample.culprit if sample else None,
+             sample.id if sample else None, members[-1].id, now, _newest_release(members),
+             _oldest_release(members), cid)
+        )  # fmt: skip
         touched[cid] = Touched(
             members[0].site_id, last_at, status, resolved_at, in_release,
             _release_points(members),
@@ -836,24 +848,49 @@ def apply_batch(
         "ON CONFLICT (cluster_id, day) DO UPDATE SET count = cluster_days.count + excluded.count",
         day_rows,
     )
-    conn.executemany(
-        "UPDATE clusters SET failure_count = failure_count + ?, "
-        "session_count = session_count + ?, user_count = user_count + ?, "
-        "first_seen_at = min(first_seen_at, ?), last_seen_at = max(last_seen_at, ?), "
-        "culprit = coalesce(?, culprit), "
-        "sample_failure_id = coalesce(?, sample_failure_id, ?), updated_at = ?, "
-        "last_release = coalesce(?, last_release), first_release = coalesce(first_release, ?) "
-        "WHERE id = ?",
-        cluster_updates,
-    )
+    if cluster_updates:
+        conn.executemany(
+            "UPDATE clusters SET failure_count = failure_count + ?, "
+            "session_count = session_count + ?, user_count = user_count + ?, "
+            "first_seen_at = min(first_seen_at, ?), last_seen_at = max(last_seen_at, ?), "
+            "culprit = coalesce(?, culprit), "
+            "sample_failure_id = coalesce(?, sample_failure_id, ?), updated_at = ?, "
+            "last_release = coalesce(?, last_release), first_release = coalesce(first_release, ?) "
+            "WHERE id = ?",
+            cluster_updates,
+        )
     # Frames live in their own table (migration 3) so clusters rows stay small for list scans.
     conn.executemany(
         "INSERT INTO cluster_frames (cluster_id, frames) VALUES (?, ?) "
         "ON CONFLICT (cluster_id) DO UPDATE SET frames = excluded.frames",
         frame_rows,
     )
-    _lifecycle(conn, touched, promote_after, now, stats)
+    _lifecycle(conn, touched, promote_after, now, stats, born_open)
     return stats
+
+
+def _kept(members: Sequence[Item], before: int, sampling: Sampling) -> set[int]:
+    """Ids of the members (oldest first) that keep their payload, `before` failures already in
+    their cluster."""
+    return {m.id for n, m in enumerate(members, start=1) if sampling.keeps(before + n)}
+
+
+def _sample(members: Sequence[Item], kept: set[int]) -> Item | None:
+    """The newest failure with a stack whose payload is kept: the cluster's sample, so the raw
+    stack shown is from the current deploy and outlives payload purges longest."""
+    return next((m for m in reversed(members) if m.frames is not None and m.id in kept), None)
+
+
+def _newest_release(members: Sequence[Item]) -> str | None:
+    return next((m.release for m in reversed(members) if m.release), None)
+
+
+def _oldest_release(members: Sequence[Item]) -> str | None:
+    return next((m.release for m in members if m.release), None)
+
+
+def _coalesce(value: str | None, default: str | None) -> str | None:
+    return value if value is not None else default
 
 
 def _release_points(members: Sequence[Item]) -> tuple[tuple[str | None, int], ...]:
@@ -898,8 +935,11 @@ def _lifecycle(
     promote_after: int,
     now: int,
     stats: BatchStats,
+    born_open: Sequence[tuple[int, str]] = (),
 ) -> None:
-    """Promote candidates that reached the threshold; reopen resolved issues as regressions."""
+    """Promote candidates that reached the threshold; reopen resolved issues as regressions.
+    `born_open`: (id, site) of clusters this batch created already promoted (they need their
+    events and alerts only)."""
     candidates = [cid for cid, t in touched.items() if t.status == "candidate"]
     thresholds = _promote_threshold(conn, {touched[c].site_id for c in candidates}, promote_after)
     for chunk in _chunks(candidates):
@@ -910,17 +950,20 @@ def _lifecycle(
         ):
             if should_promote(failures, sessions, thresholds[touched[cid].site_id]):
                 stats.promoted.append(int(cid))
+    promoted_now = list(stats.promoted)
+    stats.promoted = [cid for cid, _site in born_open] + promoted_now
+    site_of = {cid: t.site_id for cid, t in touched.items()} | dict(born_open)
     regressed_in: dict[int, str | None] = {}
     for cid, t in touched.items():
         reopens, release = _regression(conn, t)
         if reopens:
             regressed_in[cid] = release
     stats.regressed = list(regressed_in)
-    if stats.promoted:
+    if promoted_now:
         conn.executemany(
             "UPDATE clusters SET status = 'open', promoted_at = ? "
             "WHERE id = ? AND status = 'candidate'",
-            [(now, cid) for cid in stats.promoted],
+            [(now, cid) for cid in promoted_now],
         )
     if stats.regressed:
         conn.executemany(
@@ -941,8 +984,8 @@ def _lifecycle(
         # promotion or regression does (the deliver job sends them; see alerts/outbox.py).
         outbox.enqueue(
             conn,
-            [(cid, touched[cid].site_id, "promoted") for cid in stats.promoted]
-            + [(cid, touched[cid].site_id, "regression") for cid in stats.regressed],
+            [(cid, site_of[cid], "promoted") for cid in stats.promoted]
+            + [(cid, site_of[cid], "regression") for cid in stats.regressed],
             now,
         )
 

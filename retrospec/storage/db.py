@@ -41,6 +41,15 @@ CHECKPOINT_INTERVAL_S = 0.5
 # cuts the file down to this size: a burst (or a long read holding checkpoints back) grows the
 # WAL, but it does not stay big.
 WAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024
+# Under a load with no pause the WAL never restarts by itself (Writer._checkpoint_passes); past
+# this size the writer copies the last frames back itself, which lets its next write restart
+# the WAL. That costs ingest a stall of ~10 ms, so it is rare: at half of a saturating load the
+# WAL passes this size every few seconds (an idle moment restarts it long before).
+WAL_RESTART_BYTES = 128 * 1024 * 1024
+# Before the writer steps in: at most this many catch-up passes on the checkpointer thread,
+# stopping once one copied this few frames, so the writer's share is small.
+RESTART_PASSES = 4
+RESTART_FRAMES_LEFT = 200
 
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -166,6 +175,9 @@ class Writer:
         self.ops = 0
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
+        self._finish_checkpoint = threading.Event()
+        self._wal_bytes = 0  # as the checkpointer last saw it
+        self.wal_restarts = 0
 
     def start(self) -> None:
         """Open the connection in the writer thread and start taking work."""
@@ -191,9 +203,10 @@ class Writer:
         # PASSIVE checkpoints never block the writer; they copy what readers no longer need.
         conn = connect(self._path, synchronous=self._synchronous)
         try:
+            page = int(conn.execute("PRAGMA page_size").fetchone()[0])
             while not self._stop_checkpoints.wait(CHECKPOINT_INTERVAL_S):
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self._checkpoint_passes(conn, page)
                 except sqlite3.Error as exc:
                     log.warning("WAL checkpoint failed: %s", exc)
             # The writer has stopped: copy everything back and leave an empty WAL behind
@@ -287,8 +300,44 @@ class Writer:
                     self._commit_group(conn, batched)
                 if singles:
                     self._commit_group(conn, singles)
+                # The restart waits for a moment with nothing queued (it then delays only what
+                # arrives meanwhile), unless the WAL has grown to twice the restart size.
+                if self._finish_checkpoint.is_set() and (
+                    self._queue.empty() or self._wal_bytes > WAL_RESTART_BYTES * 2
+                ):
+                    self._finish_checkpoint.clear()
+                    self._checkpoint_here(conn)
         finally:
             conn.close()
+
+    def _checkpoint_passes(self, conn: sqlite3.Connection, page: int) -> None:
+        _busy, frames, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        self._wal_bytes = frames * page
+        if self._wal_bytes <= WAL_RESTART_BYTES:
+            return
+        # SQLite restarts the WAL only when a write begins with every frame copied back,
+        # which never happens while writes keep coming (each lands during the copy): the file
+        # then grows without end, some 50 MB/s at half of a saturating load here. Past the
+        # restart size, more passes copy what landed during the last one until that is little,
+        # and the writer copies the rest between two write groups, so its next transaction
+        # starts the WAL over (and SQLite cuts the file to WAL_SIZE_LIMIT_BYTES).
+        for _ in range(RESTART_PASSES):
+            before = done
+            _busy, frames, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if done - before <= RESTART_FRAMES_LEFT:
+                break
+        self._finish_checkpoint.set()
+
+    def _checkpoint_here(self, conn: sqlite3.Connection) -> None:
+        # Outside any transaction, with no other writer: copies what the checkpointer thread
+        # could not (the frames written meanwhile), unless a reader still needs them.
+        try:
+            busy, frames, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:
+            log.warning("WAL checkpoint failed: %s", exc)
+            return
+        if not busy and frames == done:
+            self.wal_restarts += 1
 
     def _reconnect(self, conn: sqlite3.Connection) -> sqlite3.Connection:
         # A PostgreSQL server restart or network cut breaks the connection; the group that

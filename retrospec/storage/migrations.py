@@ -629,6 +629,15 @@ DROP INDEX failures_cluster;
 CREATE INDEX failures_cluster ON failures(cluster_id, received_at) WHERE cluster_id IS NOT NULL;
 """,
     ),
+    (
+        14,
+        "drop clusters_status_seen, a prefix of clusters_search",
+        """
+-- clusters_search (status, last_seen_at, title, culprit) answers every query this one did:
+-- one index fewer to write for each new issue and each counter update (issue 19).
+DROP INDEX clusters_status_seen;
+""",
+    ),
 ]
 
 
