@@ -663,7 +663,9 @@ def apply_batch(
     # status when it promoted at once, rewrote the counter and status indexes three times
     # (issue 19: most of the cost of a new bug).
     sampling = sampling or Sampling()
-    thresholds = _promote_threshold(conn, {site for site, _fp in fresh}, promote_after)
+    # Promotion thresholds of every site in the batch, read once: new clusters need them here,
+    # existing candidates in _lifecycle.
+    thresholds = _promote_threshold(conn, {i.site_id for i in todo}, promote_after)
     new_rows = []
     opened: set[tuple[str, str]] = set()
     for (site_id, fp), members in fresh.items():
@@ -676,7 +678,7 @@ def apply_batch(
             opened.add((site_id, fp))
         new_rows.append(
             (site_id, fp, first.kind, first.basis, first.title,
-             _coalesce(sample.culprit if sample else None, first.culprit),
+             first.culprit if sample is None or sample.culprit is None else sample.culprit,
              min(m.received_at for m in members), max(m.received_at for m in members),
              sample.id if sample else first.id, now, GROUPING_VERSION,
              _oldest_release(members), _newest_release(members), len(members), sessions, users,
@@ -865,7 +867,7 @@ def apply_batch(
         "ON CONFLICT (cluster_id) DO UPDATE SET frames = excluded.frames",
         frame_rows,
     )
-    _lifecycle(conn, touched, promote_after, now, stats, born_open)
+    _lifecycle(conn, touched, thresholds, now, stats, born_open)
     return stats
 
 
@@ -887,10 +889,6 @@ def _newest_release(members: Sequence[Item]) -> str | None:
 
 def _oldest_release(members: Sequence[Item]) -> str | None:
     return next((m.release for m in members if m.release), None)
-
-
-def _coalesce(value: str | None, default: str | None) -> str | None:
-    return value if value is not None else default
 
 
 def _release_points(members: Sequence[Item]) -> tuple[tuple[str | None, int], ...]:
@@ -932,7 +930,7 @@ def _regression(conn: sqlite3.Connection, t: Touched) -> tuple[bool, str | None]
 def _lifecycle(
     conn: sqlite3.Connection,
     touched: dict[int, Touched],
-    promote_after: int,
+    thresholds: Mapping[str, int],
     now: int,
     stats: BatchStats,
     born_open: Sequence[tuple[int, str]] = (),
@@ -941,7 +939,6 @@ def _lifecycle(
     `born_open`: (id, site) of clusters this batch created already promoted (they need their
     events and alerts only)."""
     candidates = [cid for cid, t in touched.items() if t.status == "candidate"]
-    thresholds = _promote_threshold(conn, {touched[c].site_id for c in candidates}, promote_after)
     for chunk in _chunks(candidates):
         marks = ",".join("?" * len(chunk))
         for cid, failures, sessions in conn.execute(

@@ -179,7 +179,7 @@ class Writer:
         self._finish_checkpoint = threading.Event()
         self._wal_bytes = 0  # as the checkpointer last saw it
         self._cut_wal_later = False
-        self.wal_restarts = 0
+        self.wal_restarts = 0  # forced restarts set up by _checkpoint_here
 
     def start(self) -> None:
         """Open the connection in the writer thread and start taking work."""
@@ -302,19 +302,23 @@ class Writer:
                     self._commit_group(conn, batched)
                 if singles:
                     self._commit_group(conn, singles)
-                # The group above restarted the WAL without cutting it (_checkpoint_here).
-                if self._cut_wal_later and self._queue.empty():
-                    self._cut_wal_later = False
-                    conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
-                # The restart waits for a moment with nothing queued (it then delays only what
-                # arrives meanwhile), unless the WAL has grown to twice the restart size.
-                if self._finish_checkpoint.is_set() and (
-                    self._queue.empty() or self._wal_bytes > WAL_RESTART_BYTES * 2
-                ):
-                    self._finish_checkpoint.clear()
-                    self._checkpoint_here(conn)
+                self._between_groups(conn)
         finally:
             conn.close()
+
+    def _between_groups(self, conn: sqlite3.Connection) -> None:
+        # The group just committed restarted the WAL without cutting the file (_checkpoint_here):
+        # the size limit comes back once nothing is queued.
+        if self._cut_wal_later and self._queue.empty():
+            self._cut_wal_later = False
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
+        # A restart asked for by the checkpointer waits for a moment with nothing queued (it then
+        # delays only what arrives meanwhile), unless the WAL has grown to twice the restart size.
+        if self._finish_checkpoint.is_set() and (
+            self._queue.empty() or self._wal_bytes > WAL_RESTART_BYTES * 2
+        ):
+            self._finish_checkpoint.clear()
+            self._checkpoint_here(conn)
 
     def _checkpoint_passes(self, conn: sqlite3.Connection, page: int) -> None:
         _busy, frames, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
@@ -323,10 +327,10 @@ class Writer:
             return
         # SQLite restarts the WAL only when a write begins with every frame copied back,
         # which never happens while writes keep coming (each lands during the copy): the file
-        # then grows without end, some 50 MB/s at half of a saturating load here. Past the
-        # restart size, more passes copy what landed during the last one until that is little,
-        # and the writer copies the rest between two write groups, so its next transaction
-        # starts the WAL over (and SQLite cuts the file to WAL_SIZE_LIMIT_BYTES).
+        # then grows without end, ~40 MB/s at half of a saturating load here. Past the restart
+        # size, more passes copy what landed during the last one until that is little, and the
+        # writer copies the rest between two write groups, so its next transaction starts the
+        # WAL over from the beginning of the file.
         for _ in range(RESTART_PASSES):
             before = done
             _busy, frames, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
