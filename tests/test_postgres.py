@@ -322,7 +322,14 @@ def test_two_servers_share_one_database_and_bucket_and_survive_a_sigkill(
     def browse() -> None:
         with httpx.Client(base_url=survivor.base_url, timeout=10, follow_redirects=True) as web:
             login(web)  # type: ignore[arg-type]
-            while not killed.is_set() or sum(p[2] for p in pages) < 5:
+            # Browse until five pages after the kill, and until the survivor shows an issue
+            # (the first clustering pass may still be running at the kill on a busy 2-core box).
+            deadline = time.monotonic() + 120
+            while (
+                not killed.is_set()
+                or sum(p[2] for p in pages) < 5
+                or not any(p[2] and p[3] for p in pages)
+            ) and time.monotonic() < deadline:
                 after = killed.is_set()
                 page = web.get("/?status=all")
                 pages.append(
