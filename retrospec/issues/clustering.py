@@ -45,7 +45,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import msgspec
@@ -82,8 +82,10 @@ log = logging.getLogger(__name__)
 
 FACET_VALUE_CHARS = 300
 _CHUNK = 400  # bound on bound parameters per statement (row-value IN lists)
-# One write transaction takes at most this many failures or distinct fingerprints: a few
-# milliseconds on the writer, so ingest groups queued behind it wait little (issue 19).
+# One write transaction takes at most this many failures or distinct fingerprints, so ingest
+# groups get the writer in between (issue 19). A slice of 1,000 takes 40-55 ms here and is the
+# largest part of the ingest p99 while the job works; slices of 200 (10-15 ms) did not lower
+# that p99 and halved the job's rate under a flood (each slice pays a commit), so 1,000 stays.
 WRITE_SLICE_FAILURES = 1000
 WRITE_SLICE_KEYS = 100
 
@@ -100,9 +102,13 @@ FROM failures WHERE cluster_id IS NULL AND id > ? ORDER BY id LIMIT ?
 _STILL_UNCLAIMED = "SELECT id FROM failures WHERE cluster_id IS NULL AND id BETWEEN ? AND ?"
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One fingerprinted failure, ready to be written."""
+class Item(NamedTuple):
+    """One fingerprinted failure, ready to be written.
+
+    A named tuple, not a dataclass: batches of thousands come back from the compute process,
+    and unpickling is on the server's interpreter, the event loop's. A frozen dataclass
+    unpickles field by field (16 ms per 2,700 items measured), a tuple in one call (3.5 ms).
+    """
 
     id: int
     site_id: str

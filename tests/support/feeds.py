@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from retrospec.clock import now_ms
@@ -97,7 +97,7 @@ class Feed:
         """
         rows = [dict(r) for r in self.conn.execute(clustering._SELECT_BATCH, (0, 10_000))]
         items = [
-            replace(item, fingerprint=grouping_v1.fingerprint_hash(clustering.failure_input(row)))
+            item._replace(fingerprint=grouping_v1.fingerprint_hash(clustering.failure_input(row)))
             for row, (item, _ok) in zip(rows, clustering.fingerprint_rows(rows)[0], strict=True)
         ]
         DirectWriter(self.conn).call(
