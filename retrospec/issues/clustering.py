@@ -945,6 +945,7 @@ def _lifecycle(
     `born_open`: (id, site) of clusters this batch created already promoted (they need their
     events and alerts only)."""
     candidates = [cid for cid, t in touched.items() if t.status == "candidate"]
+    promoted_now: list[int] = []  # existing candidates that reach the threshold with this batch
     for chunk in _chunks(candidates):
         marks = ",".join("?" * len(chunk))
         for cid, failures, sessions in conn.execute(
@@ -952,8 +953,7 @@ def _lifecycle(
             tuple(chunk),
         ):
             if should_promote(failures, sessions, thresholds[touched[cid].site_id]):
-                stats.promoted.append(int(cid))
-    promoted_now = list(stats.promoted)
+                promoted_now.append(int(cid))
     stats.promoted = [cid for cid, _site in born_open] + promoted_now
     site_of = {cid: t.site_id for cid, t in touched.items()} | dict(born_open)
     regressed_in: dict[int, str | None] = {}
