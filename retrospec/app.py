@@ -71,7 +71,9 @@ def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
         if run_jobs:
 
             def make_ctx(name: str) -> JobContext:
-                return JobContext(settings=settings, blobs=rt.blobs, write=rt.writer.call)
+                return JobContext(
+                    settings=settings, blobs=rt.blobs, write=rt.writer.call, submit=rt.writer.submit
+                )
 
             rt.scheduler = Scheduler(make_ctx, settings)
             rt.scheduler.start()

@@ -808,3 +808,21 @@ def test_sampling_off_keeps_every_payload() -> None:
     assert all(clustering.Sampling(0, 100).keeps(n) for n in range(1, 500))
     on = clustering.Sampling(10, 5)
     assert [n for n in range(1, 31) if on.keeps(n)] == [*range(1, 11), 15, 20, 25, 30]
+
+
+def test_write_slices_are_small_while_keeping_up_and_big_when_behind(feed: Feed) -> None:
+    """What a slice takes is what an ingest arriving meanwhile waits; its size is also the job's
+    share of the writer under a flood. Fresh failures go in small slices, a backlog in big ones."""
+    small = clustering.KEEPING_UP_SLICE_FAILURES
+    assert small * 4 <= clustering.WRITE_SLICE_FAILURES
+    now = now_ms()
+    sessions = [sid() for _ in range(9)]
+    for n in range(small // 5):  # 2 slices' worth of one bug, received just now
+        feed.send(sessions[n % 9], *[error(CHROME_V1)] * 10)
+    fresh = feed.cluster(batch_size=small * 4)
+    assert fresh.items == small * 2 and fresh.details["writes"] == 2
+    for n in range(small // 5):  # as many again, received long enough ago to be a backlog
+        feed.send(sessions[n % 9], *[error(CHROME_V1)] * 10, received_at=now - 600_000)
+    behind = feed.cluster(batch_size=small * 4)
+    assert behind.items == small * 2 and behind.details["writes"] == 1
+    assert_counts_exact(feed)

@@ -214,18 +214,42 @@ def test_the_wal_stays_bounded_while_writes_never_pause(
         for k in range(start, rows, 2):
             writer.call(lambda c, k=k: c.execute("INSERT INTO t VALUES (?, ?)", (k, "x" * 2000)))
 
+    read_errors: list[Exception] = []
+    reads = 0
+
+    def read() -> None:
+        # Readers in the same process all along, each on a new connection as a job run opens
+        # one, keep reading through the restarts.
+        nonlocal reads
+        while any(t.is_alive() for t in threads):
+            try:
+                conn = connect(db, readonly=True)
+                try:
+                    conn.execute("SELECT max(k) FROM t").fetchall()
+                    reads += 1
+                finally:
+                    conn.close()
+            except sqlite3.Error as exc:
+                read_errors.append(exc)
+            time.sleep(0.02)  # now and then, as the dashboard reads: a restart needs a
+            # moment with no reader inside the WAL
+
     try:
         threads = [threading.Thread(target=insert, args=(n,)) for n in (0, 1)]
         for t in threads:
             t.start()
+        reader = threading.Thread(target=read)
+        reader.start()
         while any(t.is_alive() for t in threads):
             with contextlib.suppress(FileNotFoundError):
                 biggest = max(biggest, wal.stat().st_size)
             time.sleep(0.005)
         for t in threads:
             t.join()
+        reader.join()
     finally:
         writer.stop()
+    assert read_errors == [] and reads > 10
     # Without restarts the WAL holds every frame written, more than the rows' 32 MB; with them
     # it is reused from the start, its size set by how fast checkpoints keep up (on an idle
     # machine about 15 times the restart size, 4 MB).
@@ -276,3 +300,109 @@ def test_the_wal_shrinks_back_after_a_burst(serve: Callable[..., ServerProcess])
         seq += 1
     server.stop()
     assert not wal.exists() or wal.stat().st_size == 0  # a clean stop leaves it empty
+
+
+def test_writes_from_job_threads_take_turns_with_ingest_one_transaction_each(db: Path) -> None:
+    """A job hands over several writes at once: each commits alone, and ingest queued behind
+    them goes first, so an ingest waits for at most one job write."""
+    writer = Writer(db)
+    writer.start()
+    order: list[str] = []
+    entered, gate = threading.Event(), threading.Event()
+
+    def job_write(name: str, k: int) -> Callable[[sqlite3.Connection], int]:
+        def write(conn: sqlite3.Connection) -> int:
+            if name == "gate":
+                entered.set()
+                assert gate.wait(10)
+            order.append(name)
+            return int(conn.execute("INSERT INTO t (k, v) VALUES (?, ?)", (k, name)).rowcount)
+
+        return write
+
+    def ingest(conn: sqlite3.Connection, items: list[int]) -> list[Any]:
+        order.append("ingest")
+        conn.executemany("INSERT INTO t (k, v) VALUES (?, 'ingest')", [(k,) for k in items])
+        return [True] * len(items)
+
+    async def go() -> list[Any]:
+        held = writer.submit(job_write("gate", 1))
+        assert await asyncio.to_thread(entered.wait, 10)  # the writer is busy with this one
+        later = [writer.submit(job_write(name, k)) for name, k in (("a", 2), ("b", 3))]
+        task = asyncio.ensure_future(writer.run_batched(ingest, 10))
+        await asyncio.sleep(0.05)  # queued behind a and b
+        before = writer.commits
+        gate.set()
+        got = [await task, *[await asyncio.wrap_future(f) for f in (held, *later)]]
+        return [got, writer.commits - before]
+
+    try:
+        (results, commits) = asyncio.run(go())
+    finally:
+        writer.stop()
+    assert order == ["gate", "ingest", "a", "b"]
+    assert results == [True, 1, 1, 1]
+    assert commits == 4  # gate, the ingest group, a, b: one transaction each
+    with _conn(db) as conn:
+        assert [tuple(r) for r in conn.execute("SELECT k, v FROM t ORDER BY k")] == [
+            (1, "gate"), (2, "a"), (3, "b"), (10, "ingest"),
+        ]  # fmt: skip
+
+
+@pytest.mark.parametrize("through", ["writer", "direct"])
+def test_write_all_stops_at_the_first_failing_write(
+    db: Path, settings: Settings, through: str
+) -> None:
+    from retrospec.jobs.context import JobContext
+    from retrospec.storage.blobs import BlobStore
+    from retrospec.storage.db import DirectWriter
+
+    writer = Writer(db)
+    direct = connect(db)
+    blobs = BlobStore(settings.effective_blob_url)
+    if through == "writer":
+        writer.start()
+        ctx = JobContext(settings=settings, blobs=blobs, write=writer.call, submit=writer.submit)
+    else:
+        ctx = JobContext(settings=settings, blobs=blobs, write=DirectWriter(direct).call)
+    try:
+        assert ctx.write_all([_insert(1), _insert(2)]) == [1, 1]
+        with pytest.raises(INTEGRITY_ERRORS):
+            ctx.write_all([_insert(3), _insert(1), _insert(4)])  # 1 is taken: 4 never lands
+    finally:
+        writer.stop()
+        direct.close()
+    with _conn(db) as conn:
+        assert [r[0] for r in conn.execute("SELECT k FROM t ORDER BY k")] == [1, 2, 3]
+
+
+def test_multi_row_statements_write_what_one_statement_per_row_would(db: Path) -> None:
+    """insert_rows and update_ids against executemany, upserts of one key twice included, with
+    statements cut small (a SQLite built with a low parameter limit)."""
+    from retrospec.storage.db import insert_rows, update_ids
+
+    upsert = (
+        "INSERT INTO {t} (id, n, v) VALUES (?, coalesce(?, 0), ?) "
+        "ON CONFLICT (id) DO UPDATE SET n = {t}.n + excluded.n, v = excluded.v"
+    )
+    rows = [(k % 7, k, f"v{k}") for k in range(40)] + [(3, None, "none")]
+    with _conn(db) as conn:
+        if not storage_db.is_postgres(conn):
+            conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 8)  # two rows per statement
+        for table in ("one", "many"):
+            conn.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, n INTEGER, v TEXT)")
+        with transaction(conn):
+            conn.executemany(upsert.format(t="one"), rows)
+            insert_rows(conn, upsert.format(t="many"), rows)
+            insert_rows(conn, upsert.format(t="many"), [])
+        tables = [
+            [tuple(r) for r in conn.execute(f"SELECT id, n, v FROM {t} ORDER BY id")]
+            for t in ("one", "many")
+        ]
+        assert tables[0] == tables[1] and len(tables[0]) == 7
+        with transaction(conn):
+            changed = update_ids(conn, "UPDATE many SET v = ? WHERE", ("x",), [0, 2, 4, 5, 9])
+        assert changed == 4  # there is no 9
+        assert [r[0] for r in conn.execute("SELECT id FROM many WHERE v = 'x' ORDER BY id")] == [
+            0, 2, 4, 5,
+        ]  # fmt: skip

@@ -20,7 +20,7 @@ from retrospec.clock import day_of, now_ms
 from retrospec.errors import Forbidden, InsufficientStorage, PayloadTooLarge, StorageFailed
 from retrospec.ingest.usage import record_usage
 from retrospec.storage.blobs import BlobStore, segment_key
-from retrospec.storage.db import transaction
+from retrospec.storage.db import insert_rows, transaction
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def write_batches(
     *,
     limits: SessionLimits | None = None,
 ) -> list[bool | Exception]:
-    """Insert many batches with a few executemany calls (the writer groups concurrent ingests).
+    """Insert many batches with a few statements (the writer groups concurrent ingests).
 
     Runs inside the write transaction, after stage_batches placed the events. Returns per batch:
     True if stored, False for an idempotent retry of a stored (session, seq), or an Exception
@@ -264,11 +264,9 @@ def write_batches(
         accepted.append(batch)
         results.append(True)
     if accepted:
-        conn.executemany(SESSION_UPSERT, [b.session_row for b in accepted])
-        conn.executemany(CHUNK_INSERT, [_chunk_row(b) for b in accepted])
-        rows = [row for b in accepted for row in b.failure_rows]
-        if rows:
-            conn.executemany(FAILURE_INSERT, rows)
+        insert_rows(conn, SESSION_UPSERT, [b.session_row for b in accepted])
+        insert_rows(conn, CHUNK_INSERT, [_chunk_row(b) for b in accepted])
+        insert_rows(conn, FAILURE_INSERT, [row for b in accepted for row in b.failure_rows])
         record_usage(conn, _usage(accepted))
     return results
 

@@ -76,17 +76,22 @@ from retrospec.sourcemaps.resolve import (
     MapIndex,
     cache_for,
 )
-from retrospec.storage.db import connect
+from retrospec.storage.db import connect, insert_rows, update_ids
 
 log = logging.getLogger(__name__)
 
 FACET_VALUE_CHARS = 300
 _CHUNK = 400  # bound on bound parameters per statement (row-value IN lists)
 # One write transaction takes at most this many failures or distinct fingerprints, so ingest
-# groups get the writer in between (issue 19). A slice of 1,000 takes 40-55 ms here and is the
-# largest part of the ingest p99 while the job works; slices of 200 (10-15 ms) did not lower
-# that p99 and halved the job's rate under a flood (each slice pays a commit), so 1,000 stays.
+# groups get the writer in between (issue 19); what a slice takes is what an ingest arriving
+# during it waits. Keeping up, slices are small: 250 failures, 14 ms (median) at half load
+# here; that took the ingest p99 from 94-113 ms to 62-83 ms. Behind (the oldest failure
+# claimed is over CATCH_UP_MS old, as under a flood), they are 1,000 (29 ms): the writer takes
+# turns slice by slice with ingest groups, so a slice's size is the job's share, and at 250 a
+# flood outran the job (4,300 failures/s clustered against 9,400 ingested).
 WRITE_SLICE_FAILURES = 1000
+KEEPING_UP_SLICE_FAILURES = 250
+CATCH_UP_MS = 3000
 WRITE_SLICE_KEYS = 100
 
 # Test hooks (ctx.options): called with the batch's failure ids.
@@ -435,6 +440,7 @@ def run(ctx: JobContext) -> JobResult:
     before_write: Callable[[list[int]], None] | None = ctx.options.get(BEFORE_WRITE)
     sampling = Sampling(ctx.settings.hot_cluster_after, ctx.settings.hot_cluster_keep_every)
     slice_failures = int(ctx.options.get("slice_failures", WRITE_SLICE_FAILURES))
+    keeping_up_slice = min(slice_failures, KEEPING_UP_SLICE_FAILURES)
     slice_keys = int(ctx.options.get("slice_keys", WRITE_SLICE_KEYS))
     result = JobResult()
     totals = dict.fromkeys(
@@ -488,15 +494,25 @@ def run(ctx: JobContext) -> JobResult:
                     before_write([i.id for i in items])
                 # Each slice is a whole transaction of its own (claims and counts together), so
                 # a crash between slices leaves the earlier ones complete and the rest unclaimed.
-                for part in write_slices(items, slice_failures, slice_keys):
-                    write = functools.partial(
+                # They go to the writer together: it commits them in order, an ingest group in
+                # between each, so a slice's length is what ingest may wait for.
+                writes = [
+                    functools.partial(
                         apply_batch,
                         items=part,
                         promote_after=ctx.settings.promote_after,
                         options=ctx.options,
                         sampling=sampling,
                     )
-                    stats: BatchStats = ctx.write(write)
+                    for part in write_slices(
+                        items,
+                        slice_failures
+                        if now_ms() - items[0].received_at > CATCH_UP_MS
+                        else keeping_up_slice,
+                        slice_keys,
+                    )
+                ]
+                for stats in ctx.write_all(writes):
                     totals["writes"] += 1
                     totals["claimed"] += stats.claimed
                     totals["skipped"] += stats.skipped
@@ -613,6 +629,21 @@ def _existing_pairs(
     return out
 
 
+def _unclaimed(conn: sqlite3.Connection, ids: Sequence[int]) -> set[int]:
+    """Which of these distinct failure ids are unclaimed. Counted first: usually all are, and
+    a count is one row back where the ids are a step (a GIL hand-over) each, see insert_rows."""
+    count = 0
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        count += conn.execute(
+            f"SELECT count(*) FROM failures WHERE cluster_id IS NULL AND id IN ({marks})", chunk
+        ).fetchone()[0]
+    if count == len(ids):
+        return set(ids)
+    return {row[0] for row in conn.execute(_STILL_UNCLAIMED, (min(ids), max(ids)))}
+
+
 def apply_batch(
     conn: sqlite3.Connection,
     items: Sequence[Item],
@@ -622,8 +653,8 @@ def apply_batch(
 ) -> BatchStats:
     """Write one fingerprinted batch (runs on the writer, inside its transaction).
 
-    Work is per distinct key, cluster and (cluster, session) pair, each in one executemany;
-    only claiming the failures themselves is a row per failure.
+    Work is per distinct key, cluster and (cluster, session) pair, in a few statements each;
+    claiming the failures themselves is one statement per (fingerprint, cluster).
     """
     stats = BatchStats()
     if not items:
@@ -631,7 +662,7 @@ def apply_batch(
     now = now_ms()
     ids = [i.id for i in items]
     # Inside the write lock: which of these are still unclaimed? (Another run may have won.)
-    still = {row[0] for row in conn.execute(_STILL_UNCLAIMED, (min(ids), max(ids)))}
+    still = _unclaimed(conn, ids)
     todo = [i for i in items if i.id in still]
     stats.skipped = len(items) - len(todo)
     if not todo:
@@ -748,29 +779,32 @@ def apply_batch(
 
     # Claim the failures; the extra `cluster_id IS NULL` makes a double claim impossible. In a
     # hot cluster most failures give up their payload (sampling); every one is still counted.
-    keep: list[tuple[str, int, int]] = []
-    shed: list[tuple[str, int, int]] = []
+    # (fingerprint, cluster, payload kept) -> failure ids: one claim statement for each.
+    claims: dict[tuple[str, int, bool], list[int]] = {}
     kept_ids: set[int] = set()
+    shed = 0
     for cid, members in groups.items():
         members.sort(key=lambda m: m.id)
         kept = _kept(members, 0 if cid in whole else cluster_of[cid][3], sampling)
         kept_ids |= kept
         for m in members:
-            (keep if m.id in kept else shed).append((m.fingerprint, cid, m.id))
-    claimed = conn.executemany(
-        "UPDATE failures SET fingerprint = ?, cluster_id = ? WHERE id = ? AND cluster_id IS NULL",
-        keep,
-    ).rowcount
-    if shed:
-        claimed += conn.executemany(
-            "UPDATE failures SET fingerprint = ?, cluster_id = ?, payload = NULL "
-            "WHERE id = ? AND cluster_id IS NULL",
-            shed,
-        ).rowcount
+            claims.setdefault((m.fingerprint, cid, m.id in kept), []).append(m.id)
+    claimed = 0
+    for (key, cid, keeps), claim_ids in claims.items():
+        shed += 0 if keeps else len(claim_ids)
+        claimed += update_ids(
+            conn,
+            "UPDATE failures SET fingerprint = ?, cluster_id = ?"
+            + ("" if keeps else ", payload = NULL")
+            + " WHERE",
+            (key, cid),
+            claim_ids,
+            "AND cluster_id IS NULL",
+        )
     if claimed != len(todo):  # impossible under the write lock; roll back rather than miscount
         raise RuntimeError(f"claimed {claimed} of {len(todo)} failures; batch rolled back")
     stats.claimed = claimed
-    stats.shed = len(shed)
+    stats.shed = shed
     hook = (options or {}).get(MIDWAY)
     if hook is not None:
         hook([i.id for i in todo])
@@ -832,7 +866,8 @@ def apply_batch(
             _release_points(members),
         )  # fmt: skip
 
-    conn.executemany(
+    insert_rows(
+        conn,
         "INSERT INTO cluster_sessions (cluster_id, session_id, failures, first_failure_id, "
         "last_seen_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (cluster_id, session_id) DO UPDATE "
         "SET failures = cluster_sessions.failures + excluded.failures, "
