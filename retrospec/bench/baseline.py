@@ -3,8 +3,9 @@
 Run as `python -m retrospec.bench.baseline --port P --data-dir D` under the same uvicorn settings
 as `retrospec serve` (one worker, httptools, uvloop). It reads the body, decodes it with msgspec,
 and hands the same rows ingest writes (the session upsert, the batch's chunk row, the failure
-rows, with the very same SQL statements) to one group-committing writer thread (WAL, the same
-synchronous mode, executemany), answering 202 only after COMMIT. What it leaves out is what makes
+rows, with the very same SQL statements, written the same way: multi-row, storage.db.insert_rows)
+to one group-committing writer thread (WAL, the same synchronous mode), answering 202 only after
+COMMIT. What it leaves out is what makes
 RetroSpec a product rather than a bare write: keys, origins, rate limits, caps, validation,
 idempotency checks and error answers. POST /chunk also compresses the events like ingest (one zstd
 frame; on the event loop, in a thread pool when big), and the writer thread writes the frames of
@@ -31,6 +32,7 @@ import zstandard
 
 from retrospec.ingest.prepare import INLINE_COMPRESS_BYTES
 from retrospec.ingest.write import CHUNK_INSERT, FAILURE_INSERT, SESSION_UPSERT
+from retrospec.storage.db import insert_rows
 
 # The statements ingest runs, in the order it runs them.
 _ORDER = (SESSION_UPSERT, CHUNK_INSERT, FAILURE_INSERT)
@@ -70,7 +72,7 @@ _ACK_HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"11
 
 
 class _GroupWriter:
-    """One thread, one connection: drain the queue, segment, executemany, COMMIT, answer all."""
+    """One thread, one connection: drain the queue, segment, insert, COMMIT, answer all."""
 
     def __init__(self, path: Path, synchronous: str, blob_dir: Path) -> None:
         self.path = path
@@ -125,8 +127,7 @@ class _GroupWriter:
                     by_sql[sql].extend(rows)
             conn.execute("BEGIN IMMEDIATE")
             for sql, rows in by_sql.items():
-                if rows:
-                    conn.executemany(sql, rows)
+                insert_rows(conn, sql, rows)
             conn.execute("COMMIT")
             # One wake-up of the event loop per group, not per request.
             loop.call_soon_threadsafe(_resolve, [fut for _, fut in group])
