@@ -45,9 +45,10 @@ CHECKPOINT_INTERVAL_S = 0.5
 WAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024
 # Under a load with no pause the WAL never restarts by itself (Writer._checkpoint_passes); past
 # this size the writer copies the last frames back itself, which lets its next write restart
-# the WAL. That copy ends in an fsync and stalls ingest for 40-160 ms on the reference VM, so it
-# is a safety valve: under a sustained load (the WAL grows 25-40 MB/s at half of saturation
-# here) it fires every ~9 s; any pause in the load restarts the WAL long before.
+# the WAL. That copy fsyncs and stalls ingest for 24-43 ms on the reference VM (127-136 ms
+# before the checkpointer flushed the WAL ahead of it, see _flush_wal), so it is a safety
+# valve: under a sustained load (the WAL grows 25-40 MB/s at half of saturation here) it fires
+# every ~9 s; any pause in the load restarts the WAL long before.
 WAL_RESTART_BYTES = 256 * 1024 * 1024
 # Before the writer steps in: at most this many catch-up passes on the checkpointer thread,
 # stopping once one copied this few frames, so the writer's share is small.
