@@ -649,9 +649,9 @@ def insert_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]
     in a few multi-row statements on SQLite (its VALUES tuple repeated, rows in order).
 
     Why not executemany on the writer: Python's sqlite3 lets go of the GIL around each row's
-    step, and while the event loop is busy each of those hand-backs waits its turn. Measured,
-    a 1,000-failure cluster slice took 21 ms alone and 56-70 ms (116 max) beside a busy Python
-    thread; written this way, 28 and 38. On PostgreSQL executemany stays: psycopg pipelines
+    step, and while the event loop is busy each of those hand-backs waits its turn. Measured in
+    one hour, a 1,000-failure cluster slice took 36 ms alone and 110-122 ms beside a busy Python
+    thread; written this way, 31 and 44-51. On PostgreSQL executemany stays: psycopg pipelines
     it, and there an upsert may not touch one row twice in a statement.
     """
     if not rows:
