@@ -15,9 +15,19 @@ from typing import Any
 import httpx
 import pytest
 
+from retrospec.jobs.context import JobContext
 from retrospec.settings import Settings
 from retrospec.storage import db as storage_db
-from retrospec.storage.db import WAL_SIZE_LIMIT_BYTES, Writer, connect, transaction
+from retrospec.storage.blobs import BlobStore
+from retrospec.storage.db import (
+    WAL_SIZE_LIMIT_BYTES,
+    DirectWriter,
+    Writer,
+    connect,
+    insert_rows,
+    transaction,
+    update_ids,
+)
 from tests.support.data import add_site
 from tests.support.envelopes import heavy_failures
 from tests.support.servers import ServerProcess
@@ -353,10 +363,6 @@ def test_writes_from_job_threads_take_turns_with_ingest_one_transaction_each(db:
 def test_write_all_stops_at_the_first_failing_write(
     db: Path, settings: Settings, through: str
 ) -> None:
-    from retrospec.jobs.context import JobContext
-    from retrospec.storage.blobs import BlobStore
-    from retrospec.storage.db import DirectWriter
-
     writer = Writer(db)
     direct = connect(db)
     blobs = BlobStore(settings.effective_blob_url)
@@ -379,8 +385,6 @@ def test_write_all_stops_at_the_first_failing_write(
 def test_multi_row_statements_write_what_one_statement_per_row_would(db: Path) -> None:
     """insert_rows and update_ids against executemany, upserts of one key twice included, with
     statements cut small (a SQLite built with a low parameter limit)."""
-    from retrospec.storage.db import insert_rows, update_ids
-
     upsert = (
         "INSERT INTO {t} (id, n, v) VALUES (?, coalesce(?, 0), ?) "
         "ON CONFLICT (id) DO UPDATE SET n = {t}.n + excluded.n, v = excluded.v"

@@ -5,13 +5,12 @@ as `retrospec serve` (one worker, httptools, uvloop). It reads the body, decodes
 and hands the same rows ingest writes (the session upsert, the batch's chunk row, the failure
 rows, with the very same SQL statements, written the same way: multi-row, storage.db.insert_rows)
 to one group-committing writer thread (WAL, the same synchronous mode), answering 202 only after
-COMMIT. What it leaves out is what makes
-RetroSpec a product rather than a bare write: keys, origins, rate limits, caps, validation,
-idempotency checks and error answers. POST /chunk also compresses the events like ingest (one zstd
-frame; on the event loop, in a thread pool when big), and the writer thread writes the frames of
-each group as one segment file (temp name + rename) before BEGIN, the rows pointing at (key,
-offset, length), like ingest. POST /null answers 202 without touching anything: the load
-generator's own ceiling.
+COMMIT. What it leaves out is what makes RetroSpec a product rather than a bare write: keys,
+origins, rate limits, caps, validation, idempotency checks and error answers. POST /chunk also
+compresses the events like ingest (one zstd frame; on the event loop, in a thread pool when
+big), and the writer thread writes the frames of each group as one segment file (temp name +
+rename) before BEGIN, the rows pointing at (key, offset, length), like ingest. POST /null answers
+202 without touching anything: the load generator's own ceiling.
 """
 
 from __future__ import annotations

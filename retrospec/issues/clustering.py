@@ -497,6 +497,8 @@ def run(ctx: JobContext) -> JobResult:
                 # a crash between slices leaves the earlier ones complete and the rest unclaimed.
                 # They go to the writer together: it commits them in order, an ingest group in
                 # between each, so a slice's length is what ingest may wait for.
+                behind = now_ms() - items[0].received_at > CATCH_UP_MS
+                slice_size = slice_failures if behind else keeping_up_slice
                 writes = [
                     functools.partial(
                         apply_batch,
@@ -505,13 +507,7 @@ def run(ctx: JobContext) -> JobResult:
                         options=ctx.options,
                         sampling=sampling,
                     )
-                    for part in write_slices(
-                        items,
-                        slice_failures
-                        if now_ms() - items[0].received_at > CATCH_UP_MS
-                        else keeping_up_slice,
-                        slice_keys,
-                    )
+                    for part in write_slices(items, slice_size, slice_keys)
                 ]
                 for stats in ctx.write_all(writes):
                     totals["writes"] += 1
@@ -633,13 +629,14 @@ def _existing_pairs(
 def _unclaimed(conn: sqlite3.Connection, ids: Sequence[int]) -> set[int]:
     """Which of these distinct failure ids are unclaimed. Counted first: usually all are, and
     a count is one row back where the ids are a step (a GIL hand-over) each, see insert_rows."""
-    count = 0
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        marks = ",".join("?" * len(chunk))
-        count += conn.execute(
-            f"SELECT count(*) FROM failures WHERE cluster_id IS NULL AND id IN ({marks})", chunk
+    count = sum(
+        conn.execute(
+            "SELECT count(*) FROM failures WHERE cluster_id IS NULL "
+            f"AND id IN ({','.join('?' * len(chunk))})",
+            tuple(chunk),
         ).fetchone()[0]
+        for chunk in _chunks(ids)
+    )
     if count == len(ids):
         return set(ids)
     return {row[0] for row in conn.execute(_STILL_UNCLAIMED, (min(ids), max(ids)))}

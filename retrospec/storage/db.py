@@ -633,14 +633,16 @@ def _params_per_statement(conn: sqlite3.Connection) -> int:
     return min(ROWS_PARAMS, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
 
 
-def _values_tuple(sql: str) -> tuple[int, int]:
-    """Where the parenthesised row after VALUES starts and ends (nested parentheses allowed)."""
+@functools.lru_cache(maxsize=64)
+def _around_values_row(sql: str) -> tuple[str, str, str]:
+    """(before, row, after) of an INSERT's parenthesised VALUES row (nested parentheses
+    allowed); cached, as the writer inserts with the same few statements all day."""
     start = sql.index("(", sql.upper().index("VALUES"))
     depth = 0
     for at in range(start, len(sql)):
         depth += {"(": 1, ")": -1}.get(sql[at], 0)
         if depth == 0:
-            return start, at + 1
+            return sql[:start], sql[start : at + 1], sql[at + 1 :]
     raise ValueError("unbalanced VALUES row")
 
 
@@ -659,8 +661,7 @@ def insert_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]
     if is_postgres(conn):
         conn.executemany(sql, rows)
         return
-    open_at, close_at = _values_tuple(sql)
-    head, one, tail = sql[:open_at], sql[open_at:close_at], sql[close_at:]
+    head, one, tail = _around_values_row(sql)
     per = max(1, _params_per_statement(conn) // max(1, one.count("?")))
     for start in range(0, len(rows), per):
         chunk = rows[start : start + per]
