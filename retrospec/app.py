@@ -68,6 +68,7 @@ def create_app(settings: Settings, *, start_jobs: bool = True) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         rt.writer.start()
         await rt.reads.open()
+        app.state.assets.warm_in_background()
         if run_jobs:
 
             def make_ctx(name: str) -> JobContext:

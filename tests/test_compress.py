@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import os
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import brotli
 import pytest
@@ -12,7 +15,8 @@ from litestar.testing import TestClient
 from retrospec.app import create_app
 from retrospec.paths import assets_dir
 from retrospec.settings import Settings
-from retrospec.web.compress import VariantCache, accepted, choose
+from retrospec.web.assets import AssetIndex
+from retrospec.web.compress import VariantCache, accepted, choose, response_codings
 from tests.support.accounts import add_user, login
 
 
@@ -105,3 +109,44 @@ def test_static_assets_are_precompressed(client: TestClient[object]) -> None:
     assert again.status_code == 304
     # Compressed once: the second response is the very same bytes.
     assert raw_get(client, url, "gzip, br")[1] == br_body
+
+
+def test_warm_compresses_every_text_asset_ahead_of_use(tmp_path: Path) -> None:
+    (tmp_path / "js").mkdir()
+    big = f"console.log({os.urandom(8).hex()!r});\n".encode() * 200
+    (tmp_path / "js" / "big.js").write_bytes(big)
+    (tmp_path / "js" / "tiny.js").write_bytes(b"1;")
+    (tmp_path / "logo.png").write_bytes(os.urandom(4096))
+    index = AssetIndex(tmp_path)
+    assert index.compressible("js/big.js")
+    assert not index.compressible("js/tiny.js") and not index.compressible("logo.png")
+    assert all(index.packed("js/big.js", c) is None for c in response_codings())
+    index.warm()
+    assert gzip.decompress(index.packed("js/big.js", "gzip") or b"") == big
+    assert brotli.decompress(index.packed("js/big.js", "br") or b"") == big
+    assert index.packed("js/tiny.js", "gzip") is None and index.packed("logo.png", "br") is None
+
+
+def test_a_server_start_warms_the_assets(client: TestClient[object]) -> None:
+    index: AssetIndex = client.app.state.assets
+    names = [n for n in index.files if index.compressible(n)]
+    assert "vendor/rrweb-player-2.1.6.umd.min.js" in names
+    deadline = time.monotonic() + 60
+    while any(index.packed(n, "br") is None for n in names) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Made in the background, without any request asking for them.
+    assert all(index.packed(n, c) is not None for n in names for c in response_codings())
+
+
+def test_an_asset_asked_for_before_warming_is_compressed_and_kept(
+    client: TestClient[object], tmp_path: Path
+) -> None:
+    # Content no other index in this process has, so no variant of it exists yet.
+    body = f"/* {os.urandom(8).hex()} */\n".encode() + b".a { color: red }\n" * 300
+    (tmp_path / "late.css").write_bytes(body)
+    index = AssetIndex(tmp_path)
+    client.app.state.assets = index
+    assert index.packed("late.css", "br") is None
+    headers, sent = raw_get(client, "/assets/late.css", "gzip, br")
+    assert headers["content-encoding"] == "br" and brotli.decompress(sent) == body
+    assert index.packed("late.css", "br") == sent

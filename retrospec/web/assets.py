@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import mimetypes
+import os
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from litestar import Request, Response, get
 from litestar.params import FromPath
 
@@ -26,6 +32,12 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 # Text assets are compressed once per process (best levels: paid once, not per request).
 _TEXT = ("text/", "image/svg+xml", "application/json")
 _BEST = {"gzip": 9, "br": 11}
+_MIN_BYTES = 512  # smaller bodies gain less than the header costs
+log = logging.getLogger("retrospec")
+# Compressed variants by (content digest, coding), shared by every index in the process: the
+# same file compresses to the same bytes, so an app built again (tests, reloads) pays nothing.
+_VARIANTS: dict[tuple[str, str], bytes] = {}
+_warm_started = threading.Event()
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +55,6 @@ class AssetIndex:
     def __init__(self, root: Path | None = None) -> None:
         root = root or assets_dir()
         self.files: dict[str, Asset] = {}
-        self._packed: dict[tuple[str, str], bytes] = {}
         for path in sorted(root.rglob("*")):
             if not path.is_file():
                 continue
@@ -62,17 +73,60 @@ class AssetIndex:
             raise KeyError(f"no asset {name!r}")
         return f"/assets/{name}?v={asset.digest}"
 
+    def compressible(self, name: str) -> bool:
+        """Whether responses for this asset are compressed when the client accepts it."""
+        asset = self.files[name]
+        return asset.content_type.startswith(_TEXT) and len(asset.body) > _MIN_BYTES
+
+    def packed(self, name: str, coding: str) -> bytes | None:
+        """The compressed variant if it is made already (no work on the caller's thread)."""
+        return _VARIANTS.get((self.files[name].digest, coding))
+
     def variant(self, name: str, coding: str) -> bytes:
         """The asset compressed with coding, made on first use and kept."""
-        packed = self._packed.get((name, coding))
+        asset = self.files[name]
+        packed = _VARIANTS.get((asset.digest, coding))
         if packed is None:
             # Two threads may both make it once; the result is the same bytes.
-            packed = compress(self.files[name].body, coding, level=_BEST[coding])
-            self._packed[(name, coding)] = packed
+            packed = compress(asset.body, coding, level=_BEST[coding])
+            _VARIANTS[(asset.digest, coding)] = packed
         return packed
 
+    def warm(self) -> None:
+        """Make every compressed variant now, so no visitor waits for one.
 
-def asset_response(
+        At brotli's best level the replay player alone takes ~0.5 s of CPU: made on the first
+        request after a start, that was half a second on the first replay open. The compressors
+        let go of the GIL, so this runs beside the event loop; on Linux the thread is also
+        niced, so ingest keeps its share of the CPU while a server starts.
+        """
+        if sys.platform.startswith("linux"):
+            # Not allowed here: run at the normal priority.
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        for name in self.files:
+            if self.compressible(name):
+                for coding in response_codings():
+                    self.variant(name, coding)
+
+    def warm_in_background(self) -> threading.Thread | None:
+        """Start warm() on a daemon thread, once per process (a start never waits for it)."""
+        if _warm_started.is_set():
+            return None
+        _warm_started.set()
+
+        def run() -> None:
+            try:
+                self.warm()
+            except Exception:  # a variant not made now is made on first use instead
+                log.exception("compressing the static assets ahead of use failed")
+
+        thread = threading.Thread(target=run, name="retrospec-assets", daemon=True)
+        thread.start()
+        return thread
+
+
+async def asset_response(
     index: AssetIndex, name: str, request: Request[Any, Any, Any]
 ) -> Response[bytes]:
     """Serve one indexed asset; hashed URLs are cached forever, others revalidated."""
@@ -80,7 +134,7 @@ def asset_response(
     if asset is None:
         return Response(b'{"error": "not found"}', status_code=404, media_type="application/json")
     coding = None
-    if asset.content_type.startswith(_TEXT) and len(asset.body) > 512:
+    if index.compressible(name):
         coding = choose(request.headers.get("accept-encoding", ""), response_codings())
     # Each encoding is its own representation, so its own strong validator.
     etag = f'"{asset.digest}-{coding}"' if coding else f'"{asset.digest}"'
@@ -95,13 +149,18 @@ def asset_response(
         return Response(b"", status_code=304, headers=headers)
     body = asset.body
     if coding is not None:
-        body = index.variant(name, coding)
+        packed = index.packed(name, coding)
+        if packed is None:
+            # Not warmed yet (a request right after the start): compress on a worker thread,
+            # never on the event loop that ingest shares.
+            packed = await anyio.to_thread.run_sync(index.variant, name, coding)
+        body = packed
         headers["content-encoding"] = coding
     return Response(body, media_type=asset.content_type, headers=headers)
 
 
-@get("/assets/{name:path}", include_in_schema=False, sync_to_thread=False)
-def serve_asset(name: FromPath[str], request: Request[Any, Any, Any]) -> Response[bytes]:
+@get("/assets/{name:path}", include_in_schema=False)
+async def serve_asset(name: FromPath[str], request: Request[Any, Any, Any]) -> Response[bytes]:
     """GET /assets/<name>: a file from the asset index."""
     index: AssetIndex = request.app.state.assets
-    return asset_response(index, name.lstrip("/"), request)
+    return await asset_response(index, name.lstrip("/"), request)
