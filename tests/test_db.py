@@ -397,8 +397,12 @@ def test_multi_row_statements_write_what_one_statement_per_row_would(db: Path) -
             conn.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, n INTEGER, v TEXT)")
         with transaction(conn):
             conn.executemany(upsert.format(t="one"), rows)
-            insert_rows(conn, upsert.format(t="many"), rows)
-            insert_rows(conn, upsert.format(t="many"), [])
+            assert insert_rows(conn, upsert.format(t="many"), rows) == len(rows)
+            assert insert_rows(conn, upsert.format(t="many"), []) == 0
+            # DO NOTHING: only the rows that went in count, as with executemany's rowcount.
+            fresh = "INSERT INTO many (id, n, v) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING"
+            assert insert_rows(conn, fresh, [(1, 0, "old"), (20, 0, "new"), (21, 0, "new")]) == 2
+            conn.execute("DELETE FROM many WHERE id IN (20, 21)")
         tables = [
             [tuple(r) for r in conn.execute(f"SELECT id, n, v FROM {t} ORDER BY id")]
             for t in ("one", "many")
@@ -409,4 +413,32 @@ def test_multi_row_statements_write_what_one_statement_per_row_would(db: Path) -
         assert changed == 4  # there is no 9
         assert [r[0] for r in conn.execute("SELECT id FROM many WHERE v = 'x' ORDER BY id")] == [
             0, 2, 4, 5,
+        ]  # fmt: skip
+
+
+def test_update_from_rows_updates_each_row_once_across_statements(db: Path) -> None:
+    """A VALUES-fed UPDATE (the cluster job's claim) matches a per-row UPDATE, cut into
+    statements of two rows, with its WHERE honoured and the changed rows counted."""
+    claim = (
+        "WITH v(id, tag, keep) AS (VALUES (?, ?, ?)) UPDATE claim_t SET tag = v.tag, "
+        "body = CASE WHEN v.keep THEN claim_t.body END "
+        "FROM v WHERE claim_t.id = v.id AND claim_t.tag IS NULL"
+    )
+    with _conn(db) as conn:
+        if storage_db.is_postgres(conn):
+            pytest.skip("SQLite only: PostgreSQL claims with update_ids")
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 6)  # two rows per statement
+        conn.execute("CREATE TABLE claim_t (id INTEGER PRIMARY KEY, tag TEXT, body TEXT)")
+        with transaction(conn):
+            conn.executemany(
+                "INSERT INTO claim_t (id, tag, body) VALUES (?, ?, ?)",
+                [(k, "taken" if k == 3 else None, f"b{k}") for k in range(8)],
+            )
+            rows = [(0, "a", True), (1, "a", False), (3, "b", True), (5, "b", False), (9, "c", 1)]
+            assert storage_db.update_from_rows(conn, claim, rows) == 3  # 3 is taken, 9 absent
+            assert storage_db.update_from_rows(conn, claim, []) == 0
+        after = [tuple(r) for r in conn.execute("SELECT id, tag, body FROM claim_t ORDER BY id")]
+        assert after == [
+            (0, "a", "b0"), (1, "a", None), (2, None, "b2"), (3, "taken", "b3"),
+            (4, None, "b4"), (5, "b", None), (6, None, "b6"), (7, None, "b7"),
         ]  # fmt: skip

@@ -76,7 +76,7 @@ from retrospec.sourcemaps.resolve import (
     MapIndex,
     cache_for,
 )
-from retrospec.storage.db import connect, insert_rows, update_ids
+from retrospec.storage.db import connect, insert_rows, is_postgres, update_from_rows, update_ids
 
 log = logging.getLogger(__name__)
 
@@ -642,6 +642,36 @@ def _unclaimed(conn: sqlite3.Connection, ids: Sequence[int]) -> set[int]:
     return {row[0] for row in conn.execute(_STILL_UNCLAIMED, (min(ids), max(ids)))}
 
 
+# One statement claims a whole slice on SQLite: with every failure a new bug there are as many
+# (fingerprint, cluster) groups as failures, and a statement per group cost a GIL hand-over each.
+_CLAIM_ROWS = (
+    "WITH v(id, fingerprint, cluster_id, keep) AS (VALUES (?, ?, ?, ?)) "
+    "UPDATE failures SET fingerprint = v.fingerprint, cluster_id = v.cluster_id, "
+    "payload = CASE WHEN v.keep THEN failures.payload END "
+    "FROM v WHERE failures.id = v.id AND failures.cluster_id IS NULL"
+)
+
+
+def _claim(conn: sqlite3.Connection, claims: Mapping[tuple[str, int, bool], list[int]]) -> int:
+    """Set fingerprint and cluster on unclaimed failures ((fingerprint, cluster, payload kept)
+    -> ids), dropping the payloads sampling does not keep; returns how many were claimed."""
+    if not is_postgres(conn):
+        rows = [(fid, key, cid, keeps) for (key, cid, keeps), ids in claims.items() for fid in ids]
+        return update_from_rows(conn, _CLAIM_ROWS, rows)
+    claimed = 0
+    for (key, cid, keeps), claim_ids in claims.items():
+        claimed += update_ids(
+            conn,
+            "UPDATE failures SET fingerprint = ?, cluster_id = ?"
+            + ("" if keeps else ", payload = NULL")
+            + " WHERE",
+            (key, cid),
+            claim_ids,
+            "AND cluster_id IS NULL",
+        )
+    return claimed
+
+
 def apply_batch(
     conn: sqlite3.Connection,
     items: Sequence[Item],
@@ -722,14 +752,15 @@ def apply_batch(
         )  # fmt: skip
     # Ids above this one are the clusters this transaction creates (ids only grow).
     top_id = int(conn.execute("SELECT coalesce(max(id), 0) FROM clusters").fetchone()[0])
-    stats.new_clusters = conn.executemany(
+    stats.new_clusters = insert_rows(
+        conn,
         "INSERT INTO clusters (site_id, fingerprint, kind, basis, title, culprit, "
         "first_seen_at, last_seen_at, sample_failure_id, updated_at, grouping_version, "
         "first_release, last_release, failure_count, session_count, user_count, status, "
         "promoted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (site_id, fingerprint) DO NOTHING",
         new_rows,
-    ).rowcount
+    )
     # Releases first: "newer release" below compares against what this batch saw too.
     releases.record_failures(
         conn, [(i.site_id, i.release, i.received_at) for i in todo if i.release]
@@ -780,25 +811,14 @@ def apply_batch(
     # (fingerprint, cluster, payload kept) -> failure ids: one claim statement for each.
     claims: dict[tuple[str, int, bool], list[int]] = {}
     kept_ids: set[int] = set()
-    shed = 0
     for cid, members in groups.items():
         members.sort(key=lambda m: m.id)
         kept = _kept(members, 0 if cid in whole else cluster_of[cid][3], sampling)
         kept_ids |= kept
         for m in members:
             claims.setdefault((m.fingerprint, cid, m.id in kept), []).append(m.id)
-    claimed = 0
-    for (key, cid, keeps), claim_ids in claims.items():
-        shed += 0 if keeps else len(claim_ids)
-        claimed += update_ids(
-            conn,
-            "UPDATE failures SET fingerprint = ?, cluster_id = ?"
-            + ("" if keeps else ", payload = NULL")
-            + " WHERE",
-            (key, cid),
-            claim_ids,
-            "AND cluster_id IS NULL",
-        )
+    shed = sum(len(claim_ids) for (_k, _c, keeps), claim_ids in claims.items() if not keeps)
+    claimed = _claim(conn, claims)
     if claimed != len(todo):  # impossible under the write lock; roll back rather than miscount
         raise RuntimeError(f"claimed {claimed} of {len(todo)} failures; batch rolled back")
     stats.claimed = claimed
@@ -872,19 +892,21 @@ def apply_batch(
         "last_seen_at = max(cluster_sessions.last_seen_at, excluded.last_seen_at)",
         list(session_rows.values()),
     )
-    if new_users:
-        conn.executemany(
-            "INSERT INTO cluster_users (cluster_id, user_key) VALUES (?, ?) "
-            "ON CONFLICT (cluster_id, user_key) DO NOTHING",
-            new_users,
-        )
-    conn.executemany(
+    insert_rows(
+        conn,
+        "INSERT INTO cluster_users (cluster_id, user_key) VALUES (?, ?) "
+        "ON CONFLICT (cluster_id, user_key) DO NOTHING",
+        new_users,
+    )
+    insert_rows(
+        conn,
         "INSERT INTO cluster_facets (cluster_id, facet, value, count) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (cluster_id, facet, value) DO UPDATE SET "
         "count = cluster_facets.count + excluded.count",
         facet_rows,
     )
-    conn.executemany(
+    insert_rows(
+        conn,
         "INSERT INTO cluster_days (cluster_id, day, count) VALUES (?, ?, ?) "
         "ON CONFLICT (cluster_id, day) DO UPDATE SET count = cluster_days.count + excluded.count",
         day_rows,
@@ -901,7 +923,8 @@ def apply_batch(
             cluster_updates,
         )
     # Frames live in their own table (migration 3) so clusters rows stay small for list scans.
-    conn.executemany(
+    insert_rows(
+        conn,
         "INSERT INTO cluster_frames (cluster_id, frames) VALUES (?, ?) "
         "ON CONFLICT (cluster_id) DO UPDATE SET frames = excluded.frames",
         frame_rows,

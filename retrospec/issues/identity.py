@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retrospec.issues.fingerprint import GROUPING_VERSION
+from retrospec.storage.db import insert_rows
 
 META_VERSION = "grouping_version"  # the version whose upgrade finished
 META_UPGRADED_AT = "grouping_upgraded_at"  # when it finished (epoch ms)
@@ -154,23 +155,24 @@ def add_aliases(conn: sqlite3.Connection, aliases: Sequence[tuple[str, str, int]
     """Record fingerprints that lead to clusters; a fingerprint already taken keeps its cluster."""
     if not aliases:
         return 0
-    return conn.executemany(
+    return insert_rows(
+        conn,
         "INSERT INTO cluster_aliases (site_id, fingerprint, cluster_id, grouping_version, "
         "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (site_id, fingerprint) DO NOTHING",
         [(site, fp, cid, GROUPING_VERSION, now) for site, fp, cid in aliases],
-    ).rowcount
+    )
 
 
 def add_positions(
     conn: sqlite3.Connection, positions: Sequence[tuple[str, str, int]], now: int
 ) -> None:
     """Record where clusters failed (site, position, cluster); a known position keeps its own."""
-    if positions:
-        conn.executemany(
-            "INSERT INTO cluster_positions (site_id, position, cluster_id, created_at) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (site_id, position) DO NOTHING",
-            [(site, position, cid, now) for site, position, cid in positions],
-        )
+    insert_rows(
+        conn,
+        "INSERT INTO cluster_positions (site_id, position, cluster_id, created_at) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT (site_id, position) DO NOTHING",
+        [(site, position, cid, now) for site, position, cid in positions],
+    )
 
 
 def aliases_of(conn: sqlite3.Connection, cluster_id: int) -> list[str]:

@@ -646,9 +646,10 @@ def _around_values_row(sql: str) -> tuple[str, str, str]:
     raise ValueError("unbalanced VALUES row")
 
 
-def insert_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+def insert_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> int:
     """Run `INSERT ... VALUES (?, ...) [ON CONFLICT ...]` for every row, as executemany would,
-    in a few multi-row statements on SQLite (its VALUES tuple repeated, rows in order).
+    in a few multi-row statements on SQLite (its VALUES tuple repeated, rows in order); returns
+    the rows inserted or updated, as executemany's rowcount does.
 
     Why not executemany on the writer: Python's sqlite3 lets go of the GIL around each row's
     step, and while the event loop is busy each of those hand-backs waits its turn. Measured in
@@ -657,18 +658,35 @@ def insert_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]
     it, and there an upsert may not touch one row twice in a statement.
     """
     if not rows:
-        return
+        return 0
     if is_postgres(conn):
-        conn.executemany(sql, rows)
-        return
+        return int(conn.executemany(sql, rows).rowcount)
+    return _values_rows(conn, sql, rows)
+
+
+def update_from_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+    """Run `WITH v(...) AS (VALUES (?, ...)) UPDATE t SET ... FROM v WHERE ...` with every row
+    in v, in a few statements; returns the rows updated. SQLite only (3.33+): one statement
+    where a per-row UPDATE would hand the GIL over once per row (see insert_rows)."""
+    if not rows:
+        return 0
+    return _values_rows(conn, sql, rows)
+
+
+def _values_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+    """sql with its one VALUES row repeated per row, in statements that fit the parameter cap."""
     head, one, tail = _around_values_row(sql)
     per = max(1, _params_per_statement(conn) // max(1, one.count("?")))
+    changed = 0
     for start in range(0, len(rows), per):
         chunk = rows[start : start + per]
-        conn.execute(
+        n = conn.execute(
             f"{head}{', '.join([one] * len(chunk))}{tail}",
             [value for row in chunk for value in row],
-        )
+        ).rowcount
+        # Python's sqlite3 gives no rowcount for a statement that starts with WITH.
+        changed += n if n >= 0 else int(conn.execute("SELECT changes()").fetchone()[0])
+    return changed
 
 
 def update_ids(
