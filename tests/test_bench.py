@@ -101,6 +101,9 @@ def test_quick_bench_reports_every_benchmark(tmp_path: Path) -> None:
     assert ingest["acked_not_stored_batch1"]["value"] == 0
     assert ingest["acked_not_stored_batch10"]["value"] == 0
     assert benches["ingest-replay"]["figures"]["acked_not_stored"]["value"] == 0
+    opens = benches["replay"]["figures"]
+    for key in ("first_frame_ms_2min", "next_frame_ms_2min", "open_end_ms_5min"):
+        assert opens[key]["value"] > 0, key
     # The issue-19 rows: the cluster job kept up, every backlog drained (the limit is 600 s)
     # and every probe became an issue.
     pipeline = benches["pipeline"]["figures"]
