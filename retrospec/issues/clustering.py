@@ -682,7 +682,7 @@ def apply_batch(
     """Write one fingerprinted batch (runs on the writer, inside its transaction).
 
     Work is per distinct key, cluster and (cluster, session) pair, in a few statements each;
-    claiming the failures themselves is one statement per (fingerprint, cluster).
+    claiming the failures themselves is one statement per slice on SQLite (_claim).
     """
     stats = BatchStats()
     if not items:
@@ -808,7 +808,7 @@ def apply_batch(
 
     # Claim the failures; the extra `cluster_id IS NULL` makes a double claim impossible. In a
     # hot cluster most failures give up their payload (sampling); every one is still counted.
-    # (fingerprint, cluster, payload kept) -> failure ids: one claim statement for each.
+    # (fingerprint, cluster, payload kept) -> failure ids, claimed together (_claim).
     claims: dict[tuple[str, int, bool], list[int]] = {}
     kept_ids: set[int] = set()
     for cid, members in groups.items():
