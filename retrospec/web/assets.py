@@ -39,7 +39,7 @@ log = logging.getLogger("retrospec")
 # Compressed variants by (content digest, coding), shared by every index in the process: the
 # same file compresses to the same bytes, so an app built again (tests, reloads) pays nothing.
 _VARIANTS: dict[tuple[str, str], bytes] = {}
-_warm_started = threading.Event()
+_warm_once = threading.Lock()  # held for good by the first warm_in_background
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +86,10 @@ class AssetIndex:
 
     def variant(self, name: str, coding: str) -> bytes:
         """The asset compressed with coding, made on first use and kept."""
-        asset = self.files[name]
-        packed = _VARIANTS.get((asset.digest, coding))
+        packed = self.packed(name, coding)
         if packed is None:
             # Two threads may both make it once; the result is the same bytes.
+            asset = self.files[name]
             packed = compress(asset.body, coding, level=_LEVELS[coding])
             _VARIANTS[(asset.digest, coding)] = packed
         return packed
@@ -98,26 +98,27 @@ class AssetIndex:
         """Make every compressed variant now, so no visitor waits for one.
 
         Made on the first request instead, on the event loop, the replay player's variant cost
-        the first replay open after a start 0.36 s (at brotli's level 11, then). The compressors
-        let go of the GIL, so this runs beside the event loop; on Linux the thread is also
-        niced, so ingest keeps its share of the CPU while a server starts.
+        the first replay open after a start 0.36 s (at brotli's level 11, then).
         """
-        if sys.platform.startswith("linux"):
-            # Not allowed here: run at the normal priority.
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         for name in self.files:
             if self.compressible(name):
                 for coding in response_codings():
                     self.variant(name, coding)
 
     def warm_in_background(self) -> threading.Thread | None:
-        """Start warm() on a daemon thread, once per process (a start never waits for it)."""
-        if _warm_started.is_set():
+        """Start warm() on a daemon thread, once per process (a start never waits for it).
+
+        The compressors let go of the GIL, so it runs beside the event loop; on Linux the
+        thread is also niced, so ingest keeps its share of the CPU while a server starts.
+        """
+        if not _warm_once.acquire(blocking=False):
             return None
-        _warm_started.set()
 
         def run() -> None:
+            if sys.platform.startswith("linux"):
+                # Not allowed here: run at the normal priority.
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
             try:
                 self.warm()
             except Exception:  # a variant not made now is made on first use instead
