@@ -810,6 +810,38 @@ def test_sampling_off_keeps_every_payload() -> None:
     assert [n for n in range(1, 31) if on.keeps(n)] == [*range(1, 11), 15, 20, 25, 30]
 
 
+def test_slices_take_few_new_issues_while_keeping_up_and_many_when_behind(feed: Feed) -> None:
+    """Each new issue dirties its own index pages, so a slice of many amortises the commit on a
+    backlog; fresh failures still go in slices short enough for ingest to get the writer."""
+    few = clustering.KEEPING_UP_SLICE_KEYS
+    assert few * 4 <= clustering.WRITE_SLICE_KEYS
+
+    def bugs(first: int, received_at: int | None) -> None:
+        # Each failure its own bug: its own function, position and property name.
+        for start in range(first, first + few * 2, 10):
+            failures = [
+                error(
+                    CHROME_V1.replace("lineTotal", f"handler{k}")
+                    .replace("price", f"field{k}")
+                    .replace(":2:", f":{k + 3}:"),
+                    PRICE_CHROME.replace("price", f"field{k}"),
+                )
+                for k in range(start, start + 10)
+            ]
+            extra = {} if received_at is None else {"received_at": received_at}
+            feed.send(sid(), *failures, **extra)
+
+    bugs(0, None)  # 2 keeping-up slices' worth of new issues, received just now
+    fresh = feed.cluster(batch_size=few * 4)
+    assert fresh.items == few * 2 and fresh.details["new_clusters"] == few * 2
+    assert fresh.details["writes"] == 2
+    bugs(few * 2, now_ms() - 600_000)  # as many again, long enough ago to be a backlog
+    behind = feed.cluster(batch_size=few * 4)
+    assert behind.items == few * 2 and behind.details["new_clusters"] == few * 2
+    assert behind.details["writes"] == 1
+    assert_counts_exact(feed)
+
+
 def test_write_slices_are_small_while_keeping_up_and_big_when_behind(feed: Feed) -> None:
     """What a slice takes is what an ingest arriving meanwhile waits; its size is also the job's
     share of the writer under a flood. Fresh failures go in small slices, a backlog in big ones."""
