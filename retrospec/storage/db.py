@@ -66,6 +66,11 @@ def is_postgres_url(target: Path | str) -> bool:
     return isinstance(target, str) and target.startswith(POSTGRES_SCHEMES)
 
 
+def _datasync(fd: int) -> None:
+    # macOS has no fdatasync; fsync also writes the file's metadata, which is all it adds.
+    getattr(os, "fdatasync", os.fsync)(fd)
+
+
 def _sqlite_descriptor(path: Path | str) -> int | None:
     """A descriptor SQLite holds open on the database file (Linux: /proc/self/fd), or None.
 
@@ -403,7 +408,7 @@ class Writer:
         if fd is None:
             return
         try:
-            os.fdatasync(fd)
+            _datasync(fd)
         except OSError as exc:  # closed meanwhile (a connection went away): the next pass
             log.debug("flushing the database file failed: %s", exc)
 
@@ -416,7 +421,7 @@ class Writer:
         except OSError:
             return
         try:
-            os.fdatasync(fd)
+            _datasync(fd)
         except OSError as exc:
             log.warning("flushing the WAL failed: %s", exc)
         finally:
