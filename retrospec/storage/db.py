@@ -46,11 +46,11 @@ WAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024
 # Under a load with no pause the WAL never restarts by itself (Writer._checkpoint_passes); past
 # this size the writer copies the last frames back itself, which lets its next write restart
 # the WAL. That copy fsyncs and stalls ingest: 117 ms median at half load on the reference VM
-# while it also flushed every page the checkpointer had copied since the last restart, 21-27
-# ms now that the checkpointer flushes the WAL and the database ahead of it (_flush_wal,
-# _flush_copied). So it is a safety valve: under a sustained load (the WAL grows 25-40 MB/s at
-# half of saturation here) it fires every ~9 s; any pause in the load restarts the WAL long
-# before.
+# while it also flushed every page the checkpointer had copied since the last restart, 21-69
+# ms (four traced runs) now that the checkpointer flushes the WAL and the database ahead of it
+# (_flush_wal, _flush_copied). So it is a safety valve: under a sustained load (the WAL grows
+# 25-40 MB/s at half of saturation here) it fires every ~9 s; any pause in the load restarts
+# the WAL long before.
 WAL_RESTART_BYTES = 256 * 1024 * 1024
 # Before the writer steps in: at most this many catch-up passes on the checkpointer thread,
 # stopping once one copied this few frames, so the writer's share is small.
@@ -389,7 +389,8 @@ class Writer:
         self._flush_wal()
         # Those flushes take tens of ms under load, and frames keep landing meanwhile: one more
         # pass copies them and a flush of its few pages follows, so the writer's own copy and
-        # fsyncs cover only what lands after it (a restart took 12-66 ms without this pass).
+        # fsyncs cover only what lands after it. (Its gain is within the VM's spread: restarts
+        # took 21 and 69 ms median in two traced runs without it, 25 and 27 ms with it.)
         _busy, frames, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         self._flush_copied(frames, done)
         self._finish_checkpoint.set()
