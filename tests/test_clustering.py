@@ -828,8 +828,7 @@ def test_slices_take_few_new_issues_while_keeping_up_and_many_when_behind(feed: 
                 )
                 for k in range(start, start + 10)
             ]
-            extra = {} if received_at is None else {"received_at": received_at}
-            feed.send(sid(), *failures, **extra)
+            feed.send(sid(), *failures, received_at=received_at)
 
     bugs(0, None)  # 2 keeping-up slices' worth of new issues, received just now
     fresh = feed.cluster(batch_size=few * 4)
