@@ -353,7 +353,7 @@ def run_open(ctx: BenchContext, res: BenchResult) -> None:
                             f"{label}, {minutes:g} min",
                             value,
                             unit,
-                            target=OPEN_TARGETS.get(key),
+                            target=OPEN_TARGETS[key],
                             higher_is_better=key == "frames_5s",
                         )
                     )

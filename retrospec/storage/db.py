@@ -71,23 +71,28 @@ def _datasync(fd: int) -> None:
     getattr(os, "fdatasync", os.fsync)(fd)
 
 
-def _sqlite_descriptor(path: Path | str) -> int | None:
-    """A descriptor SQLite holds open on the database file (Linux: /proc/self/fd), or None.
+def _sqlite_descriptor(target: str, known: int | None = None) -> int | None:
+    """A descriptor SQLite holds open on the file at real path `target` (Linux: /proc/self/fd),
+    or None; `known`, the one found last time, is checked first (one readlink, not a scan).
 
     To fsync the file without opening one of our own: closing any descriptor of a file drops
     every POSIX lock this process holds on it, SQLite's included. The descriptor is only ever
     flushed, so one closed or reused meanwhile costs an error or a harmless extra flush.
     """
-    target = os.path.realpath(path)
+
+    def points_there(fd: int | str) -> bool:
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}") == target
+        except OSError:
+            return False
+
+    if known is not None and points_there(known):
+        return known
     try:
         names = os.listdir("/proc/self/fd")
     except OSError:
         return None
-    for name in names:
-        with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/self/fd/{name}") == target:
-                return int(name)
-    return None
+    return next((int(name) for name in names if points_there(name)), None)
 
 
 def is_postgres(conn: sqlite3.Connection) -> bool:
@@ -210,6 +215,7 @@ class Writer:
         self._finish_checkpoint = threading.Event()
         self._wal_bytes = 0  # as the checkpointer last saw it
         self._db_flushed_at = 0  # the WAL frame the database file was last flushed up to
+        self._db_fd: int | None = None  # SQLite's descriptor that flush used (_flush_copied)
         self._cut_wal_later = False
         self.wal_restarts = 0  # forced restarts set up by _checkpoint_here
         self._pending: collections.deque[_Op] = collections.deque()  # see _run
@@ -405,7 +411,7 @@ class Writer:
         if frames <= 0 or done >= frames or done == self._db_flushed_at:
             return  # nothing copied since the last flush, or SQLite synced a complete copy
         self._db_flushed_at = done
-        fd = _sqlite_descriptor(self._path)
+        self._db_fd = fd = _sqlite_descriptor(os.path.realpath(self._path), self._db_fd)
         if fd is None:
             return
         try:
