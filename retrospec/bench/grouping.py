@@ -20,7 +20,7 @@ from typing import Any
 
 from retrospec.bench.corpus.apps import APPS
 from retrospec.bench.corpus.build import BUNDLERS, build_all, install
-from retrospec.bench.corpus.drive import CLEAN, drive_all, sdk_init
+from retrospec.bench.corpus.drive import CLEAN, drive_all, sdk_config
 from retrospec.bench.corpus.model import Workspace
 from retrospec.bench.corpus.score import by_class, score
 from retrospec.bench.runner import (
@@ -113,15 +113,15 @@ def run(ctx: BenchContext, res: BenchResult) -> None:
         # Each app built by each bundler is one site, as it would be deployed.
         keys = _sites(rs, [(app.name, b) for app in APPS for b in bundlers])
 
-        def sdk(release: str, user: str) -> str:
+        def config(release: str, user: str) -> dict[str, Any]:
             app, _bug, bundler, _deploy, _variant = user.split("|")
-            return sdk_init(script, base, keys[(app, bundler)], release, user)
+            return sdk_config(base, keys[(app, bundler)], release, user)
 
         def launch(pw: Any) -> Any:
             return pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
 
         ports = [free_port() for _ in range(DRIVERS)]
-        stats = drive_all(launch, APPS, bundlers, ws, sdk, ports, ctx.log)
+        stats = drive_all(launch, APPS, bundlers, ws, script, config, ports, ctx.log)
         data_dir = rs.data_dir
     # The real cluster job, as `retrospec jobs run cluster` runs it.
     settings = load_settings(None, env={}, overrides={"data_dir": str(data_dir)}).settings

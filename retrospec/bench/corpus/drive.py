@@ -1,10 +1,10 @@
 """Drive every bug of every built deploy in chromium, with RetroSpec's SDK sending to a server.
 
-Each session is a fresh browser context (its own storage, cookies and SDK session) that loads
-the deploy with the SDK injected before the page's own scripts, reaches one bug through one
-variant (its user data, UI control or stored records), and flushes. The session's ground truth
-travels as the SDK user id (`identify`), which grouping never reads. A clean session per deploy
-takes no bug's path; it must send nothing.
+Each session starts clean (no cookies, no stored records, no SDK session) in its deploy's one
+browser tab, loads the deploy with the SDK started before the page's own scripts, reaches one
+bug through one variant (its user data, UI control or stored records), and flushes. The
+session's ground truth travels as the SDK user id (`identify`), which grouping never reads. A
+clean session per deploy takes no bug's path; it must send nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retrospec.bench.corpus.model import App, Step, Variant, Workspace
-from retrospec.bench.corpus.server import DeployServer
+from retrospec.bench.corpus.server import BLANK_PATH, DeployServer
 
 LOAD_SETTLE_MS = 80  # after the load event: lets frameworks finish their first render
 SETTLE_MS = 150  # after the last step
@@ -30,16 +30,31 @@ SLOW_SETTLE_MS = 400  # ... when the bug goes through the network or a promise
 STEP_TIMEOUT_MS = 10_000
 LOAD_TIMEOUT_MS = 30_000
 CLEAN = "clean"
+SESSION_KEY = "__corpus_session"
 
-# Seeds the app's stored records before its scripts run, once, in the page itself only (not in
-# frames without storage, where touching it would throw into the page).
-SEED_JS = """(items) => {
+# Runs before the page's own scripts on every load of the tab (after the SDK's classic script):
+# starts the SDK with this session's config, then seeds the app's stored records, once per
+# session, in the page itself only (not in frames, nor on the driver's blank page).
+BOOT_JS = """(() => {
   if (window.top !== window || !/^https?:$/.test(location.protocol)) return;
+  if (location.pathname === $BLANK) return;
+  let session = null;
+  try { session = JSON.parse(sessionStorage.getItem($KEY) || "null"); } catch (e) {}
+  if (!session) return;
+  window.rs = Retrospec.initRetrospec(session.sdk);
   try {
     if (sessionStorage.getItem("__corpus_seeded")) return;
     sessionStorage.setItem("__corpus_seeded", "1");
-    for (const [k, v] of Object.entries(items)) localStorage.setItem(k, v);
+    for (const [k, v] of Object.entries(session.storage)) localStorage.setItem(k, v);
   } catch (e) {}
+})();""".replace("$BLANK", json.dumps(BLANK_PATH)).replace("$KEY", json.dumps(SESSION_KEY))
+
+# On the blank page, between sessions: forget everything the last session stored (the SDK's
+# session and anonymous id, the app's records) and leave the next session's config.
+RESET_JS = """([key, session]) => {
+  localStorage.clear();
+  sessionStorage.clear();
+  sessionStorage.setItem(key, JSON.stringify(session));
 }"""
 
 
@@ -82,9 +97,9 @@ def _run_step(page: Any, step: Step) -> None:
         raise ValueError(f"unknown step {step!r}")
 
 
-def sdk_init(sdk_js: str, base_url: str, key: str, release: str, user: str) -> str:
-    """The SDK's classic script plus its init, as an init script (runs before the page's)."""
-    config = {
+def sdk_config(base_url: str, key: str, release: str, user: str) -> dict[str, Any]:
+    """The SDK's init options for one session."""
+    return {
         "apiBaseUrl": base_url,
         "apiKey": key,
         "release": release,
@@ -94,35 +109,64 @@ def sdk_init(sdk_js: str, base_url: str, key: str, release: str, user: str) -> s
         "errorSampleRate": 0,
         "flushIntervalMs": 200,
     }
-    return f"{sdk_js}\n;window.rs = Retrospec.initRetrospec({json.dumps(config)});"
+
+
+class _Tab:
+    """One browser context and page that every session of a deploy reuses.
+
+    A fresh context per session cost a new renderer process each time, most of a session's
+    CPU; a session is as clean in a reused tab once it starts from a blank same-origin page
+    with the cookies and both storages cleared (the http cache is off: the server says
+    no-store).
+    """
+
+    def __init__(self, browser: Any, sdk_js: str) -> None:
+        self.browser = browser
+        self.init = f"{sdk_js}\n;{BOOT_JS}"
+        self.context: Any = None
+        self.page: Any = None
+
+    def open(self) -> Any:
+        """The tab's page, opened on first use or after a session broke it."""
+        if self.page is None or self.page.is_closed():
+            self.close()
+            self.context = self.browser.new_context()
+            self.context.add_init_script(self.init)
+            self.page = self.context.new_page()
+            self.page.set_default_timeout(STEP_TIMEOUT_MS)
+            self.page.set_default_navigation_timeout(LOAD_TIMEOUT_MS)
+        return self.page
+
+    def close(self) -> None:
+        if self.context is not None:
+            self.context.close()
+        self.context = self.page = None
 
 
 def _session(
-    browser: Any,
+    tab: _Tab,
     origin: str,
-    init: str,
+    config: dict[str, Any],
     variant: Variant | None,
     steps: tuple[Step, ...],
     storage: dict[str, str],
     settle_ms: int,
 ) -> str | None:
-    """One session in a fresh context; returns a step error, if a step could not be taken."""
-    context = browser.new_context()
+    """One session in the deploy's tab; returns a step error, if a step could not be taken."""
+    page = tab.open()
     try:
-        context.add_init_script(init)
+        # Leaving the last session's page ends it (its SDK sends what is left on page hide).
+        page.goto(origin + BLANK_PATH)
+        tab.context.clear_cookies()
         sid = uuid.uuid4().hex  # the mock API keeps records per `sid` cookie
-        context.add_cookies([{"name": "sid", "value": sid, "url": origin}])
+        tab.context.add_cookies([{"name": "sid", "value": sid, "url": origin}])
         if variant is not None and variant.api_seed:
-            context.request.post(
+            tab.context.request.post(
                 origin + "/api/_seed",
                 data=json.dumps(list(variant.api_seed)),
                 headers={"Content-Type": "application/json", "Cookie": f"sid={sid}"},
             )
-        if storage:
-            context.add_init_script(f"({SEED_JS})({json.dumps(storage)});")
-        page = context.new_page()
-        page.set_default_timeout(STEP_TIMEOUT_MS)
-        page.set_default_navigation_timeout(LOAD_TIMEOUT_MS)
+        page.evaluate(RESET_JS, [SESSION_KEY, {"sdk": config, "storage": storage}])
         page.goto(origin + "/", wait_until="load")
         page.wait_for_timeout(LOAD_SETTLE_MS)
         error = None
@@ -134,8 +178,9 @@ def _session(
         page.wait_for_timeout(settle_ms)
         page.evaluate("window.rs && window.rs.flush()")
         return error
-    finally:
-        context.close()
+    except Exception as exc:  # the tab itself failed (a load timed out, the page crashed)
+        tab.close()
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
 
 
 def drive_deploy(
@@ -144,37 +189,41 @@ def drive_deploy(
     bundler: str,
     deploy: int,
     ws: Workspace,
-    sdk: Callable[[str, str], str],
+    sdk_js: str,
+    config: Callable[[str, str], dict[str, Any]],
     port: int,
     stats: DriveStats,
 ) -> None:
     """Every session of one deployed site: a clean one, then each bug's variants."""
+    tab = _Tab(browser, sdk_js)
     with DeployServer(ws.dist(app.name, bundler, deploy), app.server_rules, port) as server:
-        release = f"{bundler}-{deploy}.0.0"
-        where = f"{app.name}/{bundler}/d{deploy}"
-        init = sdk(release, label(app.name, CLEAN, bundler, deploy, 0))
-        err = _session(
-            browser, server.origin, init, None, app.clean_steps, app.clean_storage, SLOW_SETTLE_MS
-        )
-        stats.sessions += 1
-        if err:
-            stats.step_errors.append(f"{where}/clean: {err}")
-        for bug in app.bugs:
-            slow = bool({"network", "unhandledrejection"} & set(bug.expect))
-            for i, variant in enumerate(bug.variants):
-                init = sdk(release, label(app.name, bug.id, bundler, deploy, i))
-                err = _session(
-                    browser,
-                    server.origin,
-                    init,
-                    variant,
-                    variant.steps,
-                    variant.local_storage,
-                    SLOW_SETTLE_MS if slow else SETTLE_MS,
-                )
-                stats.sessions += 1
-                if err:
-                    stats.step_errors.append(f"{where}/{bug.id}/{i}: {err}")
+        try:
+            release = f"{bundler}-{deploy}.0.0"
+            where = f"{app.name}/{bundler}/d{deploy}"
+            clean = config(release, label(app.name, CLEAN, bundler, deploy, 0))
+            err = _session(
+                tab, server.origin, clean, None, app.clean_steps, app.clean_storage, SLOW_SETTLE_MS
+            )
+            stats.sessions += 1
+            if err:
+                stats.step_errors.append(f"{where}/clean: {err}")
+            for bug in app.bugs:
+                slow = bool({"network", "unhandledrejection"} & set(bug.expect))
+                for i, variant in enumerate(bug.variants):
+                    err = _session(
+                        tab,
+                        server.origin,
+                        config(release, label(app.name, bug.id, bundler, deploy, i)),
+                        variant,
+                        variant.steps,
+                        variant.local_storage,
+                        SLOW_SETTLE_MS if slow else SETTLE_MS,
+                    )
+                    stats.sessions += 1
+                    if err:
+                        stats.step_errors.append(f"{where}/{bug.id}/{i}: {err}")
+        finally:
+            tab.close()
 
 
 def drive_all(
@@ -182,7 +231,8 @@ def drive_all(
     apps: tuple[App, ...],
     bundlers: tuple[str, ...],
     ws: Workspace,
-    sdk: Callable[[str, str], str],
+    sdk_js: str,
+    config: Callable[[str, str], dict[str, Any]],
     ports: Sequence[int],
     log: Callable[[str], None],
 ) -> DriveStats:
@@ -211,7 +261,7 @@ def drive_all(
                         break
                     for deploy in (1, 2):
                         t = time.monotonic()
-                        drive_deploy(browser, app, bundler, deploy, ws, sdk, port, mine)
+                        drive_deploy(browser, app, bundler, deploy, ws, sdk_js, config, port, mine)
                         log(f"drove {app.name} ({bundler}, deploy {deploy}): "
                             f"{time.monotonic() - t:.1f} s")  # fmt: skip
             finally:

@@ -21,6 +21,7 @@ from retrospec.bench.corpus.model import ServerRule
 
 # One origin for every deploy, as a real site keeps its origin across releases (0: any free port).
 DEFAULT_PORT = 47801
+BLANK_PATH = "/__corpus/blank"  # the driver's same-origin page between sessions
 _sids = itertools.count(1)
 _ids = itertools.count(1)
 
@@ -120,7 +121,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         path = urlsplit(self.path).path
-        if path == "/__corpus/blank":  # the driver's same-origin page for resetting storage
+        if path == BLANK_PATH:
             return self._send(200, b"<!doctype html><title>blank</title>", "text/html")
         if path == "/api" or path.startswith("/api/"):
             return self._api(self.command, path)
