@@ -26,6 +26,7 @@ from tests.support.browser import query, wait_for
 from tests.support.data import add_site
 from tests.support.envelopes import envelope
 from tests.support.servers import ServerProcess, free_port, server_env
+from tests.support.shop import run_jobs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -251,6 +252,41 @@ def test_the_marker_list_is_lazy_and_follows_the_player(page: Any, world: World)
         ),
         what="the jump",
     )
+
+
+# Every tick on the player's progress bar: its kind (the div's title) and its left in percent.
+TICKS = """() => Array.from(document.querySelectorAll('#replay .rr-progress div[title]'))
+  .filter((d) => d.style.left.endsWith('%'))
+  .map((d) => [d.title, parseFloat(d.style.left)])"""
+TAG_SLOTS = 150  # assets/js/replay.js
+
+
+def test_progress_bar_ticks_are_capped_per_kind_yet_cover_every_marker(
+    page: Any, world: World
+) -> None:
+    # A 30-minute session: a click every 10 s, more than the bar keeps.
+    sid = str(uuid.uuid4())
+    events = recorded_session(30, world.start - 40 * MINUTE, checkout_ms=2 * MINUTE)
+    send(world.server, world.key, sid, chunked(events, 30_000), 0)
+    # Built now, not after the rebuild wait a large recording session gets from the scheduler.
+    run_jobs(world.server.settings, "replays", force=True)
+    wait_built(world.server, sid)
+    sign_in(page, world.server, f"/sessions/{sid}")
+    markers = httpx.get(
+        f"{world.server.base_url}/sessions/{sid}/markers",
+        cookies={c["name"]: c["value"] for c in page.context.cookies()},
+    ).json()["markers"]
+    clicks = [m[0] for m in markers if m[2] == "click"]
+    assert len(clicks) > TAG_SLOTS  # enough to need capping
+    ticks = page.evaluate(TICKS)
+    click_ticks = sorted(left for kind, left in ticks if kind == "click")
+    assert 0 < len(click_ticks) <= TAG_SLOTS
+    meta = page.evaluate("window.retrospecPlayer.getMetaData()")
+    span = meta["endTime"] - meta["startTime"]
+    # No click is further than one slot from a tick: the bar still shows where they happened.
+    for ts in clicks:
+        at = (ts - meta["startTime"]) / span * 100
+        assert min(abs(at - left) for left in click_ticks) <= 100 / TAG_SLOTS, ts
 
 
 def test_a_session_still_recording_grows_while_watched(page: Any, world: World) -> None:

@@ -39,6 +39,7 @@
     navigation: "Page",
     input: "Input",
   };
+  var TAG_SLOTS = 150; // progress-bar ticks per kind at most (the bar is ~1,000 px wide)
   var PLACEHOLDER = "retrospec/span"; // inert plugin events holding the timeline's two ends
 
   var index = null; // {rev, status, last_seen_at, segments}
@@ -481,10 +482,19 @@
   }
 
   function tagEvents() {
+    // The player draws each tag as a 10 px tick on its progress bar, one DOM node apiece, and
+    // a long session has thousands of clicks: past a few ticks per pixel they are a smear that
+    // only slows the first frame. Each kind keeps one tick per slot (its first there), so every
+    // stretch with a failure still shows one.
     var out = [];
+    var taken = {};
+    var span = Math.max(1, lastTs - baseTs);
     markers.forEach(function (m) {
       if (!TAG_COLOURS[m[2]]) return;
       var ts = Math.min(Math.max(m[0], baseTs), lastTs);
+      var slot = m[2] + ":" + Math.floor(((ts - baseTs) / span) * TAG_SLOTS);
+      if (taken[slot]) return;
+      taken[slot] = true;
       out.push({ type: 5, timestamp: ts, data: { tag: m[2], payload: { label: m[3] } } });
     });
     return out;

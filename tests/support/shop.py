@@ -31,14 +31,16 @@ from tests.support.paths import REPO
 DAY_MS = 86_400_000
 
 
-def run_jobs(settings: Settings, *names: str) -> None:
-    """Run jobs the way `retrospec jobs run` does (own connection, short transactions)."""
+def run_jobs(settings: Settings, *names: str, **options: Any) -> None:
+    """Run jobs the way `retrospec jobs run` does (own connection, short transactions);
+    options as the scheduler's (force=True: the replay job skips its rebuild wait)."""
     conn = connect(settings.database)
     try:
         ctx = JobContext(
             settings=settings,
             blobs=BlobStore(settings.effective_blob_url),
             write=DirectWriter(conn).call,
+            options=options,
         )
         for name in names:
             run_job(ctx, name)
