@@ -251,6 +251,30 @@ def _open_next(browser: Any, state: Any, before: str, url: str) -> float:
         context.close()
 
 
+def _page_start(browser: Any, url: str, opens: int) -> float:
+    """Median ms to DOMContentLoaded of a plain dashboard page (same stylesheet and scripts,
+    no replay) opened in a fresh context: what any page costs on this machine, this run,
+    before the replay does anything."""
+    import statistics
+
+    times = []
+    for _ in range(opens):
+        context = browser.new_context(viewport={"width": 1360, "height": 900})
+        try:
+            page = context.new_page()
+            page.goto(url)
+            times.append(
+                float(
+                    page.evaluate(
+                        "performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd"
+                    )
+                )
+            )
+        finally:
+            context.close()
+    return statistics.median(times)
+
+
 def run_open(ctx: BenchContext, res: BenchResult) -> None:
     """Replays of 5/30/120-minute sessions opened in chromium: first frame, seeks, playback."""
     import statistics
@@ -309,6 +333,16 @@ def run_open(ctx: BenchContext, res: BenchResult) -> None:
             page.wait_for_load_state()
             state = login.storage_state()
             login.close()
+            res.add(
+                Figure(
+                    "page_start_ms",
+                    "a plain dashboard page in a fresh context, to DOMContentLoaded",
+                    _page_start(browser, f"{base}/login", 5 if ctx.quick else 9),
+                    "ms",
+                    higher_is_better=False,
+                    note="the machine's share of every open this run (median of its opens)",
+                )
+            )
             for minutes, sid in sessions.items():
                 chunk_bytes, replay_bytes, duration = _stored_bytes(rs, sid)
                 firsts, ends, htmls, nexts = [], [], [], []
