@@ -272,10 +272,7 @@ def test_progress_bar_ticks_are_capped_per_kind_yet_cover_every_marker(
     run_jobs(world.server.settings, "replays", force=True)
     wait_built(world.server, sid)
     sign_in(page, world.server, f"/sessions/{sid}")
-    markers = httpx.get(
-        f"{world.server.base_url}/sessions/{sid}/markers",
-        cookies={c["name"]: c["value"] for c in page.context.cookies()},
-    ).json()["markers"]
+    markers = page.request.get(f"{world.server.base_url}/sessions/{sid}/markers").json()["markers"]
     clicks = [m[0] for m in markers if m[2] == "click"]
     assert len(clicks) > TAG_SLOTS  # enough to need capping
     ticks = page.evaluate(TICKS)

@@ -8,6 +8,7 @@ playback frames, page size, stored bytes per minute).
 from __future__ import annotations
 
 import sqlite3
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -255,8 +256,6 @@ def _page_start(browser: Any, url: str, opens: int) -> float:
     """Median ms to DOMContentLoaded of a plain dashboard page (same stylesheet and scripts,
     no replay) opened in a fresh context: what any page costs on this machine, this run,
     before the replay does anything."""
-    import statistics
-
     times = []
     for _ in range(opens):
         context = browser.new_context(viewport={"width": 1360, "height": 900})
@@ -277,7 +276,6 @@ def _page_start(browser: Any, url: str, opens: int) -> float:
 
 def run_open(ctx: BenchContext, res: BenchResult) -> None:
     """Replays of 5/30/120-minute sessions opened in chromium: first frame, seeks, playback."""
-    import statistics
     import subprocess
     import sys
     import uuid

@@ -97,6 +97,12 @@ def _run_step(page: Any, step: Step) -> None:
         raise ValueError(f"unknown step {step!r}")
 
 
+def _describe(exc: Exception) -> str:
+    """An error's type and first line (playwright's messages go on with a call log)."""
+    first = str(exc).partition("\n")[0]
+    return f"{type(exc).__name__}: {first}"
+
+
 def sdk_config(base_url: str, key: str, release: str, user: str) -> dict[str, Any]:
     """The SDK's init options for one session."""
     return {
@@ -142,6 +148,12 @@ class _Tab:
             self.context.close()
         self.context = self.page = None
 
+    def __enter__(self) -> _Tab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _session(
     tab: _Tab,
@@ -174,13 +186,13 @@ def _session(
             for step in steps:
                 _run_step(page, step)
         except Exception as exc:  # a step that cannot be taken is a corpus defect; keep going
-            error = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+            error = _describe(exc)
         page.wait_for_timeout(settle_ms)
         page.evaluate("window.rs && window.rs.flush()")
         return error
     except Exception as exc:  # the tab itself failed (a load timed out, the page crashed)
         tab.close()
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+        return _describe(exc)
 
 
 def drive_deploy(
@@ -195,35 +207,34 @@ def drive_deploy(
     stats: DriveStats,
 ) -> None:
     """Every session of one deployed site: a clean one, then each bug's variants."""
-    tab = _Tab(browser, sdk_js)
-    with DeployServer(ws.dist(app.name, bundler, deploy), app.server_rules, port) as server:
-        try:
-            release = f"{bundler}-{deploy}.0.0"
-            where = f"{app.name}/{bundler}/d{deploy}"
-            clean = config(release, label(app.name, CLEAN, bundler, deploy, 0))
-            err = _session(
-                tab, server.origin, clean, None, app.clean_steps, app.clean_storage, SLOW_SETTLE_MS
-            )
-            stats.sessions += 1
-            if err:
-                stats.step_errors.append(f"{where}/clean: {err}")
-            for bug in app.bugs:
-                slow = bool({"network", "unhandledrejection"} & set(bug.expect))
-                for i, variant in enumerate(bug.variants):
-                    err = _session(
-                        tab,
-                        server.origin,
-                        config(release, label(app.name, bug.id, bundler, deploy, i)),
-                        variant,
-                        variant.steps,
-                        variant.local_storage,
-                        SLOW_SETTLE_MS if slow else SETTLE_MS,
-                    )
-                    stats.sessions += 1
-                    if err:
-                        stats.step_errors.append(f"{where}/{bug.id}/{i}: {err}")
-        finally:
-            tab.close()
+    with (
+        DeployServer(ws.dist(app.name, bundler, deploy), app.server_rules, port) as server,
+        _Tab(browser, sdk_js) as tab,
+    ):
+        release = f"{bundler}-{deploy}.0.0"
+        where = f"{app.name}/{bundler}/d{deploy}"
+        clean = config(release, label(app.name, CLEAN, bundler, deploy, 0))
+        err = _session(
+            tab, server.origin, clean, None, app.clean_steps, app.clean_storage, SLOW_SETTLE_MS
+        )
+        stats.sessions += 1
+        if err:
+            stats.step_errors.append(f"{where}/clean: {err}")
+        for bug in app.bugs:
+            slow = bool({"network", "unhandledrejection"} & set(bug.expect))
+            for i, variant in enumerate(bug.variants):
+                err = _session(
+                    tab,
+                    server.origin,
+                    config(release, label(app.name, bug.id, bundler, deploy, i)),
+                    variant,
+                    variant.steps,
+                    variant.local_storage,
+                    SLOW_SETTLE_MS if slow else SETTLE_MS,
+                )
+                stats.sessions += 1
+                if err:
+                    stats.step_errors.append(f"{where}/{bug.id}/{i}: {err}")
 
 
 def drive_all(
