@@ -113,6 +113,13 @@ def test_quick_bench_reports_every_benchmark(tmp_path: Path) -> None:
         assert pipeline[key]["value"] < 600, key
     assert pipeline["not_visible_50"]["value"] == pipeline["not_visible_100"]["value"] == 0
     assert pipeline["p95_s_50"]["value"] > 0 and pipeline["ingest_p99_ms_50"]["value"] > 0
+    # The p99 rows carry their control: the bare baseline driven at the same rate.
+    assert pipeline["ingest_p99_ms_50"]["baseline"] > 0
+    latency = benches["latency"]["figures"]
+    for key in ("nojobs", "jobs"):
+        assert latency[f"p99_ms_half_saturation_{key}"]["baseline"] > 0, key
+        offered = latency[f"rate_{key}"]
+        assert offered["baseline"] == pytest.approx(offered["value"], rel=0.25), key
 
 
 BLOCK_OPTIONAL = """

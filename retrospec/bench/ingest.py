@@ -252,8 +252,17 @@ def saturation(ctx: BenchContext, *, jobs: bool = False) -> float:
     return m.load.batches_per_s
 
 
+def baseline_at(ctx: BenchContext, rate: float, body: Body, name: str) -> Measured:
+    """The bare baseline driven open loop at `rate` with `body`: the same durable write's
+    latency on this machine, in this run, at that load. It is the control for the p99 rows,
+    which this VM's run-to-run spread (7 to 49 ms with the jobs off) makes unreadable alone."""
+    with running(start_baseline(ctx, name)) as base:
+        return measure(ctx, base, "/ingest", body, rate=rate, connections=64)
+
+
 def run_latency(ctx: BenchContext, res: BenchResult) -> None:
-    """p50/p99 at half of saturation (open loop), with jobs off and with jobs running.
+    """p50/p99 at half of saturation (open loop), with jobs off and with jobs running, each
+    beside the bare baseline driven at the same rate.
 
     Saturation is measured in the same configuration as the latency it anchors: with jobs on,
     the jobs process what ingest takes (every batch carries a failure to cluster), so they share
@@ -262,12 +271,14 @@ def run_latency(ctx: BenchContext, res: BenchResult) -> None:
     half = saturation(ctx) / 2
     ctx.log(f"half of saturation, jobs off: {half:,.0f} batches/s (1 failure each)")
     body = failure_body(1)
-    figures: list[tuple[str, str, Measured]] = []
+    figures: list[tuple[str, str, Measured, Measured]] = []
     with running(start_retrospec(ctx, "latency-nojobs", jobs=False)) as rs:
         assert isinstance(rs, RetrospecServer)
         m = measure(ctx, rs, rs.ingest_path, body, rate=half, connections=64)
         ctx.log(describe("jobs off", m))
-        figures.append(("nojobs", "jobs off", m))
+    b = baseline_at(ctx, half, body, "latency-baseline")
+    ctx.log(describe("bare baseline at the same rate", b))
+    figures.append(("nojobs", "jobs off", m, b))
     half = saturation(ctx, jobs=True) / 2
     ctx.log(f"half of saturation, jobs on: {half:,.0f} batches/s (1 failure each)")
     with running(start_retrospec(ctx, "latency-jobs", jobs=True)) as rs:
@@ -280,12 +291,14 @@ def run_latency(ctx: BenchContext, res: BenchResult) -> None:
         m = measure(ctx, rs, rs.ingest_path, body, rate=half, connections=64)
         side.join()
         ctx.log(describe("jobs on", m))
-        figures.append(("jobs", "jobs running", m))
         res.notes.append(
             "jobs running: cluster and replay jobs active; a side stream of ~9 KB replay chunks "
             "ran during the window."
         )
-    for key, label, m in figures:
+    b = baseline_at(ctx, half, body, "latency-baseline-jobs")
+    ctx.log(describe("bare baseline at the same rate", b))
+    figures.append(("jobs", "jobs running", m, b))
+    for key, label, m, b in figures:
         for p in (50, 99):
             res.add(
                 Figure(
@@ -294,6 +307,7 @@ def run_latency(ctx: BenchContext, res: BenchResult) -> None:
                     m.load.percentile(p),
                     "ms",
                     target=at_most(TARGET_P99_MS) if p == 99 else None,
+                    baseline=b.load.percentile(p),
                     higher_is_better=False,
                 )
             )
@@ -303,9 +317,14 @@ def run_latency(ctx: BenchContext, res: BenchResult) -> None:
                 f"offered rate, {label}",
                 m.load.batches_per_s,
                 "req/s",
+                baseline=b.load.batches_per_s,
                 note="open loop; latency counted from the scheduled send time",
             )
         )
+    res.notes.append(
+        "baseline column of the half-load rows: the bare baseline (no jobs, no checks) driven "
+        "open loop at the same rate with the same body, right after each RetroSpec window."
+    )
 
 
 def _background_replay(ctx: BenchContext, rs: RetrospecServer, rate: float) -> None:
