@@ -27,6 +27,8 @@ TARGET_EVENTS = 5000.0
 TARGET_RATIO = 0.70
 TARGET_CPU_PER_10K = 4.0
 TARGET_P99_MS = 20.0
+# Open-loop (fixed-rate) windows use this many connections, RetroSpec and its control alike.
+OPEN_LOOP_CONNECTIONS = 64
 
 
 @dataclass(slots=True)
@@ -257,7 +259,7 @@ def baseline_at(ctx: BenchContext, rate: float, body: Body, name: str) -> Measur
     latency on this machine, in this run, at that load. It is the control for the p99 rows,
     which this VM's run-to-run spread (7 to 49 ms with the jobs off) makes unreadable alone."""
     with running(start_baseline(ctx, name)) as base:
-        return measure(ctx, base, "/ingest", body, rate=rate, connections=64)
+        return measure(ctx, base, "/ingest", body, rate=rate, connections=OPEN_LOOP_CONNECTIONS)
 
 
 def run_latency(ctx: BenchContext, res: BenchResult) -> None:
@@ -274,7 +276,7 @@ def run_latency(ctx: BenchContext, res: BenchResult) -> None:
     figures: list[tuple[str, str, Measured, Measured]] = []
     with running(start_retrospec(ctx, "latency-nojobs", jobs=False)) as rs:
         assert isinstance(rs, RetrospecServer)
-        m = measure(ctx, rs, rs.ingest_path, body, rate=half, connections=64)
+        m = measure(ctx, rs, rs.ingest_path, body, rate=half, connections=OPEN_LOOP_CONNECTIONS)
         ctx.log(describe("jobs off", m))
     b = baseline_at(ctx, half, body, "latency-baseline")
     ctx.log(describe("bare baseline at the same rate", b))
@@ -288,7 +290,7 @@ def run_latency(ctx: BenchContext, res: BenchResult) -> None:
             target=_background_replay, args=(ctx, rs, min(100.0, half / 10)), daemon=True
         )
         side.start()
-        m = measure(ctx, rs, rs.ingest_path, body, rate=half, connections=64)
+        m = measure(ctx, rs, rs.ingest_path, body, rate=half, connections=OPEN_LOOP_CONNECTIONS)
         side.join()
         ctx.log(describe("jobs on", m))
         res.notes.append(

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from retrospec.bench.ingest import baseline_at, describe
+from retrospec.bench.ingest import OPEN_LOOP_CONNECTIONS, baseline_at, describe
 from retrospec.bench.loadgen import Body, LoadResult, LoadSpec, percentile, run_load
 from retrospec.bench.payloads import USER_AGENT, failure, failure_body
 from retrospec.bench.runner import (
@@ -272,11 +272,20 @@ class Sustained:
     drain_s: float
 
 
+def sustained_body() -> Body:
+    """What the sustained windows send (and their baseline control, for the same body)."""
+    return failure_body(10)
+
+
 def sustained(ctx: BenchContext, rate: float, duration: float, name: str) -> Sustained:
     """Open-loop batch-10 load at `rate` batches/s for `duration`, probes all along."""
     with running(start_retrospec(ctx, name, jobs=True, settings=SETTINGS)) as rs:
         assert isinstance(rs, RetrospecServer)
-        spec = replace(_spec(ctx, rs, failure_body(10), duration), rate=rate, connections=64)
+        spec = replace(
+            _spec(ctx, rs, sustained_body(), duration),
+            rate=rate,
+            connections=OPEN_LOOP_CONNECTIONS,
+        )
         out: list[LoadResult] = []
         ended: list[float] = []
         background = threading.Thread(
@@ -364,7 +373,7 @@ def run(ctx: BenchContext, res: BenchResult) -> None:
         control = None
         if share == 50:
             # The target's control: the bare baseline at the same rate, body and connections.
-            base = baseline_at(ctx, rate, failure_body(10), "pipeline-baseline-50")
+            base = baseline_at(ctx, rate, sustained_body(), "pipeline-baseline-50")
             control = base.load.percentile(99)
             ctx.log(describe("bare baseline at the 50% rate", base))
         ctx.log(
