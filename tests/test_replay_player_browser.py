@@ -179,6 +179,8 @@ def test_long_replay_opens_near_the_end_from_its_checkpoint(page: Any, world: Wo
     assert order.index(0) > order.index(expected[0])
     meta = page.evaluate("window.retrospecPlayer.getMetaData()")
     assert meta["startTime"] == world.start and meta["totalTime"] >= 8 * MINUTE - 1_000
+    # Seeks apply events to the page itself, not through rrweb's virtual DOM (replay.js says why).
+    assert page.evaluate("window.retrospecPlayer.getReplayer().config.useVirtualDom") is False
 
 
 def test_a_seek_across_a_checkpoint_replays_only_from_that_checkpoint(

@@ -48,6 +48,8 @@
               // Never UNSAFE_replayCanvas: it would add allow-scripts to the iframe sandbox.
               UNSAFE_replayCanvas: false,
               triggerFocus: false,
+              // As the dashboard's player (replay.js says why): a clip shows what the replay shows.
+              useVirtualDom: false,
             },
           });
           replayer = player.getReplayer();

@@ -537,6 +537,11 @@
         // Never UNSAFE_replayCanvas: it would add allow-scripts to the iframe sandbox.
         UNSAFE_replayCanvas: false,
         triggerFocus: false,
+        // rrweb's virtual DOM batches a long fast-forward into one diff; our checkpoints keep a
+        // seek to at most a few minutes of events, where applying them directly measured faster
+        // (seek blocks and ?t= opens, README Performance), and the virtual DOM path has open
+        // bugs such as nodes inserted before a jump missing after it (rrweb issue 1358).
+        useVirtualDom: false,
       },
     });
     window.retrospecPlayer = player; // for the browser tests and curious developers
