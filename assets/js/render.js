@@ -37,7 +37,8 @@
           baseTs = events[0].timestamp;
           var player = new Player({
             target: document.getElementById("stage"),
-            props: {
+            // The dashboard player's sandboxing settings, from replay-safety.js.
+            props: window.RetrospecReplaySafety.playerProps({
               events: events,
               width: width,
               height: height,
@@ -45,12 +46,7 @@
               skipInactive: false,
               showController: false,
               mouseTail: false,
-              // Never UNSAFE_replayCanvas: it would add allow-scripts to the iframe sandbox.
-              UNSAFE_replayCanvas: false,
-              triggerFocus: false,
-              // As the dashboard's player (replay.js says why): a clip shows what the replay shows.
-              useVirtualDom: false,
-            },
+            }),
           });
           replayer = player.getReplayer();
           return baseTs;

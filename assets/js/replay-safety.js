@@ -1,5 +1,7 @@
-// The recorded page's request-making hints, defused before rrweb rebuilds it: shared by the
-// dashboard's player (replay.js) and the video renderer (render.js). Nodes are kept (mutations
+// What the dashboard's player (replay.js) and the video renderer (render.js) share, so a clip
+// shows what the replay shows under the same guards: the rrweb-player settings that keep the
+// rebuilt page inert, and the recorded page's request-making hints, defused before rrweb
+// rebuilds it. Nodes are kept (mutations
 // refer to them by id); prefetch/preload/preconnect links lose their href, a referrer meta can
 // only tighten the policy, and http-equiv metas (refresh, CSP, cookies) lose their effect.
 (function () {
@@ -54,5 +56,28 @@
     });
   }
 
-  window.RetrospecReplaySafety = { defuseHints: defuseHints };
+  // rrweb-player props both players pass, merged under each one's own.
+  var PLAYER_PROPS = {
+    // Never UNSAFE_replayCanvas: it would add allow-scripts to the iframe sandbox.
+    UNSAFE_replayCanvas: false,
+    triggerFocus: false,
+    // rrweb's virtual DOM batches a long fast-forward into one diff; our checkpoints keep a
+    // seek to at most a few minutes of events, where applying them directly measured faster
+    // (seek blocks and ?t= opens, README Performance), and the virtual DOM path has open bugs
+    // such as nodes inserted before a jump missing after it (rrweb issue 1358).
+    useVirtualDom: false,
+  };
+
+  function playerProps(own) {
+    var props = {};
+    Object.keys(own).forEach(function (k) {
+      props[k] = own[k];
+    });
+    Object.keys(PLAYER_PROPS).forEach(function (k) {
+      props[k] = PLAYER_PROPS[k]; // the shared guards win over anything passed in
+    });
+    return props;
+  }
+
+  window.RetrospecReplaySafety = { defuseHints: defuseHints, playerProps: playerProps };
 })();

@@ -524,7 +524,9 @@
     setStatus("");
     player = new Player({
       target: host,
-      props: {
+      // The sandboxing settings (no canvas replay, no focus, no virtual DOM) are shared with
+      // the video renderer: replay-safety.js.
+      props: window.RetrospecReplaySafety.playerProps({
         events: all,
         width: size.width,
         height: size.height,
@@ -534,15 +536,7 @@
         tags: TAG_COLOURS,
         speedOption: [1, 2, 4, 8],
         mouseTail: { strokeStyle: "#6366f1", lineWidth: 2, duration: 500 },
-        // Never UNSAFE_replayCanvas: it would add allow-scripts to the iframe sandbox.
-        UNSAFE_replayCanvas: false,
-        triggerFocus: false,
-        // rrweb's virtual DOM batches a long fast-forward into one diff; our checkpoints keep a
-        // seek to at most a few minutes of events, where applying them directly measured faster
-        // (seek blocks and ?t= opens, README Performance), and the virtual DOM path has open
-        // bugs such as nodes inserted before a jump missing after it (rrweb issue 1358).
-        useVirtualDom: false,
-      },
+      }),
     });
     window.retrospecPlayer = player; // for the browser tests and curious developers
     player.addEventListener("ui-update-current-time", function (e) {

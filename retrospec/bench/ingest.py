@@ -259,7 +259,9 @@ def baseline_at(ctx: BenchContext, rate: float, body: Body, name: str) -> Measur
     latency on this machine, in this run, at that load. It is the control for the p99 rows,
     which this VM's run-to-run spread (7 to 49 ms with the jobs off) makes unreadable alone."""
     with running(start_baseline(ctx, name)) as base:
-        return measure(ctx, base, "/ingest", body, rate=rate, connections=OPEN_LOOP_CONNECTIONS)
+        b = measure(ctx, base, "/ingest", body, rate=rate, connections=OPEN_LOOP_CONNECTIONS)
+    ctx.log(describe(f"bare baseline at {rate:,.0f} req/s", b))
+    return b
 
 
 def run_latency(ctx: BenchContext, res: BenchResult) -> None:
@@ -279,7 +281,6 @@ def run_latency(ctx: BenchContext, res: BenchResult) -> None:
         m = measure(ctx, rs, rs.ingest_path, body, rate=half, connections=OPEN_LOOP_CONNECTIONS)
         ctx.log(describe("jobs off", m))
     b = baseline_at(ctx, half, body, "latency-baseline")
-    ctx.log(describe("bare baseline at the same rate", b))
     figures.append(("nojobs", "jobs off", m, b))
     half = saturation(ctx, jobs=True) / 2
     ctx.log(f"half of saturation, jobs on: {half:,.0f} batches/s (1 failure each)")
@@ -298,7 +299,6 @@ def run_latency(ctx: BenchContext, res: BenchResult) -> None:
             "ran during the window."
         )
     b = baseline_at(ctx, half, body, "latency-baseline-jobs")
-    ctx.log(describe("bare baseline at the same rate", b))
     figures.append(("jobs", "jobs running", m, b))
     for key, label, m, b in figures:
         for p in (50, 99):

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from retrospec.bench.ingest import OPEN_LOOP_CONNECTIONS, baseline_at, describe
+from retrospec.bench.ingest import OPEN_LOOP_CONNECTIONS, baseline_at
 from retrospec.bench.loadgen import Body, LoadResult, LoadSpec, percentile, run_load
 from retrospec.bench.payloads import USER_AGENT, failure, failure_body
 from retrospec.bench.runner import (
@@ -375,7 +375,6 @@ def run(ctx: BenchContext, res: BenchResult) -> None:
             # The target's control: the bare baseline at the same rate, body and connections.
             base = baseline_at(ctx, rate, sustained_body(), "pipeline-baseline-50")
             control = base.load.percentile(99)
-            ctx.log(describe("bare baseline at the 50% rate", base))
         ctx.log(
             f"{share}% of batch-10 saturation ({rate:,.0f} batches/s for {size.sustained_s:g} s): "
             f"{len(s.delays)} probes p50 {percentile(s.delays, 50):.2f} s, "
